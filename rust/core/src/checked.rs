@@ -1,0 +1,344 @@
+//! The pool with every call validated: SGI's algorithm (in `Pool`) plus a record of which
+//! blocks are live, so that misuse is an error instead of a corrupted free list.
+//!
+//! Invariants (checked by `check_invariants`):
+//! - the pool's conservation equation with `live_bytes` counted here:
+//!   `heap_size == live_bytes + free_bytes + chunk_bytes_left`;
+//! - `live_blocks` / `live_bytes` equal the blocks marked in the maps and their sizes;
+//! - `large_live_blocks == |large|`, `large_live_bytes == Σ large sizes`;
+//! - every pinned block is live.
+//!
+//! Every operation validates before it mutates, so an error leaves the pool unchanged.
+//! Upstream *allocations* are left to the caller (`NeedChunk`, `insert_large`), so that a
+//! thread-safe wrapper can make them without holding its lock: an out-of-memory handler
+//! may re-enter the pool.
+
+use crate::blockmap::BlockMap;
+use crate::error::AllocError;
+use crate::params::Params;
+use crate::pool::{NeedChunk, Pool};
+use crate::stats::PoolStats;
+use crate::upstream::Upstream;
+use std::collections::{BTreeMap, HashMap};
+use std::ptr::NonNull;
+
+/// Where a validated block lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    /// A pool block of `round_up(n)` bytes.
+    Small,
+    /// A block passed to the upstream allocator.
+    Large,
+}
+
+pub struct CheckedPool<U: Upstream> {
+    pool: Pool<U>,
+    arena_map: BlockMap,
+    chunk_maps: Vec<BlockMap>,
+    large: BTreeMap<usize, usize>,
+    pins: HashMap<usize, usize>,
+    live_blocks: usize,
+    live_bytes: usize,
+    large_live_bytes: usize,
+}
+
+impl<U: Upstream> CheckedPool<U> {
+    pub fn new(params: Params, arena_size: usize, upstream: U) -> Result<Self, AllocError> {
+        let pool = Pool::new(params, arena_size, upstream)?;
+        let arena = pool.arena();
+        let arena_map = BlockMap::new(arena.base(), arena.reserved(), params.align());
+        Ok(Self {
+            pool,
+            arena_map,
+            chunk_maps: Vec::new(),
+            large: BTreeMap::new(),
+            pins: HashMap::new(),
+            live_blocks: 0,
+            live_bytes: 0,
+            large_live_bytes: 0,
+        })
+    }
+
+    pub fn params(&self) -> &Params {
+        self.pool.params()
+    }
+
+    pub fn pool(&self) -> &Pool<U> {
+        &self.pool
+    }
+
+    fn map_of(&self, addr: usize) -> Option<&BlockMap> {
+        if self.arena_map.contains(addr) {
+            return Some(&self.arena_map);
+        }
+        let i = self.chunk_maps.partition_point(|m| m.base() <= addr);
+        self.chunk_maps[..i].last().filter(|m| m.contains(addr))
+    }
+
+    fn map_of_mut(&mut self, addr: usize) -> &mut BlockMap {
+        if self.arena_map.contains(addr) {
+            return &mut self.arena_map;
+        }
+        let i = self.chunk_maps.partition_point(|m| m.base() <= addr);
+        &mut self.chunk_maps[i - 1]
+    }
+
+    /// A block of `1 <= n <= max_bytes` bytes from the free lists, or the chunk the pool
+    /// needs from upstream first.
+    #[inline]
+    pub fn allocate_small(&mut self, n: usize) -> Result<usize, NeedChunk> {
+        let p = self.pool.allocate_small(n)?.as_ptr() as usize;
+        let size = self.params().round_up(n);
+        self.map_of_mut(p).mark(p, size);
+        self.live_blocks += 1;
+        self.live_bytes += size;
+        Ok(p)
+    }
+
+    /// Installs a chunk obtained from upstream after `NeedChunk`.
+    pub fn add_chunk(&mut self, chunk: NonNull<u8>, bytes: usize) {
+        let base = chunk.as_ptr() as usize;
+        let map = BlockMap::new(base, bytes, self.params().align());
+        let i = self.chunk_maps.partition_point(|m| m.base() < base);
+        self.chunk_maps.insert(i, map);
+        self.pool.add_chunk(chunk, bytes);
+    }
+
+    /// Records a block of `n > max_bytes` bytes just obtained from upstream.
+    pub fn insert_large(&mut self, p: usize, n: usize) {
+        self.large.insert(p, n);
+        self.large_live_bytes += n;
+    }
+
+    /// Which kind of live block `(p, n)` is, or why it is none.
+    pub fn validate(&self, p: usize, n: usize) -> Result<BlockKind, AllocError> {
+        let max = self.params().max_bytes();
+        if n > max {
+            return match self.large.get(&p) {
+                Some(&size) if size == n => Ok(BlockKind::Large),
+                Some(&size) => Err(AllocError::SizeMismatch {
+                    addr: p,
+                    size: n,
+                    block_size: size,
+                }),
+                None => Err(self.not_a_block(p, n)),
+            };
+        }
+        let Some(map) = self.map_of(p) else {
+            return Err(self.not_a_block(p, n));
+        };
+        map.check(p, self.params().round_up(n), max)
+            .map(|()| BlockKind::Small)
+    }
+
+    /// The most precise error for `(p, n)` that is not a live block of `n`'s kind.
+    fn not_a_block(&self, p: usize, n: usize) -> AllocError {
+        if let Some(&size) = self.large.get(&p) {
+            return AllocError::SizeMismatch {
+                addr: p,
+                size: n,
+                block_size: size,
+            };
+        }
+        if let Some(map) = self.map_of(p) {
+            return match map.check(
+                p,
+                self.params().round_up(n.min(self.params().max_bytes())),
+                self.params().max_bytes(),
+            ) {
+                Err(e) => e,
+                Ok(()) => AllocError::SizeMismatch {
+                    addr: p,
+                    size: n,
+                    block_size: self.params().round_up(n),
+                },
+            };
+        }
+        if self.block_containing(p).is_some() {
+            AllocError::Misaligned {
+                addr: p,
+                align: self.params().align(),
+            }
+        } else {
+            AllocError::Foreign { addr: p }
+        }
+    }
+
+    fn check_unpinned(&self, p: usize) -> Result<(), AllocError> {
+        if !self.pins.is_empty() && self.pins.contains_key(&p) {
+            Err(AllocError::Pinned { addr: p })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Validates and frees `(p, n)`; `(0, 0)` does nothing.
+    pub fn deallocate(&mut self, p: usize, n: usize) -> Result<(), AllocError> {
+        if p == 0 && n == 0 {
+            return Ok(());
+        }
+        let kind = self.validate(p, n)?;
+        self.check_unpinned(p)?;
+        let ptr = NonNull::new(p as *mut u8).expect("a validated block is not null");
+        match kind {
+            BlockKind::Small => {
+                let size = self.params().round_up(n);
+                self.map_of_mut(p).unmark(p, size);
+                self.live_blocks -= 1;
+                self.live_bytes -= size;
+                // SAFETY: validated above as a live pool block of `n`'s class.
+                unsafe { self.pool.deallocate_small(ptr, n) };
+            }
+            BlockKind::Large => {
+                self.large.remove(&p);
+                self.large_live_bytes -= n;
+                // SAFETY: validated above as a live upstream block of `n` bytes.
+                unsafe { self.pool.upstream().deallocate(ptr, n) };
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the record of large block `p` while the upstream moves it; its size.
+    pub fn take_large(&mut self, p: usize) -> Option<usize> {
+        let n = self.large.remove(&p)?;
+        self.large_live_bytes -= n;
+        Some(n)
+    }
+
+    /// True if `addr` lies inside a live block (pool or large) of this pool.
+    pub fn owns(&self, addr: usize) -> bool {
+        self.block_containing(addr).is_some()
+    }
+
+    /// `(start, size)` of the live block containing `addr`.
+    pub fn block_containing(&self, addr: usize) -> Option<(usize, usize)> {
+        if let Some(found) = self
+            .map_of(addr)
+            .and_then(|m| m.block_containing(addr, self.params().max_bytes()))
+        {
+            return Some(found);
+        }
+        let (&start, &size) = self.large.range(..=addr).next_back()?;
+        (addr < start + size).then_some((start, size))
+    }
+
+    /// The live block containing all of `[addr, addr+len)`.
+    pub fn block_spanning(&self, addr: usize, len: usize) -> Result<(usize, usize), AllocError> {
+        let out = || AllocError::OutOfBlock { addr, len };
+        let (start, size) = self.block_containing(addr).ok_or_else(out)?;
+        let end = addr.checked_add(len).ok_or_else(out)?;
+        if end <= start + size {
+            Ok((start, size))
+        } else {
+            Err(out())
+        }
+    }
+
+    /// Marks the live block at `start` as exported or borrowed: it may not be freed or
+    /// moved until unpinned as often.
+    pub fn pin(&mut self, start: usize) -> Result<(), AllocError> {
+        match self.block_containing(start) {
+            Some((s, _)) if s == start => {
+                *self.pins.entry(start).or_default() += 1;
+                Ok(())
+            }
+            _ => Err(AllocError::NotLive { addr: start }),
+        }
+    }
+
+    pub fn unpin(&mut self, start: usize) {
+        if let Some(n) = self.pins.get_mut(&start) {
+            *n -= 1;
+            if *n == 0 {
+                self.pins.remove(&start);
+            }
+        }
+    }
+
+    pub fn is_pinned(&self, start: usize) -> bool {
+        self.pins.contains_key(&start)
+    }
+
+    /// Gives every page and upstream chunk back; refused while any block is live.
+    pub fn release(&mut self) -> Result<(), AllocError> {
+        let blocks = self.live_blocks + self.large.len();
+        if blocks > 0 {
+            return Err(AllocError::LiveBlocks { blocks });
+        }
+        // SAFETY: no block is live, so nothing carved from the pool is in use.
+        unsafe { self.pool.release() };
+        self.chunk_maps.clear();
+        Ok(())
+    }
+
+    pub fn free_list(&self, i: usize) -> Vec<usize> {
+        self.pool.free_list(i)
+    }
+
+    /// Every live pool block (not large ones) as `(start, size)`, in address order per
+    /// region, arena first.
+    pub fn live_small_blocks(&self) -> Vec<(usize, usize)> {
+        let mut out = self.arena_map.live_blocks();
+        for m in &self.chunk_maps {
+            out.extend(m.live_blocks());
+        }
+        out
+    }
+
+    pub fn large_blocks(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.large.iter().map(|(&p, &n)| (p, n))
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let params = *self.params();
+        let counters = self.pool.counters();
+        let arena = self.pool.arena();
+        let resident = arena.resident_bytes();
+        PoolStats {
+            align: params.align(),
+            max_bytes: params.max_bytes(),
+            refill: params.refill(),
+            nfreelists: params.nfreelists(),
+            heap_size: self.pool.heap_size(),
+            chunk_bytes_left: self.pool.chunk_bytes_left(),
+            free_list_lengths: self.pool.free_list_lengths().to_vec(),
+            live_blocks: self.live_blocks,
+            live_bytes: self.live_bytes,
+            large_live_blocks: self.large.len(),
+            large_live_bytes: self.large_live_bytes,
+            refills: counters.refills,
+            chunk_requests: counters.chunk_requests,
+            arena_reserved: arena.reserved(),
+            arena_used: arena.used(),
+            arena_resident: resident,
+            upstream_chunk_bytes: counters.upstream_chunk_bytes,
+            syscalls: arena.syscalls(),
+        }
+    }
+
+    /// Panics if any invariant of this module or of `Pool` is broken.
+    pub fn check_invariants(&self) {
+        let pool = &self.pool;
+        assert_eq!(
+            pool.heap_size(),
+            self.live_bytes + pool.free_bytes() + pool.chunk_bytes_left(),
+            "conservation: heap_size == live_bytes + free bytes + chunk_bytes_left"
+        );
+        assert_eq!(
+            pool.heap_size(),
+            pool.arena().used() + pool.counters().upstream_chunk_bytes
+        );
+        let live = self.live_small_blocks();
+        assert_eq!(live.len(), self.live_blocks);
+        assert_eq!(live.iter().map(|b| b.1).sum::<usize>(), self.live_bytes);
+        for i in 0..pool.params().nfreelists() {
+            assert_eq!(pool.free_list(i).len(), pool.free_list_len(i));
+        }
+        assert_eq!(self.large.values().sum::<usize>(), self.large_live_bytes);
+        assert!(self
+            .pins
+            .keys()
+            .all(|&p| self.block_containing(p).is_some_and(|b| b.0 == p)));
+    }
+}

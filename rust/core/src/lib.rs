@@ -1,0 +1,34 @@
+//! stlalloc-core: the allocators of SGI STL 3.3 (`stl_alloc.h`) over real memory.
+//!
+//! - [`MallocAlloc`]: the first level, `malloc` with SGI's out-of-memory handler loop;
+//! - [`Pool`]: the second level, SGI's free lists over an `mmap`'d [`Arena`],
+//!   single-threaded and unchecked, as fast as the original;
+//! - [`CheckedPool`]: the same pool validating every call;
+//! - [`SharedPool`]: the checked pool, thread-safe; what Python uses.
+
+pub mod arena;
+pub mod blockmap;
+pub mod checked;
+pub mod error;
+pub mod malloc_alloc;
+pub mod params;
+pub mod pool;
+pub mod shared_pool;
+pub mod stats;
+mod sync;
+pub mod syscalls;
+pub mod upstream;
+
+pub use arena::Arena;
+pub use checked::CheckedPool;
+pub use error::{AllocError, HandlerError};
+pub use malloc_alloc::{MallocAlloc, MallocStats, OomHandler};
+pub use params::Params;
+pub use pool::{NeedChunk, Pool};
+pub use shared_pool::SharedPool;
+pub use stats::PoolStats;
+pub use syscalls::SyscallCounts;
+pub use upstream::{LibcMalloc, Upstream};
+
+/// The default arena reservation: 64 MiB of address space, committed as the break moves.
+pub const DEFAULT_ARENA_SIZE: usize = 64 << 20;

@@ -1,0 +1,161 @@
+//! The thread-safe pool that Python uses: a `CheckedPool` behind a lock, with every
+//! upstream *allocation* made outside the lock, so an out-of-memory handler that runs
+//! during it may call back into this pool (SGI's handler re-entrancy) without deadlock.
+//!
+//! Used from one thread it makes exactly the calls of `Pool`, in the same order, so its
+//! addresses, free lists and statistics are those of SPEC §3.
+
+use crate::checked::{BlockKind, CheckedPool};
+use crate::error::AllocError;
+use crate::malloc_alloc::{check_size, MallocAlloc};
+use crate::params::Params;
+use crate::pool::NeedChunk;
+use crate::stats::PoolStats;
+use crate::sync::lock;
+use crate::upstream::Upstream;
+use std::ptr::NonNull;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub struct SharedPool<U: Upstream + Clone = Arc<MallocAlloc>> {
+    params: Params,
+    upstream: U,
+    inner: Mutex<CheckedPool<U>>,
+}
+
+impl<U: Upstream + Clone + Send> SharedPool<U> {
+    pub fn new(params: Params, arena_size: usize, upstream: U) -> Result<Self, AllocError> {
+        let inner = CheckedPool::new(params, arena_size, upstream.clone())?;
+        Ok(Self {
+            params,
+            upstream,
+            inner: Mutex::new(inner),
+        })
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub fn upstream(&self) -> &U {
+        &self.upstream
+    }
+
+    /// The locked pool, for inspection (statistics, free lists, pictures).
+    pub fn lock(&self) -> MutexGuard<'_, CheckedPool<U>> {
+        lock(&self.inner)
+    }
+
+    /// SPEC §3 `allocate`: 0 for 0 bytes, the upstream above `max_bytes`, else the pool.
+    pub fn allocate(&self, n: usize) -> Result<usize, AllocError> {
+        if n == 0 {
+            return Ok(0);
+        }
+        if n > self.params.max_bytes() {
+            check_size(n)?;
+            let p = self.upstream.allocate(n, self.params.align())?.as_ptr() as usize;
+            self.lock().insert_large(p, n);
+            return Ok(p);
+        }
+        loop {
+            let bytes = match self.lock().allocate_small(n) {
+                Ok(p) => return Ok(p),
+                Err(NeedChunk { bytes }) => bytes,
+            };
+            // The lock is released here: the upstream may run a handler that re-enters.
+            let chunk = self.upstream.allocate(bytes, self.params.align())?;
+            self.lock().add_chunk(chunk, bytes);
+        }
+    }
+
+    pub fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        self.lock().deallocate(p, n)
+    }
+
+    /// SPEC §3 `reallocate`. On error `p` is still live, unchanged, and the pool's state is
+    /// as before except for what the failed allocation itself did (SGI's leftover push).
+    pub fn reallocate(&self, p: usize, old: usize, new: usize) -> Result<usize, AllocError> {
+        if p == 0 && old == 0 {
+            return self.allocate(new);
+        }
+        if new == 0 {
+            self.deallocate(p, old)?;
+            return Ok(0);
+        }
+        let max = self.params.max_bytes();
+        check_size(new)?;
+        {
+            let mut pool = self.lock();
+            let kind = pool.validate(p, old)?;
+            if pool.is_pinned(p) {
+                return Err(AllocError::Pinned { addr: p });
+            }
+            if kind == BlockKind::Small
+                && new <= max
+                && pool.params().round_up(old) == pool.params().round_up(new)
+            {
+                return Ok(p);
+            }
+            if old > max && new > max {
+                return self.reallocate_large(pool, p, old, new);
+            }
+            // Nobody may free or export `p` while we copy out of it unlocked.
+            pool.pin(p).expect("validated as live");
+        }
+        let q = match self.allocate(new) {
+            Ok(q) => q,
+            Err(e) => {
+                self.lock().unpin(p);
+                return Err(e);
+            }
+        };
+        // SAFETY: `p` is live and pinned (so no one frees it) with `old` bytes; `q` is a new
+        // live block of `new` bytes; distinct live blocks never overlap.
+        unsafe { std::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, old.min(new)) };
+        let mut pool = self.lock();
+        pool.unpin(p);
+        if let Err(e) = pool.deallocate(p, old) {
+            // A view of `p` was taken meanwhile: undo the move.
+            pool.deallocate(q, new).expect("q is live and ours");
+            return Err(e);
+        }
+        Ok(q)
+    }
+
+    fn reallocate_large(
+        &self,
+        mut pool: MutexGuard<'_, CheckedPool<U>>,
+        p: usize,
+        old: usize,
+        new: usize,
+    ) -> Result<usize, AllocError> {
+        // While the block moves it is out of the record: no view or free can reach it.
+        pool.take_large(p);
+        drop(pool);
+        let ptr = NonNull::new(p as *mut u8).expect("validated blocks are not null");
+        // SAFETY: `p` is a live upstream block of `old` bytes that nobody else can reach.
+        let moved = unsafe { self.upstream.reallocate(ptr, old, new, self.params.align()) };
+        let mut pool = self.lock();
+        match moved {
+            Ok(q) => {
+                pool.insert_large(q.as_ptr() as usize, new);
+                Ok(q.as_ptr() as usize)
+            }
+            Err(e) => {
+                pool.insert_large(p, old);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn owns(&self, addr: usize) -> bool {
+        self.lock().owns(addr)
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        self.lock().stats()
+    }
+
+    pub fn release(&self) -> Result<(), AllocError> {
+        self.lock().release()
+    }
+}
