@@ -206,11 +206,6 @@ impl<U: Upstream> CheckedPool<U> {
         Some(n)
     }
 
-    /// True if `addr` lies inside a live block (pool or large) of this pool.
-    pub fn owns(&self, addr: usize) -> bool {
-        self.block_containing(addr).is_some()
-    }
-
     /// `(start, size)` of the live block containing `addr`.
     pub fn block_containing(&self, addr: usize) -> Option<(usize, usize)> {
         if let Some(found) = self
@@ -221,18 +216,6 @@ impl<U: Upstream> CheckedPool<U> {
         }
         let (&start, &size) = self.large.range(..=addr).next_back()?;
         (addr < start + size).then_some((start, size))
-    }
-
-    /// The live block containing all of `[addr, addr+len)`.
-    pub fn block_spanning(&self, addr: usize, len: usize) -> Result<(usize, usize), AllocError> {
-        let out = || AllocError::OutOfBlock { addr, len };
-        let (start, size) = self.block_containing(addr).ok_or_else(out)?;
-        let end = addr.checked_add(len).ok_or_else(out)?;
-        if end <= start + size {
-            Ok((start, size))
-        } else {
-            Err(out())
-        }
     }
 
     /// Marks the live block at `start` as exported or borrowed: it may not be freed or

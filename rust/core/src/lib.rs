@@ -7,6 +7,7 @@
 //! - [`SharedPool`]: the checked pool, thread-safe; what Python uses.
 
 pub mod arena;
+pub mod block_allocator;
 pub mod blockmap;
 pub mod checked;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod syscalls;
 pub mod upstream;
 
 pub use arena::Arena;
+pub use block_allocator::BlockAllocator;
 pub use checked::CheckedPool;
 pub use error::{AllocError, HandlerError};
 pub use malloc_alloc::{MallocAlloc, MallocStats, OomHandler};

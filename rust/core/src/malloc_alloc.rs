@@ -223,32 +223,11 @@ impl MallocAlloc {
         })
     }
 
-    /// True if `addr` lies inside a live block.
-    pub fn owns(&self, addr: usize) -> bool {
-        self.block_containing(addr).is_some()
-    }
-
     /// `(start, size)` of the live block containing `addr`.
     pub fn block_containing(&self, addr: usize) -> Option<(usize, usize)> {
         let st = lock(&self.state);
         let (&start, &size) = st.live.range(..=addr).next_back()?;
         (addr < start + size).then_some((start, size))
-    }
-
-    /// The live block containing all of `[addr, addr+len)`.
-    pub fn block_spanning(&self, addr: usize, len: usize) -> Result<(usize, usize), AllocError> {
-        let out = AllocError::OutOfBlock { addr, len };
-        let (start, size) = self
-            .block_containing(addr)
-            .ok_or_else(|| AllocError::OutOfBlock { addr, len })?;
-        let end = addr
-            .checked_add(len)
-            .ok_or(AllocError::OutOfBlock { addr, len })?;
-        if end <= start + size {
-            Ok((start, size))
-        } else {
-            Err(out)
-        }
     }
 
     /// Marks the live block at `start` as exported: it may not be freed or moved until
@@ -304,6 +283,7 @@ impl Drop for MallocAlloc {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::block_allocator::BlockAllocator;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]

@@ -147,10 +147,6 @@ impl<U: Upstream + Clone + Send> SharedPool<U> {
         }
     }
 
-    pub fn owns(&self, addr: usize) -> bool {
-        self.lock().owns(addr)
-    }
-
     pub fn stats(&self) -> PoolStats {
         self.lock().stats()
     }

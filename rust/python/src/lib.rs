@@ -1,1 +1,27 @@
-//! placeholder
+//! The Python face of stlalloc-core: converts arguments, validates them, raises. No
+//! allocator logic lives here; every decision is the core's.
+
+mod buffer;
+mod convert;
+mod errors;
+mod handler;
+mod malloc;
+mod pool;
+mod stats;
+mod view;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("AllocatorError", py.get_type::<errors::AllocatorError>())?;
+    m.add_class::<malloc::PyMallocAllocator>()?;
+    m.add_class::<pool::PyPoolAllocator>()?;
+    m.add_class::<stats::PyMallocStats>()?;
+    m.add_class::<stats::PyPoolStats>()?;
+    m.add_class::<view::BlockView>()?;
+    m.add_function(wrap_pyfunction!(pool::default_pool, m)?)?;
+    m.add("DEFAULT_ARENA_SIZE", stlalloc_core::DEFAULT_ARENA_SIZE)?;
+    Ok(())
+}

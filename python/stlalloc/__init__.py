@@ -1,0 +1,27 @@
+"""stlalloc: the allocators of SGI STL 3.3 (``stl_alloc.h``), in Rust, for Python.
+
+- :class:`MallocAllocator`: the first level, ``malloc`` with SGI's out-of-memory handler loop;
+- :class:`PoolAllocator`: the second level, SGI's free lists over an ``mmap``'d arena;
+- :func:`default_pool`: the process-wide pool, SGI's ``alloc``;
+- :mod:`stlalloc.probe`: live evidence of how glibc ``malloc`` uses ``brk`` and ``mmap``.
+"""
+
+from stlalloc._native import (
+    DEFAULT_ARENA_SIZE,
+    AllocatorError,
+    MallocAllocator,
+    MallocStats,
+    PoolAllocator,
+    PoolStats,
+    default_pool,
+)
+
+__all__ = [
+    "DEFAULT_ARENA_SIZE",
+    "AllocatorError",
+    "MallocAllocator",
+    "MallocStats",
+    "PoolAllocator",
+    "PoolStats",
+    "default_pool",
+]

@@ -1,0 +1,87 @@
+//! The safe, address-based interface of every built-in allocator: what containers, views
+//! and the Python layer rely on. Every method validates its arguments; misuse is an error
+//! and changes nothing.
+
+use crate::error::AllocError;
+use crate::malloc_alloc::{MallocAlloc, MALLOC_ALIGN};
+use crate::shared_pool::SharedPool;
+use crate::upstream::Upstream;
+
+pub trait BlockAllocator: Send + Sync {
+    /// A block of at least `n` bytes, aligned to `alignment()`; 0 for `n == 0`.
+    fn allocate(&self, n: usize) -> Result<usize, AllocError>;
+    /// Frees the live block `p` allocated with size `n` (or one of its class).
+    fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError>;
+    fn reallocate(&self, p: usize, old: usize, new: usize) -> Result<usize, AllocError>;
+    /// `(start, size)` of the live block containing `addr`.
+    fn block_containing(&self, addr: usize) -> Option<(usize, usize)>;
+    /// Forbids freeing or moving the live block at `start` until `unpin`.
+    fn pin(&self, start: usize) -> Result<(), AllocError>;
+    fn unpin(&self, start: usize);
+    /// The alignment every block is promised.
+    fn alignment(&self) -> usize;
+
+    fn owns(&self, addr: usize) -> bool {
+        self.block_containing(addr).is_some()
+    }
+
+    /// The live block containing all of `[addr, addr+len)`.
+    fn block_spanning(&self, addr: usize, len: usize) -> Result<(usize, usize), AllocError> {
+        let out = || AllocError::OutOfBlock { addr, len };
+        let (start, size) = self.block_containing(addr).ok_or_else(out)?;
+        let end = addr.checked_add(len).ok_or_else(out)?;
+        if end <= start + size {
+            Ok((start, size))
+        } else {
+            Err(out())
+        }
+    }
+}
+
+impl BlockAllocator for MallocAlloc {
+    fn allocate(&self, n: usize) -> Result<usize, AllocError> {
+        MallocAlloc::allocate(self, n)
+    }
+    fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        MallocAlloc::deallocate(self, p, n)
+    }
+    fn reallocate(&self, p: usize, old: usize, new: usize) -> Result<usize, AllocError> {
+        MallocAlloc::reallocate(self, p, old, new)
+    }
+    fn block_containing(&self, addr: usize) -> Option<(usize, usize)> {
+        MallocAlloc::block_containing(self, addr)
+    }
+    fn pin(&self, start: usize) -> Result<(), AllocError> {
+        MallocAlloc::pin(self, start)
+    }
+    fn unpin(&self, start: usize) {
+        MallocAlloc::unpin(self, start)
+    }
+    fn alignment(&self) -> usize {
+        MALLOC_ALIGN
+    }
+}
+
+impl<U: Upstream + Clone + Send + Sync> BlockAllocator for SharedPool<U> {
+    fn allocate(&self, n: usize) -> Result<usize, AllocError> {
+        SharedPool::allocate(self, n)
+    }
+    fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        SharedPool::deallocate(self, p, n)
+    }
+    fn reallocate(&self, p: usize, old: usize, new: usize) -> Result<usize, AllocError> {
+        SharedPool::reallocate(self, p, old, new)
+    }
+    fn block_containing(&self, addr: usize) -> Option<(usize, usize)> {
+        self.lock().block_containing(addr)
+    }
+    fn pin(&self, start: usize) -> Result<(), AllocError> {
+        self.lock().pin(start)
+    }
+    fn unpin(&self, start: usize) {
+        self.lock().unpin(start)
+    }
+    fn alignment(&self) -> usize {
+        self.params().align()
+    }
+}

@@ -1,0 +1,182 @@
+//! `PoolAllocator`: the second level (SGI's `alloc`) for Python, and `default_pool()`.
+
+use crate::convert::{Addr, Size};
+use crate::errors::OrRaise;
+use crate::malloc::PyMallocAllocator;
+use crate::stats::PyPoolStats;
+use crate::view::make_view;
+use pyo3::exceptions::{PyIndexError, PyMemoryError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::{PyTraverseError, PyVisit};
+use std::sync::Arc;
+use stlalloc_core::{BlockAllocator, Params, SharedPool, DEFAULT_ARENA_SIZE};
+
+/// SGI's second-level allocator: ``nfreelists = max_bytes // align`` free lists of
+/// ``align``-byte size classes, refilled ``refill`` blocks at a time from chunks of an
+/// ``mmap``'d arena of ``arena_size`` bytes; requests above ``max_bytes`` (and chunks once
+/// the arena is exhausted) go to ``upstream``, a MallocAllocator.
+#[pyclass(frozen, module = "stlalloc", name = "PoolAllocator")]
+pub struct PyPoolAllocator {
+    pub inner: Arc<SharedPool>,
+    upstream: Py<PyMallocAllocator>,
+}
+
+#[pymethods]
+impl PyPoolAllocator {
+    #[new]
+    #[pyo3(signature = (*, align = Size(8), max_bytes = Size(128), refill = Size(20), arena_size = Size(DEFAULT_ARENA_SIZE), upstream = None))]
+    fn new(
+        py: Python<'_>,
+        align: Size,
+        max_bytes: Size,
+        refill: Size,
+        arena_size: Size,
+        upstream: Option<Py<PyMallocAllocator>>,
+    ) -> PyResult<Self> {
+        let params = Params::new(align.0, max_bytes.0, refill.0).or_raise()?;
+        let upstream = match upstream {
+            Some(u) => u,
+            None => Py::new(py, PyMallocAllocator::with_limit(None))?,
+        };
+        let core_upstream = upstream.get().inner.clone();
+        let inner = SharedPool::new(params, arena_size.0, core_upstream).or_raise()?;
+        Ok(Self { inner: Arc::new(inner), upstream })
+    }
+
+    #[getter]
+    fn align(&self) -> usize {
+        self.inner.params().align()
+    }
+
+    #[getter]
+    fn max_bytes(&self) -> usize {
+        self.inner.params().max_bytes()
+    }
+
+    #[getter]
+    fn refill(&self) -> usize {
+        self.inner.params().refill()
+    }
+
+    #[getter]
+    fn nfreelists(&self) -> usize {
+        self.inner.params().nfreelists()
+    }
+
+    /// The first-level allocator behind this pool.
+    #[getter]
+    fn upstream(&self, py: Python<'_>) -> Py<PyMallocAllocator> {
+        self.upstream.clone_ref(py)
+    }
+
+    /// A block of ``round_up(n)`` bytes from ``free_list[size_class(n)]`` (refilled from
+    /// the arena when empty); above ``max_bytes`` from upstream; 0 for ``n == 0``.
+    fn allocate(&self, n: Size) -> PyResult<usize> {
+        self.inner.allocate(n.0).or_raise()
+    }
+
+    /// Pushes ``p`` back on its free list (LIFO); ``n`` must be of the block's size class.
+    fn deallocate(&self, p: Addr, n: Size) -> PyResult<()> {
+        self.inner.deallocate(p.0, n.0).or_raise()
+    }
+
+    /// SGI's reallocate: upstream ``realloc`` when both sizes are above ``max_bytes``,
+    /// ``p`` itself when the size class does not change, else allocate, copy, deallocate.
+    fn reallocate(&self, p: Addr, old_n: Size, new_n: Size) -> PyResult<usize> {
+        self.inner.reallocate(p.0, old_n.0, new_n.0).or_raise()
+    }
+
+    /// True if ``p`` lies inside a live block of this pool (pool or upstream block).
+    fn owns(&self, p: Addr) -> bool {
+        self.inner.owns(p.0)
+    }
+
+    /// A writable zero-copy memoryview of ``[p, p+n)``, which must lie inside one live
+    /// block. While the view is exported the block cannot be freed or reallocated.
+    fn view<'py>(&self, py: Python<'py>, p: Addr, n: Size) -> PyResult<Bound<'py, PyAny>> {
+        make_view(py, self.inner.clone(), p.0, n.0)
+    }
+
+    fn stats(&self) -> PyPoolStats {
+        PyPoolStats(self.inner.stats())
+    }
+
+    /// ``(n + align - 1) & ~(align - 1)``.
+    fn round_up(&self, n: Size) -> PyResult<usize> {
+        let align = self.inner.params().align();
+        n.0.checked_add(align - 1)
+            .map(|m| m & !(align - 1))
+            .ok_or_else(|| PyMemoryError::new_err("size too large to round up"))
+    }
+
+    /// The free list index of an ``n``-byte request, ``1 <= n <= max_bytes``.
+    fn size_class(&self, n: Size) -> PyResult<usize> {
+        let params = self.inner.params();
+        if n.0 == 0 || n.0 > params.max_bytes() {
+            return Err(PyValueError::new_err(format!(
+                "size {} has no size class: classes cover 1..={} bytes",
+                n.0,
+                params.max_bytes()
+            )));
+        }
+        Ok(params.index(n.0))
+    }
+
+    /// The addresses on free list ``i``, head first (the next block ``allocate`` returns).
+    fn free_list(&self, i: isize) -> PyResult<Vec<usize>> {
+        let n = self.inner.params().nfreelists();
+        let i = usize::try_from(i)
+            .ok()
+            .filter(|&i| i < n)
+            .ok_or_else(|| PyIndexError::new_err(format!("free list {i} out of range 0..{n}")))?;
+        Ok(self.inner.lock().free_list(i))
+    }
+
+    /// Gives every arena page and upstream chunk back to the system (SGI never does).
+    /// Refused with AllocatorError while any block is live.
+    fn release(&self) -> PyResult<()> {
+        self.inner.release().or_raise()
+    }
+
+    /// Allocators are equal when one can free the other's memory: only the same pool.
+    fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> bool {
+        slf.is(other)
+    }
+
+    fn __hash__(slf: &Bound<'_, Self>) -> isize {
+        slf.as_ptr() as isize
+    }
+
+    fn __repr__(&self) -> String {
+        let p = self.inner.params();
+        let s = self.inner.stats();
+        format!(
+            "PoolAllocator(align={}, max_bytes={}, refill={}, heap_size={}, live_blocks={})",
+            p.align(),
+            p.max_bytes(),
+            p.refill(),
+            s.heap_size,
+            s.live_blocks + s.large_live_blocks
+        )
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.upstream)
+    }
+}
+
+static DEFAULT_POOL: PyOnceLock<Py<PyPoolAllocator>> = PyOnceLock::new();
+
+/// The process-wide pool, SGI's ``alloc``: default parameters, created on first use.
+#[pyfunction]
+pub fn default_pool(py: Python<'_>) -> PyResult<Py<PyPoolAllocator>> {
+    DEFAULT_POOL
+        .get_or_try_init(py, || {
+            Py::new(
+                py,
+                PyPoolAllocator::new(py, Size(8), Size(128), Size(20), Size(DEFAULT_ARENA_SIZE), None)?,
+            )
+        })
+        .map(|p| p.clone_ref(py))
+}
