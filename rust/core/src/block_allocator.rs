@@ -85,3 +85,27 @@ impl<U: Upstream + Clone + Send + Sync> BlockAllocator for SharedPool<U> {
         self.params().align()
     }
 }
+
+impl<A: BlockAllocator + ?Sized> BlockAllocator for std::sync::Arc<A> {
+    fn allocate(&self, n: usize) -> Result<usize, AllocError> {
+        (**self).allocate(n)
+    }
+    fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        (**self).deallocate(p, n)
+    }
+    fn reallocate(&self, p: usize, old: usize, new: usize) -> Result<usize, AllocError> {
+        (**self).reallocate(p, old, new)
+    }
+    fn block_containing(&self, addr: usize) -> Option<(usize, usize)> {
+        (**self).block_containing(addr)
+    }
+    fn pin(&self, start: usize) -> Result<(), AllocError> {
+        (**self).pin(start)
+    }
+    fn unpin(&self, start: usize) {
+        (**self).unpin(start)
+    }
+    fn alignment(&self) -> usize {
+        (**self).alignment()
+    }
+}

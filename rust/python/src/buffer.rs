@@ -46,7 +46,10 @@ pub unsafe fn fill(
         // `internal` slot we point at, which lives as long as the view.
         (*view).internal = std::ptr::null_mut();
         (*view).shape = if shape_and_strides {
-            let items = Box::new([(region.len / region.itemsize) as isize, region.itemsize as isize]);
+            let items = Box::new([
+                (region.len / region.itemsize) as isize,
+                region.itemsize as isize,
+            ]);
             let raw = Box::into_raw(items);
             (*view).internal = raw.cast();
             raw.cast::<isize>()

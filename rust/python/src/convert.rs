@@ -8,7 +8,11 @@ use pyo3::types::PyInt;
 
 fn as_int<'a, 'py>(obj: &'a Bound<'py, PyAny>, what: &str) -> PyResult<&'a Bound<'py, PyInt>> {
     obj.cast::<PyInt>().map_err(|_| {
-        let ty = obj.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+        let ty = obj
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
         PyTypeError::new_err(format!("{what} must be an int, not {ty}"))
     })
 }
@@ -27,10 +31,12 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Size {
         let i = as_int(&obj, "size")?;
         match i.extract::<usize>() {
             Ok(n) => Ok(Size(n)),
-            Err(_) if is_negative(i)? => {
-                Err(PyValueError::new_err(format!("size must be non-negative, not {i}")))
-            }
-            Err(_) => Err(PyMemoryError::new_err(format!("{i} bytes is more than any memory"))),
+            Err(_) if is_negative(i)? => Err(PyValueError::new_err(format!(
+                "size must be non-negative, not {i}"
+            ))),
+            Err(_) => Err(PyMemoryError::new_err(format!(
+                "{i} bytes is more than any memory"
+            ))),
         }
     }
 }
@@ -45,9 +51,9 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Addr {
         let i = as_int(&obj, "address")?;
         match i.extract::<usize>() {
             Ok(p) => Ok(Addr(p)),
-            Err(_) if is_negative(i)? => {
-                Err(PyValueError::new_err(format!("address must be non-negative, not {i}")))
-            }
+            Err(_) if is_negative(i)? => Err(PyValueError::new_err(format!(
+                "address must be non-negative, not {i}"
+            ))),
             Err(_) => Err(AllocatorError::new_err(format!("{i} is not an address"))),
         }
     }

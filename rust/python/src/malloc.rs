@@ -24,7 +24,10 @@ pub struct PyMallocAllocator {
 
 impl PyMallocAllocator {
     pub fn with_limit(limit: Option<usize>) -> Self {
-        Self { inner: Arc::new(MallocAlloc::new(limit)), handler: Mutex::new(None) }
+        Self {
+            inner: Arc::new(MallocAlloc::new(limit)),
+            handler: Mutex::new(None),
+        }
     }
 
     fn handler_slot(&self) -> std::sync::MutexGuard<'_, Option<Py<PyAny>>> {
@@ -69,11 +72,15 @@ impl PyMallocAllocator {
     fn set_malloc_handler(&self, handler: Option<Bound<'_, PyAny>>) -> PyResult<Option<Py<PyAny>>> {
         if let Some(h) = &handler {
             if !h.is_callable() {
-                return Err(pyo3::exceptions::PyTypeError::new_err("handler must be callable or None"));
+                return Err(pyo3::exceptions::PyTypeError::new_err(
+                    "handler must be callable or None",
+                ));
             }
         }
         let mut slot = self.handler_slot();
-        let core = handler.as_ref().map(|h| Arc::new(PyHandler(h.clone().unbind())) as _);
+        let core = handler
+            .as_ref()
+            .map(|h| Arc::new(PyHandler(h.clone().unbind())) as _);
         self.inner.set_malloc_handler(core);
         Ok(std::mem::replace(&mut *slot, handler.map(Bound::unbind)))
     }
@@ -104,8 +111,14 @@ impl PyMallocAllocator {
 
     fn __repr__(&self) -> String {
         let s = self.inner.stats();
-        let limit = self.inner.limit().map_or("None".to_string(), |l| l.to_string());
-        format!("MallocAllocator(limit={limit}, live_blocks={}, live_bytes={})", s.live_blocks, s.live_bytes)
+        let limit = self
+            .inner
+            .limit()
+            .map_or("None".to_string(), |l| l.to_string());
+        format!(
+            "MallocAllocator(limit={limit}, live_blocks={}, live_bytes={})",
+            s.live_blocks, s.live_bytes
+        )
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

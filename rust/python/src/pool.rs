@@ -41,7 +41,10 @@ impl PyPoolAllocator {
         };
         let core_upstream = upstream.get().inner.clone();
         let inner = SharedPool::new(params, arena_size.0, core_upstream).or_raise()?;
-        Ok(Self { inner: Arc::new(inner), upstream })
+        Ok(Self {
+            inner: Arc::new(inner),
+            upstream,
+        })
     }
 
     #[getter]
@@ -175,7 +178,14 @@ pub fn default_pool(py: Python<'_>) -> PyResult<Py<PyPoolAllocator>> {
         .get_or_try_init(py, || {
             Py::new(
                 py,
-                PyPoolAllocator::new(py, Size(8), Size(128), Size(20), Size(DEFAULT_ARENA_SIZE), None)?,
+                PyPoolAllocator::new(
+                    py,
+                    Size(8),
+                    Size(128),
+                    Size(20),
+                    Size(DEFAULT_ARENA_SIZE),
+                    None,
+                )?,
             )
         })
         .map(|p| p.clone_ref(py))

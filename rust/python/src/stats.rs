@@ -42,7 +42,12 @@ impl PyMallocStats {
         format!(
             "MallocStats(live_blocks={}, live_bytes={}, allocations={}, deallocations={}, \
              failures={}, handler_calls={})",
-            s.live_blocks, s.live_bytes, s.allocations, s.deallocations, s.failures, s.handler_calls
+            s.live_blocks,
+            s.live_bytes,
+            s.allocations,
+            s.deallocations,
+            s.failures,
+            s.handler_calls
         )
     }
 }

@@ -29,9 +29,18 @@ impl Drop for BlockView {
 impl BlockView {
     /// # Safety
     /// Called by CPython with its own `Py_buffer`.
-    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
         let me = slf.get();
-        let region = Region { buf: me.addr as *mut u8, len: me.len, itemsize: 1, format: c"B" };
+        let region = Region {
+            buf: me.addr as *mut u8,
+            len: me.len,
+            itemsize: 1,
+            format: c"B",
+        };
         // SAFETY: the block is live and pinned for as long as this object lives, and the
         // view keeps this object alive until it is released.
         unsafe { buffer::fill(view, flags, &region, slf.into_any()) }
@@ -53,6 +62,14 @@ pub fn make_view<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let (start, _) = alloc.block_spanning(addr, len).or_raise()?;
     alloc.pin(start).or_raise()?;
-    let exporter = Bound::new(py, BlockView { alloc, start, addr, len })?;
+    let exporter = Bound::new(
+        py,
+        BlockView {
+            alloc,
+            start,
+            addr,
+            len,
+        },
+    )?;
     Ok(PyMemoryView::from(exporter.as_any())?.into_any())
 }
