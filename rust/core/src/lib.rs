@@ -11,6 +11,7 @@ pub mod block_allocator;
 pub mod blockmap;
 pub mod checked;
 pub mod error;
+pub mod layout;
 pub mod malloc_alloc;
 pub mod params;
 pub mod pool;

@@ -8,8 +8,10 @@ use crate::view::make_view;
 use pyo3::exceptions::{PyIndexError, PyMemoryError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+use pyo3::types::PyDict;
 use pyo3::{PyTraverseError, PyVisit};
 use std::sync::Arc;
+use stlalloc_core::layout::{Region, RegionKind, SpanKind};
 use stlalloc_core::{BlockAllocator, Params, SharedPool, DEFAULT_ARENA_SIZE};
 
 /// SGI's second-level allocator: ``nfreelists = max_bytes // align`` free lists of
@@ -136,6 +138,26 @@ impl PyPoolAllocator {
         Ok(self.inner.lock().free_list(i))
     }
 
+    /// Every region (the arena, then each upstream chunk) as a dict ``kind, base, len,
+    /// used, spans``, spans being ``(start, size, kind, free_list_index_or_None)`` with kind
+    /// ``"live"``, ``"free"`` or ``"chunk"``, in address order; they tile ``[base,
+    /// base+used)``.
+    fn layout<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let regions = self.inner.lock().layout();
+        regions.into_iter().map(|r| region_dict(py, r)).collect()
+    }
+
+    /// Draws the pool: ``format="text"`` for a terminal, ``"svg"`` for an image.
+    #[pyo3(signature = (format = "text", **kwargs))]
+    fn render<'py>(
+        slf: &Bound<'py, Self>,
+        format: &str,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let render = slf.py().import("stlalloc._render")?.getattr("render")?;
+        render.call((slf, format), kwargs)
+    }
+
     /// Gives every arena page and upstream chunk back to the system (SGI never does).
     /// Refused with AllocatorError while any block is live.
     fn release(&self) -> PyResult<()> {
@@ -167,6 +189,29 @@ impl PyPoolAllocator {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.upstream)
     }
+}
+
+fn region_dict(py: Python<'_>, r: Region) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    let kind = match r.kind {
+        RegionKind::Arena => "arena",
+        RegionKind::UpstreamChunk => "upstream",
+    };
+    d.set_item("kind", kind)?;
+    d.set_item("base", r.base)?;
+    d.set_item("len", r.len)?;
+    d.set_item("used", r.used)?;
+    let spans: Vec<(usize, usize, &str, Option<usize>)> = r
+        .spans
+        .iter()
+        .map(|s| match s.kind {
+            SpanKind::Live => (s.start, s.size, "live", None),
+            SpanKind::Free { class } => (s.start, s.size, "free", Some(class)),
+            SpanKind::Chunk => (s.start, s.size, "chunk", None),
+        })
+        .collect();
+    d.set_item("spans", spans)?;
+    Ok(d)
 }
 
 static DEFAULT_POOL: PyOnceLock<Py<PyPoolAllocator>> = PyOnceLock::new();
