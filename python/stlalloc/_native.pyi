@@ -82,7 +82,10 @@ class PoolAllocator:
         refill: int = 20,
         arena_size: int = ...,
         upstream: MallocAllocator | None = None,
+        debug: bool = False,
     ) -> None: ...
+    @property
+    def debug(self) -> bool: ...
     @property
     def align(self) -> int: ...
     @property

@@ -67,6 +67,11 @@ impl<U: Upstream> CheckedPool<U> {
         &self.pool
     }
 
+    /// Debug mode: fill every new chunk with `byte`.
+    pub fn set_chunk_fill(&mut self, byte: Option<u8>) {
+        self.pool.set_chunk_fill(byte);
+    }
+
     fn map_of(&self, addr: usize) -> Option<&BlockMap> {
         if self.arena_map.contains(addr) {
             return Some(&self.arena_map);

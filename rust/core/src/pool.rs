@@ -52,6 +52,8 @@ pub struct Pool<U: Upstream = LibcMalloc> {
     upstream: U,
     upstream_chunks: Vec<(NonNull<u8>, usize)>,
     counters: PoolCounters,
+    /// Debug mode: new chunks are filled with this byte, so never-used blocks carry it.
+    chunk_fill: Option<u8>,
 }
 
 // SAFETY: the pool owns every block its pointers reach (arena pages and upstream chunks);
@@ -72,6 +74,7 @@ impl<U: Upstream> Pool<U> {
             upstream,
             upstream_chunks: Vec::new(),
             counters: PoolCounters::default(),
+            chunk_fill: None,
         })
     }
 
@@ -232,7 +235,7 @@ impl<U: Upstream> Pool<U> {
             let bytes_to_get = 2 * total + self.params.round_up(self.heap_size >> 4);
             self.push_leftover();
             if let Some(p) = self.arena.sbrk(bytes_to_get) {
-                self.set_chunk(p, bytes_to_get);
+                self.set_new_chunk(p, bytes_to_get);
                 self.heap_size += bytes_to_get;
                 continue;
             }
@@ -272,6 +275,20 @@ impl<U: Upstream> Pool<U> {
         false
     }
 
+    /// Makes fresh memory the chunk, filled with the debug pattern if there is one.
+    fn set_new_chunk(&mut self, p: NonNull<u8>, bytes: usize) {
+        if let Some(byte) = self.chunk_fill {
+            // SAFETY: `p` starts `bytes` bytes of fresh, writable pool memory.
+            unsafe { ptr::write_bytes(p.as_ptr(), byte, bytes) };
+        }
+        self.set_chunk(p, bytes);
+    }
+
+    /// Debug mode: fill every chunk obtained from now on with `byte`.
+    pub fn set_chunk_fill(&mut self, byte: Option<u8>) {
+        self.chunk_fill = byte;
+    }
+
     fn set_chunk(&mut self, p: NonNull<u8>, bytes: usize) {
         self.start_free = p.as_ptr();
         // SAFETY: `p` starts a region of `bytes` bytes of ours.
@@ -283,7 +300,7 @@ impl<U: Upstream> Pool<U> {
     /// thread refilled meanwhile) is kept as a leftover.
     pub fn add_chunk(&mut self, chunk: NonNull<u8>, bytes: usize) {
         self.push_leftover();
-        self.set_chunk(chunk, bytes);
+        self.set_new_chunk(chunk, bytes);
         self.heap_size += bytes;
         self.counters.upstream_chunk_bytes += bytes;
         self.upstream_chunks.push((chunk, bytes));

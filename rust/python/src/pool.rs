@@ -11,6 +11,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
 use pyo3::{PyTraverseError, PyVisit};
 use std::sync::Arc;
+use stlalloc_core::debug::DebugPool;
 use stlalloc_core::layout::{Region, RegionKind, SpanKind};
 use stlalloc_core::{BlockAllocator, Params, SharedPool, DEFAULT_ARENA_SIZE};
 
@@ -20,14 +21,17 @@ use stlalloc_core::{BlockAllocator, Params, SharedPool, DEFAULT_ARENA_SIZE};
 /// the arena is exhausted) go to ``upstream``, a MallocAllocator.
 #[pyclass(frozen, module = "stlalloc", name = "PoolAllocator")]
 pub struct PyPoolAllocator {
+    /// The pool: statistics, free lists, pictures.
     pub inner: Arc<SharedPool>,
+    /// What serves blocks: the pool itself, or its debug wrapper.
+    pub blocks: Arc<dyn BlockAllocator>,
     upstream: Py<PyMallocAllocator>,
 }
 
 #[pymethods]
 impl PyPoolAllocator {
     #[new]
-    #[pyo3(signature = (*, align = Size(8), max_bytes = Size(128), refill = Size(20), arena_size = Size(DEFAULT_ARENA_SIZE), upstream = None))]
+    #[pyo3(signature = (*, align = Size(8), max_bytes = Size(128), refill = Size(20), arena_size = Size(DEFAULT_ARENA_SIZE), upstream = None, debug = false))]
     fn new(
         py: Python<'_>,
         align: Size,
@@ -35,6 +39,7 @@ impl PyPoolAllocator {
         refill: Size,
         arena_size: Size,
         upstream: Option<Py<PyMallocAllocator>>,
+        debug: bool,
     ) -> PyResult<Self> {
         let params = Params::new(align.0, max_bytes.0, refill.0).or_raise()?;
         let upstream = match upstream {
@@ -42,11 +47,23 @@ impl PyPoolAllocator {
             None => Py::new(py, PyMallocAllocator::with_limit(None))?,
         };
         let core_upstream = upstream.get().inner.clone();
-        let inner = SharedPool::new(params, arena_size.0, core_upstream).or_raise()?;
+        let inner = Arc::new(SharedPool::new(params, arena_size.0, core_upstream).or_raise()?);
+        let blocks: Arc<dyn BlockAllocator> = if debug {
+            Arc::new(DebugPool::new(inner.clone()))
+        } else {
+            inner.clone()
+        };
         Ok(Self {
-            inner: Arc::new(inner),
+            inner,
+            blocks,
             upstream,
         })
+    }
+
+    /// Debug mode: size cookies, freed blocks filled with 0xdd and checked on reuse.
+    #[getter]
+    fn debug(&self) -> bool {
+        !std::ptr::addr_eq(Arc::as_ptr(&self.blocks), Arc::as_ptr(&self.inner))
     }
 
     #[getter]
@@ -78,29 +95,29 @@ impl PyPoolAllocator {
     /// A block of ``round_up(n)`` bytes from ``free_list[size_class(n)]`` (refilled from
     /// the arena when empty); above ``max_bytes`` from upstream; 0 for ``n == 0``.
     fn allocate(&self, n: Size) -> PyResult<usize> {
-        self.inner.allocate(n.0).or_raise()
+        self.blocks.allocate(n.0).or_raise()
     }
 
     /// Pushes ``p`` back on its free list (LIFO); ``n`` must be of the block's size class.
     fn deallocate(&self, p: Addr, n: Size) -> PyResult<()> {
-        self.inner.deallocate(p.0, n.0).or_raise()
+        self.blocks.deallocate(p.0, n.0).or_raise()
     }
 
     /// SGI's reallocate: upstream ``realloc`` when both sizes are above ``max_bytes``,
     /// ``p`` itself when the size class does not change, else allocate, copy, deallocate.
     fn reallocate(&self, p: Addr, old_n: Size, new_n: Size) -> PyResult<usize> {
-        self.inner.reallocate(p.0, old_n.0, new_n.0).or_raise()
+        self.blocks.reallocate(p.0, old_n.0, new_n.0).or_raise()
     }
 
     /// True if ``p`` lies inside a live block of this pool (pool or upstream block).
     fn owns(&self, p: Addr) -> bool {
-        self.inner.owns(p.0)
+        self.blocks.owns(p.0)
     }
 
     /// A writable zero-copy memoryview of ``[p, p+n)``, which must lie inside one live
     /// block. While the view is exported the block cannot be freed or reallocated.
     fn view<'py>(&self, py: Python<'py>, p: Addr, n: Size) -> PyResult<Bound<'py, PyAny>> {
-        make_view(py, self.inner.clone(), p.0, n.0)
+        make_view(py, self.blocks.clone(), p.0, n.0)
     }
 
     fn stats(&self) -> PyPoolStats {
@@ -230,6 +247,7 @@ pub fn default_pool(py: Python<'_>) -> PyResult<Py<PyPoolAllocator>> {
                     Size(20),
                     Size(DEFAULT_ARENA_SIZE),
                     None,
+                    false,
                 )?,
             )
         })
