@@ -89,12 +89,15 @@ impl<U: Upstream + Clone + Send + Sync> DebugPool<U> {
 
     fn cookie_error(&self, p: usize, q: usize, n: usize) -> AllocError {
         match self.pool.lock().block_containing(p) {
-            // SAFETY: `p` starts a live block of ours; its first word is the cookie.
-            Some((start, _)) if start == p => AllocError::BadCookie {
-                addr: q,
-                size: n,
-                cookie: unsafe { (p as *const usize).read() },
-            },
+            Some((start, _)) if start == p => {
+                // SAFETY: `p` starts a live block of ours; its first word is the cookie.
+                let cookie = unsafe { (p as *const usize).read() };
+                AllocError::BadCookie {
+                    addr: q,
+                    size: n,
+                    cookie,
+                }
+            }
             _ => AllocError::NotLive { addr: q },
         }
     }
