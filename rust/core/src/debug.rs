@@ -13,6 +13,7 @@
 
 use crate::block_allocator::BlockAllocator;
 use crate::error::AllocError;
+use crate::raw_lock::{RawLock, SpinLock};
 use crate::shared_pool::SharedPool;
 use crate::upstream::Upstream;
 use std::sync::Arc;
@@ -20,17 +21,17 @@ use std::sync::Arc;
 /// The byte freed user memory is filled with.
 pub const FREED: u8 = 0xdd;
 
-pub struct DebugPool<U: Upstream + Clone + Send + Sync> {
-    pool: Arc<SharedPool<U>>,
+pub struct DebugPool<U: Upstream + Clone + Send + Sync, L: RawLock = SpinLock> {
+    pool: Arc<SharedPool<U, L>>,
 }
 
-impl<U: Upstream + Clone + Send + Sync> DebugPool<U> {
-    pub fn new(pool: Arc<SharedPool<U>>) -> Self {
+impl<U: Upstream + Clone + Send + Sync, L: RawLock> DebugPool<U, L> {
+    pub fn new(pool: Arc<SharedPool<U, L>>) -> Self {
         pool.lock().set_chunk_fill(Some(FREED));
         Self { pool }
     }
 
-    pub fn pool(&self) -> &SharedPool<U> {
+    pub fn pool(&self) -> &SharedPool<U, L> {
         &self.pool
     }
 
@@ -103,7 +104,7 @@ impl<U: Upstream + Clone + Send + Sync> DebugPool<U> {
     }
 }
 
-impl<U: Upstream + Clone + Send + Sync> BlockAllocator for DebugPool<U> {
+impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for DebugPool<U, L> {
     fn allocate(&self, n: usize) -> Result<usize, AllocError> {
         if n == 0 {
             return Ok(0);

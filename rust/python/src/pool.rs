@@ -2,6 +2,7 @@
 
 use crate::convert::{Addr, Size};
 use crate::errors::OrRaise;
+use crate::gil_lock::PyPoolLock;
 use crate::malloc::PyMallocAllocator;
 use crate::stats::PyPoolStats;
 use crate::view::make_view;
@@ -13,7 +14,11 @@ use pyo3::{PyTraverseError, PyVisit};
 use std::sync::Arc;
 use stlalloc_core::debug::DebugPool;
 use stlalloc_core::layout::{Region, RegionKind, SpanKind};
-use stlalloc_core::{BlockAllocator, Params, SharedPool, DEFAULT_ARENA_SIZE};
+use stlalloc_core::{BlockAllocator, MallocAlloc, Params, SharedPool, DEFAULT_ARENA_SIZE};
+
+/// The pool behind a `PoolAllocator`: checked, over a `MallocAllocator`, locked by the GIL
+/// (or a spin lock on free-threaded builds).
+pub type PyPool = SharedPool<Arc<MallocAlloc>, PyPoolLock>;
 
 /// SGI's second-level allocator: ``nfreelists = max_bytes // align`` free lists of
 /// ``align``-byte size classes, refilled ``refill`` blocks at a time from chunks of an
@@ -22,7 +27,7 @@ use stlalloc_core::{BlockAllocator, Params, SharedPool, DEFAULT_ARENA_SIZE};
 #[pyclass(frozen, module = "stlalloc", name = "PoolAllocator")]
 pub struct PyPoolAllocator {
     /// The pool: statistics, free lists, pictures.
-    pub inner: Arc<SharedPool>,
+    pub inner: Arc<PyPool>,
     /// What serves blocks: the pool itself, or its debug wrapper.
     pub blocks: Arc<dyn BlockAllocator>,
     upstream: Py<PyMallocAllocator>,
