@@ -4,6 +4,7 @@
 
 use crate::error::AllocError;
 use crate::malloc_alloc::{MallocAlloc, MALLOC_ALIGN};
+use crate::raw_lock::RawLock;
 use crate::shared_pool::SharedPool;
 use crate::upstream::Upstream;
 
@@ -62,7 +63,7 @@ impl BlockAllocator for MallocAlloc {
     }
 }
 
-impl<U: Upstream + Clone + Send + Sync> BlockAllocator for SharedPool<U> {
+impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for SharedPool<U, L> {
     fn allocate(&self, n: usize) -> Result<usize, AllocError> {
         SharedPool::allocate(self, n)
     }

@@ -120,6 +120,27 @@ impl BlockMap {
         if !get(&self.starts, g) {
             return Err(AllocError::NotLive { addr });
         }
+        let k = size >> self.shift;
+        let (word, bit) = (g >> 6, g & 63);
+        if k >= 1 && bit + k <= 64 {
+            // The common case: the block's end bits share one word. Exactly bit k-1 of the
+            // k bits from `g` must be set.
+            let window = (self.ends[word] >> bit) & (u64::MAX >> (64 - k));
+            if window == 1 << (k - 1) {
+                return Ok(());
+            }
+        }
+        self.mismatch(addr, g, size, max_size)
+    }
+
+    #[cold]
+    fn mismatch(
+        &self,
+        addr: usize,
+        g: usize,
+        size: usize,
+        max_size: usize,
+    ) -> Result<(), AllocError> {
         let end = next_set(&self.ends, g, max_size >> self.shift)
             .expect("a live block's end bit lies within max_size");
         let block_size = (end - g + 1) << self.shift;

@@ -67,20 +67,36 @@ impl<U: Upstream> CheckedPool<U> {
         &self.pool
     }
 
+    /// Debug mode: fill every new chunk with `byte`.
+    pub fn set_chunk_fill(&mut self, byte: Option<u8>) {
+        self.pool.set_chunk_fill(byte);
+    }
+
+    /// The map of the region holding `addr`: the arena's, checked first because it serves
+    /// nearly every block, else an upstream chunk's.
+    #[inline]
     fn map_of(&self, addr: usize) -> Option<&BlockMap> {
         if self.arena_map.contains(addr) {
             return Some(&self.arena_map);
         }
-        let i = self.chunk_maps.partition_point(|m| m.base() <= addr);
-        self.chunk_maps[..i].last().filter(|m| m.contains(addr))
+        self.chunk_index(addr).map(|i| &self.chunk_maps[i])
     }
 
+    #[inline]
     fn map_of_mut(&mut self, addr: usize) -> &mut BlockMap {
         if self.arena_map.contains(addr) {
             return &mut self.arena_map;
         }
+        let i = self
+            .chunk_index(addr)
+            .expect("a checked block lies in a region");
+        &mut self.chunk_maps[i]
+    }
+
+    #[cold]
+    fn chunk_index(&self, addr: usize) -> Option<usize> {
         let i = self.chunk_maps.partition_point(|m| m.base() <= addr);
-        &mut self.chunk_maps[i - 1]
+        (i > 0 && self.chunk_maps[i - 1].contains(addr)).then(|| i - 1)
     }
 
     /// A block of `1 <= n <= max_bytes` bytes from the free lists, or the chunk the pool
@@ -111,6 +127,7 @@ impl<U: Upstream> CheckedPool<U> {
     }
 
     /// Which kind of live block `(p, n)` is, or why it is none.
+    #[inline]
     pub fn validate(&self, p: usize, n: usize) -> Result<BlockKind, AllocError> {
         let max = self.params().max_bytes();
         if n > max {
@@ -132,6 +149,7 @@ impl<U: Upstream> CheckedPool<U> {
     }
 
     /// The most precise error for `(p, n)` that is not a live block of `n`'s kind.
+    #[cold]
     fn not_a_block(&self, p: usize, n: usize) -> AllocError {
         if let Some(&size) = self.large.get(&p) {
             return AllocError::SizeMismatch {
@@ -173,6 +191,7 @@ impl<U: Upstream> CheckedPool<U> {
     }
 
     /// Validates and frees `(p, n)`; `(0, 0)` does nothing.
+    #[inline]
     pub fn deallocate(&mut self, p: usize, n: usize) -> Result<(), AllocError> {
         if p == 0 && n == 0 {
             return Ok(());
@@ -285,7 +304,7 @@ impl<U: Upstream> CheckedPool<U> {
             nfreelists: params.nfreelists(),
             heap_size: self.pool.heap_size(),
             chunk_bytes_left: self.pool.chunk_bytes_left(),
-            free_list_lengths: self.pool.free_list_lengths().to_vec(),
+            free_list_lengths: self.pool.free_list_lengths(),
             live_blocks: self.live_blocks,
             live_bytes: self.live_bytes,
             large_live_blocks: self.large.len(),

@@ -40,6 +40,15 @@ pub enum AllocError {
     Pinned { addr: usize },
     /// `[addr, addr+len)` does not lie inside one live block.
     OutOfBlock { addr: usize, len: usize },
+    /// Debug mode: the size cookie of the block does not match the size it is freed with
+    /// (a wrong size, or a write before the block's start).
+    BadCookie {
+        addr: usize,
+        size: usize,
+        cookie: usize,
+    },
+    /// Debug mode: a free block was written to after it was freed.
+    WriteAfterFree { addr: usize, offset: usize },
     /// `release()` was asked while blocks are still live.
     LiveBlocks { blocks: usize },
     /// A construction parameter is out of its domain.
@@ -87,6 +96,16 @@ impl fmt::Display for AllocError {
                     "[{addr:#x}, {addr:#x}+{len}) does not lie inside one live block"
                 )
             }
+            Self::BadCookie { addr, size, cookie } => write!(
+                f,
+                "block {addr:#x} freed with size {size}, but its size cookie says {cookie} \
+                 (wrong size, or a write before the block)"
+            ),
+            Self::WriteAfterFree { addr, offset } => write!(
+                f,
+                "block {addr:#x} was written to after it was freed (first changed byte at \
+                 offset {offset})"
+            ),
             Self::LiveBlocks { blocks } => {
                 write!(
                     f,

@@ -23,6 +23,14 @@ struct Obj {
     next: *mut Obj,
 }
 
+/// One of SGI's `_S_free_list` heads, with its length beside it (same cache line), so
+/// statistics are O(1) without walking the list.
+#[derive(Clone, Copy)]
+struct FreeList {
+    head: *mut Obj,
+    len: usize,
+}
+
 /// The arena (and the larger free lists) could not give `bytes` for a chunk: the caller
 /// should get them from the upstream allocator and pass them to `add_chunk`. The pool is
 /// consistent meanwhile: the old chunk's leftover is already on its free list.
@@ -43,8 +51,7 @@ pub struct PoolCounters {
 
 pub struct Pool<U: Upstream = LibcMalloc> {
     params: Params,
-    free_list: Box<[*mut Obj]>,
-    free_list_len: Box<[usize]>,
+    free_list: Box<[FreeList]>,
     start_free: *mut u8,
     end_free: *mut u8,
     heap_size: usize,
@@ -52,6 +59,8 @@ pub struct Pool<U: Upstream = LibcMalloc> {
     upstream: U,
     upstream_chunks: Vec<(NonNull<u8>, usize)>,
     counters: PoolCounters,
+    /// Debug mode: new chunks are filled with this byte, so never-used blocks carry it.
+    chunk_fill: Option<u8>,
 }
 
 // SAFETY: the pool owns every block its pointers reach (arena pages and upstream chunks);
@@ -63,8 +72,14 @@ impl<U: Upstream> Pool<U> {
         let n = params.nfreelists();
         Ok(Self {
             params,
-            free_list: vec![ptr::null_mut(); n].into_boxed_slice(),
-            free_list_len: vec![0; n].into_boxed_slice(),
+            free_list: vec![
+                FreeList {
+                    head: ptr::null_mut(),
+                    len: 0
+                };
+                n
+            ]
+            .into_boxed_slice(),
             start_free: ptr::null_mut(),
             end_free: ptr::null_mut(),
             heap_size: 0,
@@ -72,11 +87,13 @@ impl<U: Upstream> Pool<U> {
             upstream,
             upstream_chunks: Vec::new(),
             counters: PoolCounters::default(),
+            chunk_fill: None,
         })
     }
 
     /// SGI's `allocate`: null for 0 bytes, the upstream above `max_bytes`, else a block of
     /// `round_up(n)` bytes from `free_list[index(n)]`.
+    #[inline]
     pub fn allocate(&mut self, n: usize) -> Result<*mut u8, AllocError> {
         if n == 0 {
             return Ok(ptr::null_mut());
@@ -84,13 +101,24 @@ impl<U: Upstream> Pool<U> {
         if n > self.params.max_bytes() {
             return Ok(self.upstream.allocate(n, self.params.align())?.as_ptr());
         }
+        match self.allocate_small(n) {
+            Ok(p) => Ok(p.as_ptr()),
+            Err(need) => self.allocate_from_upstream_chunk(n, need),
+        }
+    }
+
+    #[cold]
+    fn allocate_from_upstream_chunk(
+        &mut self,
+        n: usize,
+        mut need: NeedChunk,
+    ) -> Result<*mut u8, AllocError> {
         loop {
+            let chunk = self.upstream.allocate(need.bytes, self.params.align())?;
+            self.add_chunk(chunk, need.bytes);
             match self.allocate_small(n) {
                 Ok(p) => return Ok(p.as_ptr()),
-                Err(NeedChunk { bytes }) => {
-                    let chunk = self.upstream.allocate(bytes, self.params.align())?;
-                    self.add_chunk(chunk, bytes);
-                }
+                Err(again) => need = again,
             }
         }
     }
@@ -100,6 +128,7 @@ impl<U: Upstream> Pool<U> {
     /// # Safety
     /// `p` must come from `allocate(n)` (or `reallocate(.., n)`) of this pool, with an `n` of
     /// the same size class, and not have been deallocated since. Null with 0 is allowed.
+    #[inline]
     pub unsafe fn deallocate(&mut self, p: *mut u8, n: usize) {
         if n == 0 {
             return;
@@ -157,12 +186,14 @@ impl<U: Upstream> Pool<U> {
     pub fn allocate_small(&mut self, n: usize) -> Result<NonNull<u8>, NeedChunk> {
         debug_assert!(n >= 1 && n <= self.params.max_bytes());
         let i = self.params.index(n);
-        match NonNull::new(self.free_list[i]) {
+        // SAFETY: `1 <= n <= max_bytes` gives `i < nfreelists`, the slice's length.
+        let list = unsafe { self.free_list.get_unchecked_mut(i) };
+        match NonNull::new(list.head) {
             Some(obj) => {
                 // SAFETY: a block on a free list is free memory of ours whose first word is
                 // the link written when it was pushed.
-                self.free_list[i] = unsafe { (*obj.as_ptr()).next };
-                self.free_list_len[i] -= 1;
+                list.head = unsafe { (*obj.as_ptr()).next };
+                list.len -= 1;
                 Ok(obj.cast())
             }
             None => self.refill(self.params.round_up(n)),
@@ -185,24 +216,24 @@ impl<U: Upstream> Pool<U> {
     /// `p` must be free memory of this pool of `class_size(i)` bytes, aligned to `align`.
     #[inline]
     unsafe fn push(&mut self, i: usize, p: NonNull<u8>) {
+        debug_assert!(i < self.free_list.len());
+        // SAFETY: callers pass the index of a class, below `nfreelists`.
+        let list = unsafe { self.free_list.get_unchecked_mut(i) };
         let obj = p.cast::<Obj>().as_ptr();
         // SAFETY: the caller guarantees `p` is writable, aligned pool memory of ours.
-        unsafe {
-            obj.write(Obj {
-                next: self.free_list[i],
-            })
-        };
-        self.free_list[i] = obj;
-        self.free_list_len[i] += 1;
+        unsafe { obj.write(Obj { next: list.head }) };
+        list.head = obj;
+        list.len += 1;
     }
 
     /// SGI's `_S_refill`: get `refill` objects of `size` bytes, return the first and link
     /// the rest onto the (empty) free list, `chunk+size` at the head.
+    #[inline(never)]
     fn refill(&mut self, size: usize) -> Result<NonNull<u8>, NeedChunk> {
         let (chunk, nobjs) = self.chunk_alloc(size, self.params.refill())?;
         self.counters.refills += 1;
         let i = self.params.index(size);
-        debug_assert!(self.free_list[i].is_null());
+        debug_assert!(self.free_list[i].head.is_null());
         for k in (1..nobjs).rev() {
             // SAFETY: the chunk spans `nobjs * size` bytes of our memory, so object `k` is
             // inside it, aligned, and free.
@@ -232,7 +263,7 @@ impl<U: Upstream> Pool<U> {
             let bytes_to_get = 2 * total + self.params.round_up(self.heap_size >> 4);
             self.push_leftover();
             if let Some(p) = self.arena.sbrk(bytes_to_get) {
-                self.set_chunk(p, bytes_to_get);
+                self.set_new_chunk(p, bytes_to_get);
                 self.heap_size += bytes_to_get;
                 continue;
             }
@@ -261,15 +292,30 @@ impl<U: Upstream> Pool<U> {
     fn borrow_larger_block(&mut self, size: usize) -> bool {
         let first = self.params.index(size);
         for i in first..self.params.nfreelists() {
-            if let Some(obj) = NonNull::new(self.free_list[i]) {
+            let list = &mut self.free_list[i];
+            if let Some(obj) = NonNull::new(list.head) {
                 // SAFETY: a listed free block's first word is its link.
-                self.free_list[i] = unsafe { (*obj.as_ptr()).next };
-                self.free_list_len[i] -= 1;
+                list.head = unsafe { (*obj.as_ptr()).next };
+                list.len -= 1;
                 self.set_chunk(obj.cast(), self.params.class_size(i));
                 return true;
             }
         }
         false
+    }
+
+    /// Makes fresh memory the chunk, filled with the debug pattern if there is one.
+    fn set_new_chunk(&mut self, p: NonNull<u8>, bytes: usize) {
+        if let Some(byte) = self.chunk_fill {
+            // SAFETY: `p` starts `bytes` bytes of fresh, writable pool memory.
+            unsafe { ptr::write_bytes(p.as_ptr(), byte, bytes) };
+        }
+        self.set_chunk(p, bytes);
+    }
+
+    /// Debug mode: fill every chunk obtained from now on with `byte`.
+    pub fn set_chunk_fill(&mut self, byte: Option<u8>) {
+        self.chunk_fill = byte;
     }
 
     fn set_chunk(&mut self, p: NonNull<u8>, bytes: usize) {
@@ -283,7 +329,7 @@ impl<U: Upstream> Pool<U> {
     /// thread refilled meanwhile) is kept as a leftover.
     pub fn add_chunk(&mut self, chunk: NonNull<u8>, bytes: usize) {
         self.push_leftover();
-        self.set_chunk(chunk, bytes);
+        self.set_new_chunk(chunk, bytes);
         self.heap_size += bytes;
         self.counters.upstream_chunk_bytes += bytes;
         self.upstream_chunks.push((chunk, bytes));
@@ -300,8 +346,10 @@ impl<U: Upstream> Pool<U> {
         }
         // SAFETY: the caller guarantees no block is in use.
         unsafe { self.arena.release() };
-        self.free_list.fill(ptr::null_mut());
-        self.free_list_len.fill(0);
+        self.free_list.fill(FreeList {
+            head: ptr::null_mut(),
+            len: 0,
+        });
         self.start_free = ptr::null_mut();
         self.end_free = ptr::null_mut();
         self.heap_size = 0;
@@ -326,17 +374,17 @@ impl<U: Upstream> Pool<U> {
     }
 
     pub fn free_list_len(&self, i: usize) -> usize {
-        self.free_list_len[i]
+        self.free_list[i].len
     }
 
-    pub fn free_list_lengths(&self) -> &[usize] {
-        &self.free_list_len
+    pub fn free_list_lengths(&self) -> Vec<usize> {
+        self.free_list.iter().map(|l| l.len).collect()
     }
 
     /// The addresses on list `i`, head first.
     pub fn free_list(&self, i: usize) -> Vec<usize> {
-        let mut out = Vec::with_capacity(self.free_list_len[i]);
-        let mut p = self.free_list[i];
+        let mut out = Vec::with_capacity(self.free_list[i].len);
+        let mut p = self.free_list[i].head;
         while !p.is_null() {
             out.push(p as usize);
             // SAFETY: every block on the list is free memory whose first word is its link.
@@ -366,10 +414,10 @@ impl<U: Upstream> Pool<U> {
 
     /// `Σ free_list_len[i]·class_size(i)`.
     pub fn free_bytes(&self) -> usize {
-        self.free_list_len
+        self.free_list
             .iter()
             .enumerate()
-            .map(|(i, &n)| n * self.params.class_size(i))
+            .map(|(i, l)| l.len * self.params.class_size(i))
             .sum()
     }
 }

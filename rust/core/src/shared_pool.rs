@@ -10,25 +10,65 @@ use crate::error::AllocError;
 use crate::malloc_alloc::{check_size, MallocAlloc};
 use crate::params::Params;
 use crate::pool::NeedChunk;
+use crate::raw_lock::{RawLock, SpinLock};
 use crate::stats::PoolStats;
-use crate::sync::lock;
 use crate::upstream::Upstream;
+use std::cell::UnsafeCell;
+use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-pub struct SharedPool<U: Upstream + Clone = Arc<MallocAlloc>> {
+pub struct SharedPool<U: Upstream + Clone = Arc<MallocAlloc>, L: RawLock = SpinLock> {
     params: Params,
     upstream: U,
-    inner: Mutex<CheckedPool<U>>,
+    lock: L,
+    inner: UnsafeCell<CheckedPool<U>>,
 }
 
-impl<U: Upstream + Clone + Send> SharedPool<U> {
+// SAFETY: `inner` is reached only through `PoolGuard`, which holds `lock` (mutual exclusion
+// by `RawLock`'s contract); the pool itself may move between threads (`CheckedPool: Send`).
+unsafe impl<U: Upstream + Clone + Send, L: RawLock> Sync for SharedPool<U, L> {}
+// SAFETY: as above; every field is owned.
+unsafe impl<U: Upstream + Clone + Send, L: RawLock> Send for SharedPool<U, L> {}
+
+/// The locked pool; unlocks when dropped.
+pub struct PoolGuard<'a, U: Upstream + Clone, L: RawLock> {
+    pool: &'a SharedPool<U, L>,
+}
+
+impl<U: Upstream + Clone, L: RawLock> Deref for PoolGuard<'_, U, L> {
+    type Target = CheckedPool<U>;
+    #[inline]
+    fn deref(&self) -> &CheckedPool<U> {
+        // SAFETY: this guard holds the lock, so no other reference to `inner` exists.
+        unsafe { &*self.pool.inner.get() }
+    }
+}
+
+impl<U: Upstream + Clone, L: RawLock> DerefMut for PoolGuard<'_, U, L> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut CheckedPool<U> {
+        // SAFETY: this guard holds the lock, so no other reference to `inner` exists.
+        unsafe { &mut *self.pool.inner.get() }
+    }
+}
+
+impl<U: Upstream + Clone, L: RawLock> Drop for PoolGuard<'_, U, L> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: the guard was created by `lock()` and holds the lock.
+        unsafe { self.pool.lock.unlock() }
+    }
+}
+
+impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     pub fn new(params: Params, arena_size: usize, upstream: U) -> Result<Self, AllocError> {
         let inner = CheckedPool::new(params, arena_size, upstream.clone())?;
         Ok(Self {
             params,
             upstream,
-            inner: Mutex::new(inner),
+            lock: L::default(),
+            inner: UnsafeCell::new(inner),
         })
     }
 
@@ -41,11 +81,14 @@ impl<U: Upstream + Clone + Send> SharedPool<U> {
     }
 
     /// The locked pool, for inspection (statistics, free lists, pictures).
-    pub fn lock(&self) -> MutexGuard<'_, CheckedPool<U>> {
-        lock(&self.inner)
+    #[inline]
+    pub fn lock(&self) -> PoolGuard<'_, U, L> {
+        self.lock.lock();
+        PoolGuard { pool: self }
     }
 
     /// SPEC §3 `allocate`: 0 for 0 bytes, the upstream above `max_bytes`, else the pool.
+    #[inline]
     pub fn allocate(&self, n: usize) -> Result<usize, AllocError> {
         if n == 0 {
             return Ok(0);
@@ -67,6 +110,7 @@ impl<U: Upstream + Clone + Send> SharedPool<U> {
         }
     }
 
+    #[inline]
     pub fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError> {
         self.lock().deallocate(p, n)
     }
@@ -123,7 +167,7 @@ impl<U: Upstream + Clone + Send> SharedPool<U> {
 
     fn reallocate_large(
         &self,
-        mut pool: MutexGuard<'_, CheckedPool<U>>,
+        mut pool: PoolGuard<'_, U, L>,
         p: usize,
         old: usize,
         new: usize,

@@ -244,6 +244,7 @@ impl Harness {
     fn compare(&self) {
         let pool = self.pool.lock();
         pool.check_invariants();
+        pool.check_tiling();
         let core = pool.pool();
         assert_eq!(core.heap_size(), self.model.heap_size, "heap_size");
         assert_eq!(

@@ -8,6 +8,7 @@ mod convert;
 #[allow(dead_code)] // used by the containers
 mod dtype;
 mod errors;
+mod gil_lock;
 mod handler;
 mod malloc;
 mod pool;

@@ -2,15 +2,23 @@
 
 use crate::convert::{Addr, Size};
 use crate::errors::OrRaise;
+use crate::gil_lock::PyPoolLock;
 use crate::malloc::PyMallocAllocator;
 use crate::stats::PyPoolStats;
 use crate::view::make_view;
 use pyo3::exceptions::{PyIndexError, PyMemoryError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+use pyo3::types::PyDict;
 use pyo3::{PyTraverseError, PyVisit};
 use std::sync::Arc;
-use stlalloc_core::{BlockAllocator, Params, SharedPool, DEFAULT_ARENA_SIZE};
+use stlalloc_core::debug::DebugPool;
+use stlalloc_core::layout::{Region, RegionKind, SpanKind};
+use stlalloc_core::{BlockAllocator, MallocAlloc, Params, SharedPool, DEFAULT_ARENA_SIZE};
+
+/// The pool behind a `PoolAllocator`: checked, over a `MallocAllocator`, locked by the GIL
+/// (or a spin lock on free-threaded builds).
+pub type PyPool = SharedPool<Arc<MallocAlloc>, PyPoolLock>;
 
 /// SGI's second-level allocator: ``nfreelists = max_bytes // align`` free lists of
 /// ``align``-byte size classes, refilled ``refill`` blocks at a time from chunks of an
@@ -18,14 +26,17 @@ use stlalloc_core::{BlockAllocator, Params, SharedPool, DEFAULT_ARENA_SIZE};
 /// the arena is exhausted) go to ``upstream``, a MallocAllocator.
 #[pyclass(frozen, module = "stlalloc", name = "PoolAllocator")]
 pub struct PyPoolAllocator {
-    pub inner: Arc<SharedPool>,
+    /// The pool: statistics, free lists, pictures.
+    pub inner: Arc<PyPool>,
+    /// What serves blocks: the pool itself, or its debug wrapper.
+    pub blocks: Arc<dyn BlockAllocator>,
     upstream: Py<PyMallocAllocator>,
 }
 
 #[pymethods]
 impl PyPoolAllocator {
     #[new]
-    #[pyo3(signature = (*, align = Size(8), max_bytes = Size(128), refill = Size(20), arena_size = Size(DEFAULT_ARENA_SIZE), upstream = None))]
+    #[pyo3(signature = (*, align = Size(8), max_bytes = Size(128), refill = Size(20), arena_size = Size(DEFAULT_ARENA_SIZE), upstream = None, debug = false))]
     fn new(
         py: Python<'_>,
         align: Size,
@@ -33,6 +44,7 @@ impl PyPoolAllocator {
         refill: Size,
         arena_size: Size,
         upstream: Option<Py<PyMallocAllocator>>,
+        debug: bool,
     ) -> PyResult<Self> {
         let params = Params::new(align.0, max_bytes.0, refill.0).or_raise()?;
         let upstream = match upstream {
@@ -40,11 +52,23 @@ impl PyPoolAllocator {
             None => Py::new(py, PyMallocAllocator::with_limit(None))?,
         };
         let core_upstream = upstream.get().inner.clone();
-        let inner = SharedPool::new(params, arena_size.0, core_upstream).or_raise()?;
+        let inner = Arc::new(SharedPool::new(params, arena_size.0, core_upstream).or_raise()?);
+        let blocks: Arc<dyn BlockAllocator> = if debug {
+            Arc::new(DebugPool::new(inner.clone()))
+        } else {
+            inner.clone()
+        };
         Ok(Self {
-            inner: Arc::new(inner),
+            inner,
+            blocks,
             upstream,
         })
+    }
+
+    /// Debug mode: size cookies, freed blocks filled with 0xdd and checked on reuse.
+    #[getter]
+    fn debug(&self) -> bool {
+        !std::ptr::addr_eq(Arc::as_ptr(&self.blocks), Arc::as_ptr(&self.inner))
     }
 
     #[getter]
@@ -76,29 +100,29 @@ impl PyPoolAllocator {
     /// A block of ``round_up(n)`` bytes from ``free_list[size_class(n)]`` (refilled from
     /// the arena when empty); above ``max_bytes`` from upstream; 0 for ``n == 0``.
     fn allocate(&self, n: Size) -> PyResult<usize> {
-        self.inner.allocate(n.0).or_raise()
+        self.blocks.allocate(n.0).or_raise()
     }
 
     /// Pushes ``p`` back on its free list (LIFO); ``n`` must be of the block's size class.
     fn deallocate(&self, p: Addr, n: Size) -> PyResult<()> {
-        self.inner.deallocate(p.0, n.0).or_raise()
+        self.blocks.deallocate(p.0, n.0).or_raise()
     }
 
     /// SGI's reallocate: upstream ``realloc`` when both sizes are above ``max_bytes``,
     /// ``p`` itself when the size class does not change, else allocate, copy, deallocate.
     fn reallocate(&self, p: Addr, old_n: Size, new_n: Size) -> PyResult<usize> {
-        self.inner.reallocate(p.0, old_n.0, new_n.0).or_raise()
+        self.blocks.reallocate(p.0, old_n.0, new_n.0).or_raise()
     }
 
     /// True if ``p`` lies inside a live block of this pool (pool or upstream block).
     fn owns(&self, p: Addr) -> bool {
-        self.inner.owns(p.0)
+        self.blocks.owns(p.0)
     }
 
     /// A writable zero-copy memoryview of ``[p, p+n)``, which must lie inside one live
     /// block. While the view is exported the block cannot be freed or reallocated.
     fn view<'py>(&self, py: Python<'py>, p: Addr, n: Size) -> PyResult<Bound<'py, PyAny>> {
-        make_view(py, self.inner.clone(), p.0, n.0)
+        make_view(py, self.blocks.clone(), p.0, n.0)
     }
 
     fn stats(&self) -> PyPoolStats {
@@ -136,6 +160,26 @@ impl PyPoolAllocator {
         Ok(self.inner.lock().free_list(i))
     }
 
+    /// Every region (the arena, then each upstream chunk) as a dict ``kind, base, len,
+    /// used, spans``, spans being ``(start, size, kind, free_list_index_or_None)`` with kind
+    /// ``"live"``, ``"free"`` or ``"chunk"``, in address order; they tile ``[base,
+    /// base+used)``.
+    fn layout<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let regions = self.inner.lock().layout();
+        regions.into_iter().map(|r| region_dict(py, r)).collect()
+    }
+
+    /// Draws the pool: ``format="text"`` for a terminal, ``"svg"`` for an image.
+    #[pyo3(signature = (format = "text", **kwargs))]
+    fn render<'py>(
+        slf: &Bound<'py, Self>,
+        format: &str,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let render = slf.py().import("stlalloc._render")?.getattr("render")?;
+        render.call((slf, format), kwargs)
+    }
+
     /// Gives every arena page and upstream chunk back to the system (SGI never does).
     /// Refused with AllocatorError while any block is live.
     fn release(&self) -> PyResult<()> {
@@ -169,6 +213,29 @@ impl PyPoolAllocator {
     }
 }
 
+fn region_dict(py: Python<'_>, r: Region) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    let kind = match r.kind {
+        RegionKind::Arena => "arena",
+        RegionKind::UpstreamChunk => "upstream",
+    };
+    d.set_item("kind", kind)?;
+    d.set_item("base", r.base)?;
+    d.set_item("len", r.len)?;
+    d.set_item("used", r.used)?;
+    let spans: Vec<(usize, usize, &str, Option<usize>)> = r
+        .spans
+        .iter()
+        .map(|s| match s.kind {
+            SpanKind::Live => (s.start, s.size, "live", None),
+            SpanKind::Free { class } => (s.start, s.size, "free", Some(class)),
+            SpanKind::Chunk => (s.start, s.size, "chunk", None),
+        })
+        .collect();
+    d.set_item("spans", spans)?;
+    Ok(d)
+}
+
 static DEFAULT_POOL: PyOnceLock<Py<PyPoolAllocator>> = PyOnceLock::new();
 
 /// The process-wide pool, SGI's ``alloc``: default parameters, created on first use.
@@ -185,6 +252,7 @@ pub fn default_pool(py: Python<'_>) -> PyResult<Py<PyPoolAllocator>> {
                     Size(20),
                     Size(DEFAULT_ARENA_SIZE),
                     None,
+                    false,
                 )?,
             )
         })

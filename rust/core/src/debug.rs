@@ -1,0 +1,252 @@
+//! Debug mode, as SGI's `debug_alloc` and beyond: every block carries a size cookie in a
+//! header of `align` bytes before the user's bytes, and a freed block's user bytes are
+//! filled with `FREED`, checked when the block is handed out again.
+//!
+//! Layout of a debug block of `n` bytes at user address `q`:
+//!   `[q - align, q - align + 8)` the cookie `n` while live (the free-list link while free),
+//!   `[q, q + n)` the user's bytes; a pool block of `round_up(n + align)` bytes in all.
+//! New chunks are filled with `FREED` too, so a block never handed out checks clean.
+//!
+//! Every fault is an error naming the block, and leaves the pool as it was: a block found
+//! written after free is refilled and pushed back where it was (LIFO), and the caller gets
+//! the error instead of the block.
+
+use crate::block_allocator::BlockAllocator;
+use crate::error::AllocError;
+use crate::raw_lock::{RawLock, SpinLock};
+use crate::shared_pool::SharedPool;
+use crate::upstream::Upstream;
+use std::sync::Arc;
+
+/// The byte freed user memory is filled with.
+pub const FREED: u8 = 0xdd;
+
+pub struct DebugPool<U: Upstream + Clone + Send + Sync, L: RawLock = SpinLock> {
+    pool: Arc<SharedPool<U, L>>,
+}
+
+impl<U: Upstream + Clone + Send + Sync, L: RawLock> DebugPool<U, L> {
+    pub fn new(pool: Arc<SharedPool<U, L>>) -> Self {
+        pool.lock().set_chunk_fill(Some(FREED));
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &SharedPool<U, L> {
+        &self.pool
+    }
+
+    fn header(&self) -> usize {
+        self.pool.params().align()
+    }
+
+    /// Size of the pool block behind a user block of `n` bytes.
+    fn inner_size(&self, n: usize) -> Result<usize, AllocError> {
+        n.checked_add(self.header())
+            .ok_or(AllocError::TooLarge { size: n })
+    }
+
+    /// The first byte of `[p, p + len)` that is not `FREED`.
+    fn first_dirty(p: usize, len: usize) -> Option<usize> {
+        // SAFETY: callers pass the user bytes of a live pool block, readable memory of ours.
+        let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, len) };
+        bytes.iter().position(|&b| b != FREED)
+    }
+
+    fn fill_freed(p: usize, len: usize) {
+        // SAFETY: callers pass the user bytes of a block of ours nobody uses any more.
+        unsafe { std::ptr::write_bytes(p as *mut u8, FREED, len) };
+    }
+
+    /// The user bytes of the pool block at `p` of `inner` bytes, if it is a pool block.
+    fn pool_user_bytes(&self, inner: usize) -> Option<usize> {
+        (inner <= self.pool.params().max_bytes())
+            .then(|| self.pool.params().round_up(inner) - self.header())
+    }
+
+    /// Checks the cookie of the live user block `q` against `n`; returns its pool block.
+    fn check_cookie(&self, q: usize, n: usize) -> Result<usize, AllocError> {
+        let p = q
+            .checked_sub(self.header())
+            .ok_or(AllocError::Foreign { addr: q })?;
+        let inner = self.inner_size(n)?;
+        self.pool.lock().validate(p, inner).map_err(|e| match e {
+            AllocError::SizeMismatch { .. } => self.cookie_error(p, q, n),
+            AllocError::NotLive { .. } => AllocError::NotLive { addr: q },
+            AllocError::Misaligned { align, .. } => AllocError::Misaligned { addr: q, align },
+            AllocError::Foreign { .. } => AllocError::Foreign { addr: q },
+            other => other,
+        })?;
+        // SAFETY: `p` is a live block of ours of at least `header >= 8` bytes, aligned.
+        let cookie = unsafe { (p as *const usize).read() };
+        if cookie != n {
+            return Err(AllocError::BadCookie {
+                addr: q,
+                size: n,
+                cookie,
+            });
+        }
+        Ok(p)
+    }
+
+    fn cookie_error(&self, p: usize, q: usize, n: usize) -> AllocError {
+        match self.pool.lock().block_containing(p) {
+            Some((start, _)) if start == p => {
+                // SAFETY: `p` starts a live block of ours; its first word is the cookie.
+                let cookie = unsafe { (p as *const usize).read() };
+                AllocError::BadCookie {
+                    addr: q,
+                    size: n,
+                    cookie,
+                }
+            }
+            _ => AllocError::NotLive { addr: q },
+        }
+    }
+}
+
+impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for DebugPool<U, L> {
+    fn allocate(&self, n: usize) -> Result<usize, AllocError> {
+        if n == 0 {
+            return Ok(0);
+        }
+        let inner = self.inner_size(n)?;
+        let p = self.pool.allocate(inner)?;
+        let q = p + self.header();
+        if let Some(user) = self.pool_user_bytes(inner) {
+            if let Some(offset) = Self::first_dirty(q, user) {
+                Self::fill_freed(q, user);
+                self.pool
+                    .deallocate(p, inner)
+                    .expect("the block was just allocated");
+                return Err(AllocError::WriteAfterFree { addr: q, offset });
+            }
+        }
+        // SAFETY: `p` is a new live block of at least `header >= 8` bytes, aligned.
+        unsafe { (p as *mut usize).write(n) };
+        Ok(q)
+    }
+
+    fn deallocate(&self, q: usize, n: usize) -> Result<(), AllocError> {
+        if q == 0 && n == 0 {
+            return Ok(());
+        }
+        let p = self.check_cookie(q, n)?;
+        let inner = self.inner_size(n)?;
+        if self.pool.lock().is_pinned(p) {
+            return Err(AllocError::Pinned { addr: q });
+        }
+        if let Some(user) = self.pool_user_bytes(inner) {
+            Self::fill_freed(q, user);
+        }
+        self.pool.deallocate(p, inner)
+    }
+
+    fn reallocate(&self, q: usize, old: usize, new: usize) -> Result<usize, AllocError> {
+        if q == 0 && old == 0 {
+            return self.allocate(new);
+        }
+        if new == 0 {
+            self.deallocate(q, old)?;
+            return Ok(0);
+        }
+        let p = self.check_cookie(q, old)?;
+        if self.pool.lock().is_pinned(p) {
+            return Err(AllocError::Pinned { addr: q });
+        }
+        // Always move, so a stale pointer to the old block is caught by the fill.
+        let r = self.allocate(new)?;
+        // SAFETY: `q` has `old` live bytes, `r` has `new`; distinct live blocks.
+        unsafe { std::ptr::copy_nonoverlapping(q as *const u8, r as *mut u8, old.min(new)) };
+        self.deallocate(q, old)?;
+        Ok(r)
+    }
+
+    fn block_containing(&self, addr: usize) -> Option<(usize, usize)> {
+        let (start, size) = self.pool.lock().block_containing(addr)?;
+        let user = start + self.header();
+        (addr >= user).then(|| (user, size - self.header()))
+    }
+
+    fn pin(&self, start: usize) -> Result<(), AllocError> {
+        self.pool.lock().pin(start - self.header().min(start))
+    }
+
+    fn unpin(&self, start: usize) {
+        self.pool.lock().unpin(start - self.header().min(start))
+    }
+
+    fn alignment(&self) -> usize {
+        self.pool.params().align()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::malloc_alloc::MallocAlloc;
+    use crate::params::Params;
+
+    fn debug_pool() -> DebugPool<Arc<MallocAlloc>> {
+        let upstream = Arc::new(MallocAlloc::new(None));
+        DebugPool::new(Arc::new(
+            SharedPool::new(Params::default(), 1 << 16, upstream).unwrap(),
+        ))
+    }
+
+    #[test]
+    fn cookie_catches_a_wrong_size_even_within_the_class() {
+        let d = debug_pool();
+        let q = d.allocate(20).unwrap();
+        let before = d.pool().stats();
+        assert!(matches!(
+            d.deallocate(q, 17),
+            Err(AllocError::BadCookie {
+                size: 17,
+                cookie: 20,
+                ..
+            })
+        ));
+        assert_eq!(d.pool().stats(), before);
+        d.deallocate(q, 20).unwrap();
+        assert!(matches!(
+            d.deallocate(q, 20),
+            Err(AllocError::NotLive { .. })
+        ));
+    }
+
+    #[test]
+    fn write_after_free_is_reported_and_the_pool_is_left_as_it_was() {
+        let d = debug_pool();
+        let q = d.allocate(24).unwrap();
+        d.deallocate(q, 24).unwrap();
+        // SAFETY: the block is free pool memory of ours; this is the bug being detected.
+        unsafe { ((q + 5) as *mut u8).write(42) };
+        let before = (d.pool().stats(), d.pool().lock().free_list(3));
+        match d.allocate(24) {
+            Err(AllocError::WriteAfterFree { addr, offset }) => assert_eq!((addr, offset), (q, 5)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!((d.pool().stats(), d.pool().lock().free_list(3)), before);
+        assert_eq!(
+            d.allocate(24).unwrap(),
+            q,
+            "the refilled block is clean again"
+        );
+        d.pool().lock().check_invariants();
+    }
+
+    #[test]
+    fn fresh_blocks_check_clean_and_large_blocks_keep_cookies() {
+        let d = debug_pool();
+        let blocks: Vec<usize> = (1..=200).map(|n| d.allocate(n).unwrap()).collect();
+        for (n, &q) in (1..=200).zip(&blocks) {
+            assert_eq!(q % 8, 0);
+            assert_eq!(
+                d.block_containing(q),
+                Some((q, d.block_containing(q).unwrap().1))
+            );
+            d.deallocate(q, n).unwrap();
+        }
+        d.pool().lock().check_invariants();
+    }
+}
