@@ -5,7 +5,9 @@
 use std::alloc::{handle_alloc_error, Layout};
 use std::ptr::NonNull;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
-use stlalloc_core::{LibcMalloc, MallocAlloc, Params, Pool, SharedPool, DEFAULT_ARENA_SIZE};
+use stlalloc_core::{
+    LibcMalloc, MallocAlloc, Params, Pool, RawLock, SharedPool, SpinLock, DEFAULT_ARENA_SIZE,
+};
 
 /// Every block the workloads ask for is at most 128 bytes of 8-byte values: 8-byte
 /// alignment is what SGI's pool promises and what the C++ workloads get.
@@ -68,12 +70,21 @@ impl RawAlloc for Pool<LibcMalloc> {
     }
 }
 
-/// The thread-safe checked pool, as Python gets it, through its public API only. A
-/// handle is a shared reference: threads may each hold one.
-#[derive(Clone, Copy)]
-pub struct Shared<'a>(pub &'a SharedPool);
+/// The thread-safe checked pool, through its public API only, whatever its lock: the spin
+/// lock of `SharedPool`'s default, or the GIL-based lock of the Python binding. A handle is
+/// a shared reference: threads may each hold one.
+pub struct Shared<'a, L: RawLock = SpinLock>(pub &'a SharedPool<Arc<MallocAlloc>, L>);
 
-impl RawAlloc for Shared<'_> {
+// Not derived: the derive would ask `L: Clone`, and a reference is copyable whatever `L` is.
+impl<L: RawLock> Clone for Shared<'_, L> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<L: RawLock> Copy for Shared<'_, L> {}
+
+impl<L: RawLock> RawAlloc for Shared<'_, L> {
     #[inline]
     fn allocate(&mut self, n: usize) -> NonNull<u8> {
         match self.0.allocate(n) {
@@ -122,8 +133,9 @@ static CORE_POOL: LazyLock<Mutex<Pool<LibcMalloc>>> = LazyLock::new(|| {
     Mutex::new(pool.expect("cannot reserve the core pool's arena"))
 });
 
-/// The process-wide thread-safe pool, built exactly as `stlalloc.PoolAllocator()` builds
-/// its own: default parameters and arena, a tracked `MallocAlloc` upstream.
+/// The process-wide thread-safe pool as `stlalloc.PoolAllocator()` builds its own (default
+/// parameters and arena, a tracked `MallocAlloc` upstream), with the spin lock that
+/// threads need (the binding uses the GIL instead).
 static SHARED_POOL: LazyLock<SharedPool> = LazyLock::new(|| {
     SharedPool::new(
         Params::default(),
@@ -138,6 +150,6 @@ pub fn core_pool() -> MutexGuard<'static, Pool<LibcMalloc>> {
     CORE_POOL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub fn shared_pool() -> Shared<'static> {
+pub fn shared_pool() -> Shared<'static, SpinLock> {
     Shared(&SHARED_POOL)
 }

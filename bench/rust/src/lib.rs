@@ -101,9 +101,7 @@ impl Workload {
     /// Operations at scale 1 (per thread for the threaded variants), as in `bench/cpp`.
     pub fn base_iterations(self) -> u64 {
         match self {
-            Workload::Pair8 | Workload::Pair24 | Workload::Pair64 | Workload::Pair128 => {
-                20_000_000
-            }
+            Workload::Pair8 | Workload::Pair24 | Workload::Pair64 | Workload::Pair128 => 20_000_000,
             Workload::Pair24Threads2 => 20_000_000,
             Workload::Churn | Workload::ChurnThreads2 => 10_000_000,
             Workload::List | Workload::Vec16 | Workload::Batch32 | Workload::Listmem => 1_000_000,
@@ -188,23 +186,20 @@ pub const CHURN_SEED: u64 = 42;
 /// Runs `w` once with `iters` operations on `a`'s process-wide instance. `None` when the
 /// allocator cannot run it (threads on the single-threaded pool).
 pub fn run(w: Workload, a: Allocator, iters: u64) -> Option<Sample> {
-    if !a.supports(w) {
-        return None;
-    }
-    Some(match a {
+    match a {
         Allocator::Malloc => run_on(w, Malloc, iters),
         Allocator::SharedPool => run_on(w, shared_pool(), iters),
         #[cfg(feature = "mimalloc")]
         Allocator::Mimalloc => run_on(w, alloc::Mimalloc, iters),
-        Allocator::Pool => run_single(w, &mut *core_pool(), iters),
-    })
+        Allocator::Pool => run_single_threaded(w, &mut *core_pool(), iters),
+    }
 }
 
 /// Runs a workload on an allocator whose handles may go to other threads.
-fn run_on<A: RawAlloc + Copy + Send>(w: Workload, mut a: A, iters: u64) -> Sample {
+fn run_on<A: RawAlloc + Copy + Send>(w: Workload, mut a: A, iters: u64) -> Option<Sample> {
     match w.threads() {
-        1 => run_single(w, &mut a, iters),
-        t => run_threads(w, a, t, iters),
+        1 => run_single_threaded(w, &mut a, iters),
+        t => Some(run_threads(w, a, t, iters)),
     }
 }
 
@@ -215,9 +210,11 @@ fn per_op(r: Run, ops: u64) -> Sample {
     }
 }
 
-fn run_single<A: RawAlloc>(w: Workload, a: &mut A, iters: u64) -> Sample {
+/// Runs a single-threaded workload once on any allocator (`None` for the threaded ones):
+/// how the Python binding runs them on the pool as Python holds it.
+pub fn run_single_threaded<A: RawAlloc>(w: Workload, a: &mut A, iters: u64) -> Option<Sample> {
     use workloads::*;
-    match w {
+    Some(match w {
         Workload::Pair8 => per_op(pair::<A, 8>(a, iters), iters),
         Workload::Pair24 => per_op(pair::<A, 24>(a, iters), iters),
         Workload::Pair64 => per_op(pair::<A, 64>(a, iters), iters),
@@ -230,20 +227,13 @@ fn run_single<A: RawAlloc>(w: Workload, a: &mut A, iters: u64) -> Sample {
             let (value, checksum) = listmem(a, iters);
             Sample { value, checksum }
         }
-        Workload::Pair24Threads2 | Workload::ChurnThreads2 => {
-            unreachable!("threaded workloads go through run_threads")
-        }
-    }
+        Workload::Pair24Threads2 | Workload::ChurnThreads2 => return None,
+    })
 }
 
 /// `threads` threads each run `iters` operations of their own on `a`, started together;
 /// the figure is the total throughput over the slowest thread's time.
-fn run_threads<A: RawAlloc + Copy + Send>(
-    w: Workload,
-    a: A,
-    threads: usize,
-    iters: u64,
-) -> Sample {
+fn run_threads<A: RawAlloc + Copy + Send>(w: Workload, a: A, threads: usize, iters: u64) -> Sample {
     let start = Barrier::new(threads);
     let runs: Vec<Run> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads as u64)

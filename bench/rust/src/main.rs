@@ -198,10 +198,7 @@ fn bench(o: &Options) -> Result<(), String> {
         for &w in &o.workloads {
             print!("{:<10}", w.name());
             for &a in &o.allocators {
-                match results
-                    .iter()
-                    .find(|r| r.workload == w && r.allocator == a)
-                {
+                match results.iter().find(|r| r.workload == w && r.allocator == a) {
                     Some(r) => print!(" {:>12.2}", median(&r.runs)),
                     None => print!(" {:>12}", "-"),
                 }

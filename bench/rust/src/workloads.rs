@@ -135,7 +135,8 @@ impl<'a, A: RawAlloc> List<'a, A> {
             // unlinked before it is freed.
             unsafe {
                 self.head = (*node.as_ptr()).next;
-                self.alloc.deallocate(node.cast(), std::mem::size_of::<Node>());
+                self.alloc
+                    .deallocate(node.cast(), std::mem::size_of::<Node>());
             }
             freed += 1;
         }
@@ -238,7 +239,9 @@ pub fn churn<A: RawAlloc>(a: &mut A, steps: u64, seed: u64) -> Run {
         unsafe { a.deallocate(ptr[slot], sz[slot]) };
         let p = a.allocate(n);
         // SAFETY: `p` is a fresh block of `n >= 1` bytes.
-        sum = sum.wrapping_add(unsafe { touch(p, s) }).wrapping_add(n as u64);
+        sum = sum
+            .wrapping_add(unsafe { touch(p, s) })
+            .wrapping_add(n as u64);
         ptr[slot] = p;
         sz[slot] = n;
     }

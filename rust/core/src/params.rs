@@ -79,10 +79,11 @@ impl Params {
         (n + self.align - 1) & !(self.align - 1)
     }
 
-    /// `(n + align - 1) / align - 1`, for `1 <= n <= max_bytes`.
+    /// `(n + align - 1) / align - 1`, for `1 <= n <= max_bytes`: computed as the equal
+    /// `(n - 1) / align`, one load and one shift on the allocation fast path.
     #[inline]
     pub fn index(&self, n: usize) -> usize {
-        ((n + self.align - 1) >> self.shift) - 1
+        (n - 1) >> self.shift
     }
 
     /// The block size of free list `i`.

@@ -95,6 +95,20 @@ impl<U: Upstream> Pool<U> {
     /// `round_up(n)` bytes from `free_list[index(n)]`.
     #[inline]
     pub fn allocate(&mut self, n: usize) -> Result<*mut u8, AllocError> {
+        // SGI's fast path, a pop from a non-empty free list, inlines into the caller; all the
+        // rest (0 bytes, large requests, refills) stays out of line, so that the caller's
+        // loop is the pop and nothing else.
+        if n.wrapping_sub(1) < self.params.max_bytes() {
+            if let Some(p) = self.pop(self.params.index(n)) {
+                return Ok(p.as_ptr());
+            }
+        }
+        self.allocate_slow(n)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn allocate_slow(&mut self, n: usize) -> Result<*mut u8, AllocError> {
         if n == 0 {
             return Ok(ptr::null_mut());
         }
@@ -185,19 +199,25 @@ impl<U: Upstream> Pool<U> {
     #[inline]
     pub fn allocate_small(&mut self, n: usize) -> Result<NonNull<u8>, NeedChunk> {
         debug_assert!(n >= 1 && n <= self.params.max_bytes());
-        let i = self.params.index(n);
-        // SAFETY: `1 <= n <= max_bytes` gives `i < nfreelists`, the slice's length.
-        let list = unsafe { self.free_list.get_unchecked_mut(i) };
-        match NonNull::new(list.head) {
-            Some(obj) => {
-                // SAFETY: a block on a free list is free memory of ours whose first word is
-                // the link written when it was pushed.
-                list.head = unsafe { (*obj.as_ptr()).next };
-                list.len -= 1;
-                Ok(obj.cast())
-            }
+        match self.pop(self.params.index(n)) {
+            Some(p) => Ok(p),
             None => self.refill(self.params.round_up(n)),
         }
+    }
+
+    /// Takes the head of `free_list[i]`, if there is one.
+    #[inline]
+    fn pop(&mut self, i: usize) -> Option<NonNull<u8>> {
+        debug_assert!(i < self.free_list.len());
+        // SAFETY: callers pass `index(n)` of a size `1 <= n <= max_bytes`, which is below
+        // `nfreelists`, the slice's length.
+        let list = unsafe { self.free_list.get_unchecked_mut(i) };
+        let obj = NonNull::new(list.head)?;
+        // SAFETY: a block on a free list is free memory of ours whose first word is the link
+        // written when it was pushed.
+        list.head = unsafe { (*obj.as_ptr()).next };
+        list.len -= 1;
+        Some(obj.cast())
     }
 
     /// Pushes `p` on `free_list[index(n)]`.

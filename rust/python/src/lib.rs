@@ -3,6 +3,7 @@
 
 #[allow(dead_code)] // used by the containers
 mod alloc_arg;
+mod bench;
 mod buffer;
 mod convert;
 #[allow(dead_code)] // used by the containers
@@ -27,6 +28,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stats::PyPoolStats>()?;
     m.add_class::<view::BlockView>()?;
     m.add_function(wrap_pyfunction!(pool::default_pool, m)?)?;
+    m.add_function(wrap_pyfunction!(bench::bench, m)?)?;
     m.add("DEFAULT_ARENA_SIZE", stlalloc_core::DEFAULT_ARENA_SIZE)?;
     Ok(())
 }
