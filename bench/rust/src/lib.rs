@@ -38,6 +38,10 @@ impl Unit {
     }
 }
 
+/// listmem's fewest nodes: with fewer, whole pages (and what a fresh process already has
+/// resident) would blur bytes per node.
+pub const LISTMEM_MIN_NODES: u64 = 100_000;
+
 /// The SPEC §7 workloads, plus the 2-thread variants of pair24 and churn (each thread
 /// allocating and freeing its own blocks on one shared allocator).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,9 +112,13 @@ impl Workload {
         }
     }
 
-    /// `base_iterations * scale`, at least 1.
+    /// `base_iterations * scale`, at least 1; for listmem at least [`LISTMEM_MIN_NODES`].
     pub fn iterations(self, scale: f64) -> u64 {
-        ((self.base_iterations() as f64 * scale).round() as u64).max(1)
+        let n = ((self.base_iterations() as f64 * scale).round() as u64).max(1);
+        match self {
+            Workload::Listmem => n.max(LISTMEM_MIN_NODES),
+            _ => n,
+        }
     }
 
     pub fn threads(self) -> usize {
