@@ -31,11 +31,6 @@ impl Unit {
             Unit::MopsPerSec => "Mop/s",
         }
     }
-
-    /// False for throughput, where more is better.
-    pub fn lower_is_better(self) -> bool {
-        self != Unit::MopsPerSec
-    }
 }
 
 /// listmem's fewest nodes: with fewer, whole pages (and what a fresh process already has
