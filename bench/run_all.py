@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Builds and runs every benchmark of SPEC §7 in one run, and writes one report.
 
-    python bench/run_all.py [--quick] [--runs N] [--scale F] [--no-build]
+    python bench/run_all.py [--quick] [--rounds R] [--runs N] [--scale F] [--no-build]
 
 Run it with the interpreter that has stlalloc installed (e.g. ``.venv/bin/python``).
 Steps: ``make -C bench/cpp``; ``cargo build --release -p stlalloc-bench``; ``maturin
 develop --release`` when maturin sits beside that interpreter (else the installed
-stlalloc is used as it is). Then, workload by workload, the Rust binary and the C++ one
-take turns (so the two languages see the same machine state), then the 2-thread rows,
-then ``python -m stlalloc bench``. Writes ``bench/out/report.md`` (machine, medians,
-ratios against glibc, the issue 4 targets met or not) and ``bench/out/report.json``.
+stlalloc is used as it is). Then, in each of R rounds, workload by workload, the Rust
+binary and the C++ one take turns (so the two languages see the same machine state), then
+the 2-thread rows; then ``python -m stlalloc bench``. Writes ``bench/out/report.md``
+(machine, medians, ratios against glibc, the issue 4 targets met or not) and
+``bench/out/report.json``.
 Needs only the standard library.
 """
 
@@ -21,6 +22,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -64,16 +66,38 @@ def json_rows(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-def measure(runs: int, scale: float) -> list[dict]:
+def merged(rows: list[dict]) -> list[dict]:
+    """One row per (lang, workload, allocator): the runs of every round, their median."""
+    out: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["lang"], r["workload"], r["allocator"])
+        if key in out:
+            out[key]["runs"] += r["runs"]
+        else:
+            out[key] = dict(r, runs=list(r.get("runs", [])))
+    for r in out.values():
+        if r["runs"]:
+            r["median"] = round(statistics.median(r["runs"]), 3)
+        else:
+            del r["runs"]  # a row that could not run (a container this build lacks)
+    return list(out.values())
+
+
+def measure(rounds: int, runs: int, scale: float) -> list[dict]:
+    """Rust and C++ take turns workload by workload, `rounds` times, `runs` runs each time,
+    so that a busy spell of the machine hits both languages alike. Each process's first run
+    is cold (fresh pages); with 2 or more runs per round the median is of warm ones."""
     common = ["--runs", str(runs), "--scale", repr(scale), "--json"]
     rows: list[dict] = []
-    for w in WORKLOADS:
-        rows += json_rows(run([str(RUST_BIN), "--workloads", w, *common]))
-        rows += json_rows(run([str(CPP_BIN), "--workloads", w, *common]))
-    rows += json_rows(run([str(RUST_BIN), "--workloads", ",".join(THREADED), *common]))
-    py = run([sys.executable, "-m", "stlalloc", "bench", *common])
-    rows += json_rows(py)
-    return rows
+    for k in range(rounds):
+        log(f"round {k + 1}/{rounds}")
+        for w in WORKLOADS:
+            rows += json_rows(run([str(RUST_BIN), "--workloads", w, *common]))
+            rows += json_rows(run([str(CPP_BIN), "--workloads", w, *common]))
+        rows += json_rows(run([str(RUST_BIN), "--workloads", ",".join(THREADED), *common]))
+    py = ["--runs", str(rounds * runs), "--scale", repr(scale), "--json"]
+    rows += json_rows(run([sys.executable, "-m", "stlalloc", "bench", *py]))
+    return merged(rows)
 
 
 def first_line(cmd: list[str]) -> str:
@@ -254,16 +278,17 @@ def targets(res: Results) -> list[dict]:
 
 def report(res: Results, info: dict, args: argparse.Namespace, seconds: float) -> str:
     cmd = "python bench/run_all.py" + (" --quick" if args.quick else "")
-    if args.runs_given or args.scale_given:
-        cmd += f" --runs {args.runs} --scale {args.scale:g}"
+    if args.given:
+        cmd += f" --rounds {args.rounds} --runs {args.runs} --scale {args.scale:g}"
     lines = [
         "# stlalloc benchmarks (SPEC §7)",
         "",
         f"- machine: {info['cpu']}, {info['cores']} cores, glibc {info['glibc']}, "
         f"Linux {info['kernel']}; load average at the end {info['load_average']}",
         f"- date: {info['date']}; {info['rustc']}; {info['cxx']}; Python {info['python']}",
-        f"- command: `{cmd}` (runs={args.runs}, scale={args.scale:g}, {seconds:.0f} s); "
-        "medians of interleaved runs",
+        f"- command: `{cmd}` ({args.rounds} rounds × {args.runs} runs, scale={args.scale:g}, "
+        f"{seconds:.0f} s): medians of {args.rounds * args.runs} runs per cell, allocators "
+        "interleaved run by run, Rust and C++ taking turns workload by workload each round",
         "",
         "## Rust and C++: median ns/op (listmem: resident bytes/node), (× faster than glibc)",
         "",
@@ -296,13 +321,15 @@ def report(res: Results, info: dict, args: argparse.Namespace, seconds: float) -
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="scale 0.05, 3 runs")
-    p.add_argument("--runs", type=int)
-    p.add_argument("--scale", type=float)
+    p.add_argument("--quick", action="store_true", help="scale 0.05, 2 rounds")
+    p.add_argument("--rounds", type=int, help="turns of Rust and C++ (default 3; quick 2)")
+    p.add_argument("--runs", type=int, help="runs per allocator per round (default 2)")
+    p.add_argument("--scale", type=float, help="iterations relative to SPEC §7 (default 1)")
     p.add_argument("--no-build", action="store_true", help="use what is built")
     args = p.parse_args(argv)
-    args.runs_given, args.scale_given = args.runs is not None, args.scale is not None
-    args.runs = args.runs or (3 if args.quick else 5)
+    args.given = any(x is not None for x in (args.rounds, args.runs, args.scale))
+    args.rounds = args.rounds or (2 if args.quick else 3)
+    args.runs = args.runs or 2
     args.scale = args.scale or (0.05 if args.quick else 1.0)
     for tool in ("make", "cargo", "g++"):
         if not args.no_build and shutil.which(tool) is None:
@@ -311,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     if not args.no_build:
         build()
-    rows = measure(args.runs, args.scale)
+    rows = measure(args.rounds, args.runs, args.scale)
     seconds = time.monotonic() - t0
     info = machine()
     res = Results(rows)
@@ -319,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     (OUT / "report.md").write_text(report(res, info, args, seconds))
     summary = {
         "machine": info,
+        "rounds": args.rounds,
         "runs": args.runs,
         "scale": args.scale,
         "seconds": round(seconds, 1),
