@@ -86,7 +86,8 @@ def merged(rows: list[dict]) -> list[dict]:
 def measure(rounds: int, runs: int, scale: float) -> list[dict]:
     """Rust and C++ take turns workload by workload, `rounds` times, `runs` runs each time,
     so that a busy spell of the machine hits both languages alike. Each process's first run
-    is cold (fresh pages); with 2 or more runs per round the median is of warm ones."""
+    is cold (fresh pages): with 3 runs per round, a third of the runs are cold, and the
+    median is of warm ones."""
     common = ["--runs", str(runs), "--scale", repr(scale), "--json"]
     rows: list[dict] = []
     for k in range(rounds):
@@ -321,15 +322,15 @@ def report(res: Results, info: dict, args: argparse.Namespace, seconds: float) -
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="scale 0.05, 2 rounds")
-    p.add_argument("--rounds", type=int, help="turns of Rust and C++ (default 3; quick 2)")
-    p.add_argument("--runs", type=int, help="runs per allocator per round (default 2)")
+    p.add_argument("--quick", action="store_true", help="scale 0.05, 1 round")
+    p.add_argument("--rounds", type=int, help="turns of Rust and C++ (default 2; quick 1)")
+    p.add_argument("--runs", type=int, help="runs per allocator per round (default 3)")
     p.add_argument("--scale", type=float, help="iterations relative to SPEC §7 (default 1)")
     p.add_argument("--no-build", action="store_true", help="use what is built")
     args = p.parse_args(argv)
     args.given = any(x is not None for x in (args.rounds, args.runs, args.scale))
-    args.rounds = args.rounds or (2 if args.quick else 3)
-    args.runs = args.runs or 2
+    args.rounds = args.rounds or (1 if args.quick else 2)
+    args.runs = args.runs or 3
     args.scale = args.scale or (0.05 if args.quick else 1.0)
     for tool in ("make", "cargo", "g++"):
         if not args.no_build and shutil.which(tool) is None:
