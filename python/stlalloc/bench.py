@@ -152,7 +152,10 @@ def _bytearray(n: int) -> Measure:
 
 
 def _pymem(n: int) -> Measure:
-    api = ctypes.pythonapi  # a PyDLL: calls keep the GIL, as PyMem_* require
+    # The interpreter's own symbols, as ctypes.pythonapi, in a handle of our own so that
+    # setting argtypes does not touch the shared one. A PyDLL: calls keep the GIL, as
+    # PyMem_* require.
+    api = ctypes.PyDLL(None)
     malloc, free = api.PyMem_Malloc, api.PyMem_Free
     malloc.restype, malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
     free.restype, free.argtypes = None, [ctypes.c_void_p]
@@ -201,7 +204,7 @@ def python_groups() -> list[Group]:
         ("list.append", _appends(list, "append"), ""),
         (
             "Vector.push_back",
-            vector and _appends(lambda: vector(dtype="int64"), "push_back"),
+            _appends(lambda: vector(dtype="int64"), "push_back") if vector else None,
             vector_note,
         ),
     ]
@@ -210,7 +213,7 @@ def python_groups() -> list[Group]:
         ("deque.append", _appends(deque, "append"), ""),
         (
             "List.push_back",
-            linked and _appends(lambda: linked(dtype="int64"), "push_back"),
+            _appends(lambda: linked(dtype="int64"), "push_back") if linked else None,
             linked_note,
         ),
     ]
