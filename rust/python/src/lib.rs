@@ -9,6 +9,7 @@ mod convert;
 mod dtype;
 mod errors;
 mod handler;
+mod list;
 mod malloc;
 mod pool;
 mod stats;
@@ -20,6 +21,8 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("AllocatorError", py.get_type::<errors::AllocatorError>())?;
+    m.add_class::<list::StdList>()?;
+    m.add_class::<list::ListIterator>()?;
     m.add_class::<malloc::PyMallocAllocator>()?;
     m.add_class::<pool::PyPoolAllocator>()?;
     m.add_class::<stats::PyMallocStats>()?;
