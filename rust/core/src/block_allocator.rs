@@ -22,6 +22,16 @@ pub trait BlockAllocator: Send + Sync {
     /// The alignment every block is promised.
     fn alignment(&self) -> usize;
 
+    /// C++ allocator equality: whether memory from one may be deallocated by the other.
+    /// Allocators that track their blocks can only free their own, so by default an
+    /// allocator is equal only to itself. Containers require it for `splice` and `merge`.
+    fn same_as(&self, other: &Self) -> bool
+    where
+        Self: Sized,
+    {
+        std::ptr::eq(self, other)
+    }
+
     fn owns(&self, addr: usize) -> bool {
         self.block_containing(addr).is_some()
     }
@@ -108,5 +118,9 @@ impl<A: BlockAllocator + ?Sized> BlockAllocator for std::sync::Arc<A> {
     }
     fn alignment(&self) -> usize {
         (**self).alignment()
+    }
+    /// Two handles are equal when they share the allocator object.
+    fn same_as(&self, other: &Self) -> bool {
+        std::ptr::addr_eq(std::sync::Arc::as_ptr(self), std::sync::Arc::as_ptr(other))
     }
 }

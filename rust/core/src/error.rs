@@ -53,6 +53,8 @@ pub enum AllocError {
     LiveBlocks { blocks: usize },
     /// A construction parameter is out of its domain.
     InvalidParameter(String),
+    /// Two containers use unequal allocators, so nodes of one cannot be freed by the other.
+    AllocatorMismatch,
 }
 
 impl fmt::Display for AllocError {
@@ -113,6 +115,9 @@ impl fmt::Display for AllocError {
                 )
             }
             Self::InvalidParameter(why) => f.write_str(why),
+            Self::AllocatorMismatch => f.write_str(
+                "the containers use different allocators: memory of one cannot be freed by the other",
+            ),
         }
     }
 }

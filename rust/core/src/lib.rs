@@ -10,6 +10,7 @@ pub mod arena;
 pub mod block_allocator;
 pub mod blockmap;
 pub mod checked;
+pub mod containers;
 pub mod debug;
 pub mod error;
 pub mod layout;

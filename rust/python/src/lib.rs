@@ -10,6 +10,7 @@ mod dtype;
 mod errors;
 mod gil_lock;
 mod handler;
+mod list;
 mod malloc;
 mod pool;
 mod stats;
@@ -21,6 +22,8 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("AllocatorError", py.get_type::<errors::AllocatorError>())?;
+    m.add_class::<list::StdList>()?;
+    m.add_class::<list::ListIterator>()?;
     m.add_class::<malloc::PyMallocAllocator>()?;
     m.add_class::<pool::PyPoolAllocator>()?;
     m.add_class::<stats::PyMallocStats>()?;
