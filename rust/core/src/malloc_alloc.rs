@@ -45,6 +45,8 @@ struct Block {
     owner: u64,
     /// Views exporting the block, and pools holding it as a chunk or large block.
     pins: usize,
+    /// Held by a container: only `deallocate_owned` frees it.
+    claimed: bool,
 }
 
 struct Owner {
@@ -92,6 +94,7 @@ impl Registry {
                 block_size: b.size,
             }),
             Some(b) if b.pins > pins => Err(AllocError::Pinned { addr: p }),
+            Some(b) if b.claimed => Err(AllocError::Owned { addr: p }),
             Some(b) => Ok(b),
             None => Err(AllocError::NotLive { addr: p }),
         }
@@ -223,6 +226,7 @@ impl MallocAlloc {
                     size: n,
                     owner: self.id,
                     pins,
+                    claimed: false,
                 },
             );
             let st = reg.stats_mut(self.id);
@@ -307,12 +311,47 @@ impl MallocAlloc {
     /// it may not be freed or moved until every pin is removed.
     pub fn pin(&self, start: usize) -> Result<(), AllocError> {
         match registry().blocks.get_mut(&start) {
+            Some(b) if b.claimed => Err(AllocError::Owned { addr: start }),
             Some(b) => {
                 b.pins += 1;
                 Ok(())
             }
             None => Err(AllocError::NotLive { addr: start }),
         }
+    }
+
+    /// Hands the live block at `start` to a container: `deallocate`, `reallocate` and
+    /// `pin` refuse it until `deallocate_owned` frees it (or `unclaim`).
+    pub fn claim(&self, start: usize) -> Result<(), AllocError> {
+        match registry().blocks.get_mut(&start) {
+            Some(b) if b.pins > 0 => Err(AllocError::Pinned { addr: start }),
+            Some(b) if b.claimed => Err(AllocError::Owned { addr: start }),
+            Some(b) => {
+                b.claimed = true;
+                Ok(())
+            }
+            None => Err(AllocError::NotLive { addr: start }),
+        }
+    }
+
+    pub fn unclaim(&self, start: usize) {
+        if let Some(b) = registry().blocks.get_mut(&start) {
+            b.claimed = false;
+        }
+    }
+
+    /// Frees a block a container holds.
+    pub fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        let mut reg = registry();
+        match reg.blocks.get(&p) {
+            Some(b) if b.claimed && b.size == n && b.pins == 0 => {}
+            _ => return Err(AllocError::NotLive { addr: p }),
+        }
+        reg.forget(p);
+        // SAFETY: `p` is a live malloc block (checked under this lock), now forgotten, so
+        // it is freed exactly once.
+        unsafe { libc::free(p as *mut libc::c_void) };
+        Ok(())
     }
 
     pub fn unpin(&self, start: usize) {

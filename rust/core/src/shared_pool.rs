@@ -115,6 +115,26 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         self.lock().deallocate(p, n)
     }
 
+    /// `allocate`, the block handed to a container at once (see `CheckedPool::claim`).
+    #[inline]
+    pub fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
+        let p = self.allocate(n)?;
+        if p != 0 {
+            self.lock()
+                .claim(p)
+                .expect("a fresh block is live, unpinned and unclaimed");
+        }
+        Ok(p)
+    }
+
+    #[inline]
+    pub fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        if p == 0 && n == 0 {
+            return Ok(());
+        }
+        self.lock().deallocate_owned(p, n)
+    }
+
     /// SPEC §3 `reallocate`. On error `p` is still live, unchanged, and the pool's state is
     /// as before except for what the failed allocation itself did (SGI's leftover push).
     pub fn reallocate(&self, p: usize, old: usize, new: usize) -> Result<usize, AllocError> {
@@ -132,6 +152,9 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
             let kind = pool.validate(p, old)?;
             if pool.is_pinned(p) {
                 return Err(AllocError::Pinned { addr: p });
+            }
+            if pool.is_claimed_at(p) {
+                return Err(AllocError::Owned { addr: p });
             }
             if kind == BlockKind::Small
                 && new <= max

@@ -63,10 +63,10 @@ unsafe impl<T: Sync, A: BlockAllocator + Sync> Sync for List<T, A> {}
 /// Allocates a node from `alloc` and moves `value` into it, unlinked.
 fn alloc_node<T, A: BlockAllocator>(alloc: &A, value: T) -> Result<NonNull<Node<T>>, AllocError> {
     let size = size_of::<Node<T>>();
-    let p = alloc.allocate(size)?;
+    let p = alloc.allocate_owned(size)?;
     if p % align_of::<Node<T>>() != 0 {
         // The allocator broke its alignment promise: give the block back, refuse it.
-        let _ = alloc.deallocate(p, size);
+        let _ = alloc.deallocate_owned(p, size);
         return Err(AllocError::Misaligned {
             addr: p,
             align: align_of::<Node<T>>(),
@@ -94,7 +94,7 @@ unsafe fn free_node<T, A: BlockAllocator>(alloc: &A, node: NonNull<Node<T>>) -> 
     // SAFETY: the node is initialised and owned by the caller; its value is read once, and
     // the block is not touched again.
     let value = unsafe { std::ptr::read(&raw const (*node.as_ptr()).value) };
-    let _ = alloc.deallocate(node.as_ptr() as usize, size_of::<Node<T>>());
+    let _ = alloc.deallocate_owned(node.as_ptr() as usize, size_of::<Node<T>>());
     value
 }
 
