@@ -10,6 +10,7 @@ pub mod arena;
 pub mod block_allocator;
 pub mod blockmap;
 pub mod checked;
+pub mod containers;
 pub mod error;
 pub mod malloc_alloc;
 pub mod params;
