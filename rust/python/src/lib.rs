@@ -7,11 +7,15 @@ mod buffer;
 mod convert;
 #[allow(dead_code)] // used by the containers
 mod dtype;
+mod elem;
 mod errors;
 mod handler;
 mod malloc;
 mod pool;
+mod seq;
 mod stats;
+mod typed_vector;
+mod vector;
 mod view;
 
 use pyo3::prelude::*;
@@ -25,6 +29,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stats::PyMallocStats>()?;
     m.add_class::<stats::PyPoolStats>()?;
     m.add_class::<view::BlockView>()?;
+    m.add_class::<vector::PyVector>()?;
+    m.add_class::<vector::VectorIterator>()?;
     m.add_function(wrap_pyfunction!(pool::default_pool, m)?)?;
     m.add("DEFAULT_ARENA_SIZE", stlalloc_core::DEFAULT_ARENA_SIZE)?;
     Ok(())
