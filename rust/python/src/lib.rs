@@ -1,11 +1,9 @@
 //! The Python face of stlalloc-core: converts arguments, validates them, raises. No
 //! allocator logic lives here; every decision is the core's.
 
-#[allow(dead_code)] // used by the containers
 mod alloc_arg;
 mod buffer;
 mod convert;
-#[allow(dead_code)] // used by the containers
 mod dtype;
 mod elem;
 mod errors;

@@ -72,7 +72,9 @@ impl<T> Drop for Storage<'_, T> {
     }
 }
 
+/// `std::vector<T, A>`: see the module documentation for its rules and invariants.
 pub struct Vector<T, A: BlockAllocator> {
+    /// The storage block, null when `cap == 0`.
     ptr: *mut T,
     len: usize,
     cap: usize,
