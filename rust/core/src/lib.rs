@@ -4,9 +4,7 @@
 //! - [`Pool`]: the second level, SGI's free lists over an `mmap`'d [`Arena`],
 //!   single-threaded and unchecked, as fast as the original;
 //! - [`CheckedPool`]: the same pool validating every call;
-//! - [`SharedPool`]: the checked pool, thread-safe; what Python uses. It is also an
-//!   `allocator_api2` allocator, for allocator-api2 and hashbrown collections;
-//! - [`containers::vector::Vector`]: `std::vector` over any [`BlockAllocator`].
+//! - [`SharedPool`]: the checked pool, thread-safe; what Python uses.
 
 pub mod api2;
 pub mod arena;
