@@ -104,6 +104,11 @@ impl SliceSpec {
         Ok(Self { start, stop, step })
     }
 
+    /// Step-1 slices may be assigned any number of items; extended ones exactly as many.
+    pub fn is_contiguous(&self) -> bool {
+        self.step == 1
+    }
+
     /// The positions this slice selects among `len` elements (pure arithmetic).
     pub fn fit(self, len: usize) -> Positions {
         let (mut start, mut stop) = (self.start, self.stop);

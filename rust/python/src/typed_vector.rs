@@ -235,7 +235,7 @@ impl<T: Elem> Typed<T> {
     /// then insert, growing as that would); an extended slice needs exactly as many.
     pub fn set_slice(&self, spec: SliceSpec, items: Vec<T>) -> PyResult<()> {
         let k = items.len();
-        let old = if spec.fit(0).contiguous().is_some() {
+        let old = if spec.is_contiguous() {
             let mut g = self.make_room(|v| {
                 let r = spec.fit(v.len()).contiguous().expect("step 1");
                 v.grown_capacity(r.len(), k)
