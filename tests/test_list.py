@@ -6,10 +6,11 @@ import gc
 import threading
 
 import pytest
-import stlalloc
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+import stlalloc
 from stlalloc import AllocatorError, List, MallocAllocator, PoolAllocator
 
 NODE = 24  # prev, next, an 8-byte value

@@ -18,7 +18,6 @@ needs_glibc = pytest.mark.skipif(
 )
 
 
-
 @needs_glibc
 def test_the_cli_tour_names_every_claim_and_its_numbers_in_under_30_seconds() -> None:
     pytest.importorskip("stlalloc._native")  # the CLI imports the package

@@ -6,6 +6,7 @@
 //! - [`CheckedPool`]: the same pool validating every call;
 //! - [`SharedPool`]: the checked pool, thread-safe; what Python uses.
 
+pub mod api2;
 pub mod arena;
 pub mod block_allocator;
 pub mod blockmap;

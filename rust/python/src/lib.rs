@@ -1,19 +1,21 @@
 //! The Python face of stlalloc-core: converts arguments, validates them, raises. No
 //! allocator logic lives here; every decision is the core's.
 
-#[allow(dead_code)] // used by the containers
 mod alloc_arg;
 mod buffer;
 mod convert;
-#[allow(dead_code)] // used by the containers
 mod dtype;
+mod elem;
 mod errors;
 mod gil_lock;
 mod handler;
 mod list;
 mod malloc;
 mod pool;
+mod seq;
 mod stats;
+mod typed_vector;
+mod vector;
 mod view;
 
 use pyo3::prelude::*;
@@ -29,6 +31,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stats::PyMallocStats>()?;
     m.add_class::<stats::PyPoolStats>()?;
     m.add_class::<view::BlockView>()?;
+    m.add_class::<vector::PyVector>()?;
+    m.add_class::<vector::VectorIterator>()?;
     m.add_function(wrap_pyfunction!(pool::default_pool, m)?)?;
     m.add("DEFAULT_ARENA_SIZE", stlalloc_core::DEFAULT_ARENA_SIZE)?;
     Ok(())
