@@ -105,10 +105,14 @@ impl<U: Upstream> CheckedPool<U> {
     /// A block of `1 <= n <= max_bytes` bytes from the free lists, or the chunk the pool
     /// needs from upstream first.
     #[inline]
-    pub fn allocate_small(&mut self, n: usize) -> Result<usize, NeedChunk> {
+    pub fn allocate_small(&mut self, n: usize, claimed: bool) -> Result<usize, NeedChunk> {
         let p = self.pool.allocate_small(n)?.as_ptr() as usize;
         let size = self.params().round_up(n);
-        self.map_of_mut(p).mark(p, size);
+        let map = self.map_of_mut(p);
+        map.mark(p, size);
+        if claimed {
+            map.set_claimed(p, true);
+        }
         self.live_blocks += 1;
         self.live_bytes += size;
         Ok(p)
@@ -123,8 +127,12 @@ impl<U: Upstream> CheckedPool<U> {
         self.pool.add_chunk(chunk, bytes);
     }
 
-    /// Records a block of `n > max_bytes` bytes just obtained from upstream.
-    pub fn insert_large(&mut self, p: usize, n: usize) {
+    /// Records a block of `n > max_bytes` bytes just obtained from upstream, claimed for
+    /// a container or not.
+    pub fn insert_large(&mut self, p: usize, n: usize, claimed: bool) {
+        if claimed {
+            self.large_claimed.insert(p);
+        }
         self.large.insert(p, n);
         self.large_live_bytes += n;
     }

@@ -90,17 +90,24 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     /// SPEC §3 `allocate`: 0 for 0 bytes, the upstream above `max_bytes`, else the pool.
     #[inline]
     pub fn allocate(&self, n: usize) -> Result<usize, AllocError> {
+        self.allocate_claimed(n, false)
+    }
+
+    /// `allocate`, the block claimed for a container (see `CheckedPool::claim`) under the
+    /// same lock that hands it out.
+    #[inline]
+    fn allocate_claimed(&self, n: usize, claimed: bool) -> Result<usize, AllocError> {
         if n == 0 {
             return Ok(0);
         }
         if n > self.params.max_bytes() {
             check_size(n)?;
             let p = self.upstream.allocate(n, self.params.align())?.as_ptr() as usize;
-            self.lock().insert_large(p, n);
+            self.lock().insert_large(p, n, claimed);
             return Ok(p);
         }
         loop {
-            let bytes = match self.lock().allocate_small(n) {
+            let bytes = match self.lock().allocate_small(n, claimed) {
                 Ok(p) => return Ok(p),
                 Err(NeedChunk { bytes }) => bytes,
             };
@@ -204,11 +211,11 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         let mut pool = self.lock();
         match moved {
             Ok(q) => {
-                pool.insert_large(q.as_ptr() as usize, new);
+                pool.insert_large(q.as_ptr() as usize, new, false);
                 Ok(q.as_ptr() as usize)
             }
             Err(e) => {
-                pool.insert_large(p, old);
+                pool.insert_large(p, old, false);
                 Err(e)
             }
         }
