@@ -3,25 +3,35 @@
 - :class:`MallocAllocator`: the first level, ``malloc`` with SGI's out-of-memory handler loop;
 - :class:`PoolAllocator`: the second level, SGI's free lists over an ``mmap``'d arena;
 - :func:`default_pool`: the process-wide pool, SGI's ``alloc``;
+- :class:`Vector`: ``std::vector`` over any of them, a ``MutableSequence``;
+- :class:`List`: ``std::list``, one node per element from any of those allocators;
 - :mod:`stlalloc.probe`: live evidence of how glibc ``malloc`` uses ``brk`` and ``mmap``.
 """
+
+from collections.abc import MutableSequence
 
 from stlalloc._native import (
     DEFAULT_ARENA_SIZE,
     AllocatorError,
+    List,
     MallocAllocator,
     MallocStats,
     PoolAllocator,
     PoolStats,
+    Vector,
     default_pool,
 )
 
 __all__ = [
     "DEFAULT_ARENA_SIZE",
     "AllocatorError",
+    "List",
     "MallocAllocator",
     "MallocStats",
     "PoolAllocator",
     "PoolStats",
+    "Vector",
     "default_pool",
 ]
+
+MutableSequence.register(Vector)

@@ -8,11 +8,17 @@
 //! - every system call made is counted in `syscalls`.
 //!
 //! Pages are committed (made accessible) as the break crosses them, the way the kernel
-//! extends the heap segment on `brk`; `release()` drops them and moves the break back to 0.
+//! extends the heap segment on `brk`, at least doubling the committed size each time (from
+//! `MIN_COMMIT`), so a heap of `h` bytes costs about `log2(h / MIN_COMMIT)` `mprotect` calls.
+//! Committing costs no memory: a page becomes resident only when first touched.
+//! `release()` drops the pages and moves the break back to 0.
 
 use crate::error::AllocError;
 use crate::syscalls::{self, SyscallCounts};
 use std::ptr::NonNull;
+
+/// The first commit, like glibc's 128 KiB top pad.
+const MIN_COMMIT: usize = 128 << 10;
 
 pub struct Arena {
     base: *mut u8,
@@ -61,7 +67,11 @@ impl Arena {
         }
         let new_brk = self.brk + n;
         if new_brk > self.committed {
-            let target = new_brk.next_multiple_of(self.page).min(self.reserved);
+            let grown = (2 * self.committed).max(MIN_COMMIT);
+            let target = new_brk
+                .next_multiple_of(self.page)
+                .max(grown)
+                .min(self.reserved);
             // SAFETY: `[committed, target)` lies inside our reservation (target <=
             // reserved) and is page-aligned at both ends; nothing refers into it yet.
             let ok = unsafe {
@@ -175,6 +185,21 @@ mod tests {
         assert_eq!(a.used(), 4000);
         assert!(a.sbrk(96).is_some());
         a.check_invariants();
+    }
+
+    #[test]
+    fn commits_grow_geometrically() {
+        let mut a = Arena::new(64 << 20).unwrap();
+        for _ in 0..1000 {
+            a.sbrk(4096).unwrap();
+        }
+        // 4 MB in 128 KiB, 256 KiB, ... 4 MiB commits.
+        assert_eq!(a.syscalls().mprotect, 6);
+        a.check_invariants();
+        let mut small = Arena::new(8192).unwrap();
+        small.sbrk(8192).unwrap();
+        assert_eq!(small.syscalls().mprotect, 1, "never past the reservation");
+        small.check_invariants();
     }
 
     #[test]

@@ -8,7 +8,15 @@ use crate::raw_lock::RawLock;
 use crate::shared_pool::SharedPool;
 use crate::upstream::Upstream;
 
-pub trait BlockAllocator: Send + Sync {
+/// # Safety
+/// Containers build on these promises, so an implementation must keep them:
+/// - `allocate(n)` and `allocate_owned(n)` return 0 for `n == 0`, else the address of a
+///   block of at least `n` writable bytes aligned to `alignment()`, disjoint from every
+///   other live block, valid until it is deallocated;
+/// - a block handed out by `allocate_owned` (or `claim`ed) is freed, moved, exposed
+///   (`pin`) or handed out again only through `deallocate_owned`;
+/// - `block_containing` reports only live blocks.
+pub unsafe trait BlockAllocator: Send + Sync {
     /// A block of at least `n` bytes, aligned to `alignment()`; 0 for `n == 0`.
     fn allocate(&self, n: usize) -> Result<usize, AllocError>;
     /// Frees the live block `p` allocated with size `n` (or one of its class).
@@ -19,8 +27,47 @@ pub trait BlockAllocator: Send + Sync {
     /// Forbids freeing or moving the live block at `start` until `unpin`.
     fn pin(&self, start: usize) -> Result<(), AllocError>;
     fn unpin(&self, start: usize);
+    /// Hands the live block at `start` to a container: `deallocate`, `reallocate` and
+    /// `pin` refuse it from now on, so a user cannot free or overwrite what a container
+    /// links through.
+    fn claim(&self, start: usize) -> Result<(), AllocError>;
+    /// Undoes `claim`.
+    fn unclaim(&self, start: usize);
     /// The alignment every block is promised.
     fn alignment(&self) -> usize;
+
+    /// A block for a container, claimed as it is handed out.
+    fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
+        let p = self.allocate(n)?;
+        if p != 0 {
+            if let Err(e) = self.claim(p) {
+                let _ = self.deallocate(p, n);
+                return Err(e);
+            }
+        }
+        Ok(p)
+    }
+
+    /// Frees a block obtained from `allocate_owned` (or claimed).
+    fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        self.unclaim(p);
+        self.deallocate(p, n)
+    }
+
+    /// C++ allocator equality: allocators with the same key can free each other's memory.
+    /// By default an allocator is equal only to itself; every `MallocAlloc` shares one key.
+    fn equality_key(&self) -> usize {
+        self as *const Self as *const () as usize
+    }
+
+    /// Whether memory from `self` may be deallocated by `other`, and the reverse.
+    /// Containers require it for `splice`, `swap` and `merge`.
+    fn same_as(&self, other: &Self) -> bool
+    where
+        Self: Sized,
+    {
+        self.equality_key() == other.equality_key()
+    }
 
     fn owns(&self, addr: usize) -> bool {
         self.block_containing(addr).is_some()
@@ -39,7 +86,8 @@ pub trait BlockAllocator: Send + Sync {
     }
 }
 
-impl BlockAllocator for MallocAlloc {
+// SAFETY: malloc's blocks, tracked in the registry that enforces claims and pins.
+unsafe impl BlockAllocator for MallocAlloc {
     fn allocate(&self, n: usize) -> Result<usize, AllocError> {
         MallocAlloc::allocate(self, n)
     }
@@ -58,15 +106,31 @@ impl BlockAllocator for MallocAlloc {
     fn unpin(&self, start: usize) {
         MallocAlloc::unpin(self, start)
     }
+    fn claim(&self, start: usize) -> Result<(), AllocError> {
+        MallocAlloc::claim(self, start)
+    }
+    fn unclaim(&self, start: usize) {
+        MallocAlloc::unclaim(self, start)
+    }
+    fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        MallocAlloc::deallocate_owned(self, p, n)
+    }
     fn alignment(&self) -> usize {
         MALLOC_ALIGN
     }
+    /// Every MallocAlloc frees every other's blocks (one registry): one key for all.
+    fn equality_key(&self) -> usize {
+        0
+    }
 }
 
-impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for SharedPool<U, L> {
+// SAFETY: the checked pool's blocks, tracked in its block maps that enforce claims and pins.
+unsafe impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for SharedPool<U, L> {
+    #[inline]
     fn allocate(&self, n: usize) -> Result<usize, AllocError> {
         SharedPool::allocate(self, n)
     }
+    #[inline]
     fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError> {
         SharedPool::deallocate(self, p, n)
     }
@@ -82,15 +146,32 @@ impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for SharedPoo
     fn unpin(&self, start: usize) {
         self.lock().unpin(start)
     }
+    fn claim(&self, start: usize) -> Result<(), AllocError> {
+        self.lock().claim(start)
+    }
+    fn unclaim(&self, start: usize) {
+        self.lock().unclaim(start)
+    }
+    #[inline]
+    fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
+        SharedPool::allocate_owned(self, n)
+    }
+    #[inline]
+    fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        SharedPool::deallocate_owned(self, p, n)
+    }
     fn alignment(&self) -> usize {
         self.params().align()
     }
 }
 
-impl<A: BlockAllocator + ?Sized> BlockAllocator for std::sync::Arc<A> {
+// SAFETY: forwards every call to `A`, which keeps the promises.
+unsafe impl<A: BlockAllocator + ?Sized> BlockAllocator for std::sync::Arc<A> {
+    #[inline]
     fn allocate(&self, n: usize) -> Result<usize, AllocError> {
         (**self).allocate(n)
     }
+    #[inline]
     fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError> {
         (**self).deallocate(p, n)
     }
@@ -106,7 +187,24 @@ impl<A: BlockAllocator + ?Sized> BlockAllocator for std::sync::Arc<A> {
     fn unpin(&self, start: usize) {
         (**self).unpin(start)
     }
+    fn claim(&self, start: usize) -> Result<(), AllocError> {
+        (**self).claim(start)
+    }
+    fn unclaim(&self, start: usize) {
+        (**self).unclaim(start)
+    }
+    #[inline]
+    fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
+        (**self).allocate_owned(n)
+    }
+    #[inline]
+    fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        (**self).deallocate_owned(p, n)
+    }
     fn alignment(&self) -> usize {
         (**self).alignment()
+    }
+    fn equality_key(&self) -> usize {
+        (**self).equality_key()
     }
 }

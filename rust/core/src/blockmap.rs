@@ -4,7 +4,9 @@
 //! For every live block covering granules `[g0, g1]`:
 //!   `starts[g0] == 1`, `ends[g1] == 1`, and no other bit of either map in `[g0, g1]`.
 //! All other bits are 0. Live blocks never overlap, so the first end bit at or after a
-//! start bit closes that block. Cost: 2 bits per `align` bytes (1/32 of the region at 8).
+//! start bit closes that block. `claimed[g0] == 1` marks a live block held by a container:
+//! `claimed ⊆ starts`. Cost: 3 bits per `align` bytes (3/64 of the region at 8), resident
+//! only where blocks have been live.
 
 use crate::error::AllocError;
 
@@ -14,6 +16,7 @@ pub struct BlockMap {
     shift: u32,
     starts: Vec<u64>,
     ends: Vec<u64>,
+    claimed: Vec<u64>,
 }
 
 #[inline]
@@ -75,6 +78,7 @@ impl BlockMap {
             shift,
             starts: vec![0; words],
             ends: vec![0; words],
+            claimed: vec![0; words],
         }
     }
 
@@ -98,6 +102,31 @@ impl BlockMap {
         let g = self.granule(addr);
         set(&mut self.starts, g);
         set(&mut self.ends, g + (size >> self.shift) - 1);
+    }
+
+    /// Whether the live block at `addr` is held by a container.
+    #[inline]
+    pub fn is_claimed(&self, addr: usize) -> bool {
+        get(&self.claimed, self.granule(addr))
+    }
+
+    /// Marks (or unmarks) the live block at `addr` as held by a container.
+    #[inline]
+    pub fn set_claimed(&mut self, addr: usize, claimed: bool) {
+        let g = self.granule(addr);
+        if claimed {
+            set(&mut self.claimed, g);
+        } else {
+            clear(&mut self.claimed, g);
+        }
+    }
+
+    /// `claimed ⊆ starts`: only live blocks are held by containers.
+    pub fn claims_are_live(&self) -> bool {
+        self.claimed
+            .iter()
+            .zip(&self.starts)
+            .all(|(c, s)| c & !s == 0)
     }
 
     /// Forgets the live block `[addr, addr+size)`, which `check` accepted.

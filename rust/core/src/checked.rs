@@ -19,7 +19,7 @@ use crate::params::Params;
 use crate::pool::{NeedChunk, Pool};
 use crate::stats::PoolStats;
 use crate::upstream::Upstream;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ptr::NonNull;
 
 /// Where a validated block lives.
@@ -36,6 +36,8 @@ pub struct CheckedPool<U: Upstream> {
     arena_map: BlockMap,
     chunk_maps: Vec<BlockMap>,
     large: BTreeMap<usize, usize>,
+    /// Large blocks held by a container (small ones are marked in the block maps).
+    large_claimed: BTreeSet<usize>,
     pins: HashMap<usize, usize>,
     live_blocks: usize,
     live_bytes: usize,
@@ -52,6 +54,7 @@ impl<U: Upstream> CheckedPool<U> {
             arena_map,
             chunk_maps: Vec::new(),
             large: BTreeMap::new(),
+            large_claimed: BTreeSet::new(),
             pins: HashMap::new(),
             live_blocks: 0,
             live_bytes: 0,
@@ -102,10 +105,14 @@ impl<U: Upstream> CheckedPool<U> {
     /// A block of `1 <= n <= max_bytes` bytes from the free lists, or the chunk the pool
     /// needs from upstream first.
     #[inline]
-    pub fn allocate_small(&mut self, n: usize) -> Result<usize, NeedChunk> {
+    pub fn allocate_small(&mut self, n: usize, claimed: bool) -> Result<usize, NeedChunk> {
         let p = self.pool.allocate_small(n)?.as_ptr() as usize;
         let size = self.params().round_up(n);
-        self.map_of_mut(p).mark(p, size);
+        let map = self.map_of_mut(p);
+        map.mark(p, size);
+        if claimed {
+            map.set_claimed(p, true);
+        }
         self.live_blocks += 1;
         self.live_bytes += size;
         Ok(p)
@@ -120,8 +127,12 @@ impl<U: Upstream> CheckedPool<U> {
         self.pool.add_chunk(chunk, bytes);
     }
 
-    /// Records a block of `n > max_bytes` bytes just obtained from upstream.
-    pub fn insert_large(&mut self, p: usize, n: usize) {
+    /// Records a block of `n > max_bytes` bytes just obtained from upstream, claimed for
+    /// a container or not.
+    pub fn insert_large(&mut self, p: usize, n: usize, claimed: bool) {
+        if claimed {
+            self.large_claimed.insert(p);
+        }
         self.large.insert(p, n);
         self.large_live_bytes += n;
     }
@@ -198,6 +209,82 @@ impl<U: Upstream> CheckedPool<U> {
         }
         let kind = self.validate(p, n)?;
         self.check_unpinned(p)?;
+        if self.is_claimed(kind, p) {
+            return Err(AllocError::Owned { addr: p });
+        }
+        self.free_validated(kind, p, n);
+        Ok(())
+    }
+
+    /// Frees a block a container holds (`claim`ed), validated like `deallocate`.
+    pub fn deallocate_owned(&mut self, p: usize, n: usize) -> Result<(), AllocError> {
+        let kind = self.validate(p, n)?;
+        if !self.is_claimed(kind, p) {
+            return Err(AllocError::NotLive { addr: p });
+        }
+        self.set_claimed(kind, p, false);
+        self.free_validated(kind, p, n);
+        Ok(())
+    }
+
+    #[inline]
+    fn is_claimed(&self, kind: BlockKind, p: usize) -> bool {
+        match kind {
+            BlockKind::Small => self.map_of(p).is_some_and(|m| m.is_claimed(p)),
+            BlockKind::Large => self.large_claimed.contains(&p),
+        }
+    }
+
+    fn set_claimed(&mut self, kind: BlockKind, p: usize, claimed: bool) {
+        match kind {
+            BlockKind::Small => self.map_of_mut(p).set_claimed(p, claimed),
+            BlockKind::Large if claimed => {
+                self.large_claimed.insert(p);
+            }
+            BlockKind::Large => {
+                self.large_claimed.remove(&p);
+            }
+        }
+    }
+
+    /// The kind of the live block starting at `start`, whatever its size.
+    fn kind_at(&self, start: usize) -> Option<BlockKind> {
+        if self.large.contains_key(&start) {
+            return Some(BlockKind::Large);
+        }
+        let (s, _) = self.block_containing(start)?;
+        (s == start).then_some(BlockKind::Small)
+    }
+
+    /// Hands the live block at `start` to a container: from now on only
+    /// `deallocate_owned` frees it, and `deallocate`, `reallocate` and `pin` refuse it.
+    pub fn claim(&mut self, start: usize) -> Result<(), AllocError> {
+        let kind = self
+            .kind_at(start)
+            .ok_or(AllocError::NotLive { addr: start })?;
+        self.check_unpinned(start)?;
+        if self.is_claimed(kind, start) {
+            return Err(AllocError::Owned { addr: start });
+        }
+        self.set_claimed(kind, start, true);
+        Ok(())
+    }
+
+    /// Gives a claimed block back to its allocator's public API.
+    pub fn unclaim(&mut self, start: usize) {
+        if let Some(kind) = self.kind_at(start) {
+            self.set_claimed(kind, start, false);
+        }
+    }
+
+    /// Whether the live block at `start` is held by a container.
+    pub fn is_claimed_at(&self, start: usize) -> bool {
+        self.kind_at(start)
+            .is_some_and(|k| self.is_claimed(k, start))
+    }
+
+    #[inline]
+    fn free_validated(&mut self, kind: BlockKind, p: usize, n: usize) {
         let ptr = NonNull::new(p as *mut u8).expect("a validated block is not null");
         match kind {
             BlockKind::Small => {
@@ -215,7 +302,6 @@ impl<U: Upstream> CheckedPool<U> {
                 unsafe { self.pool.upstream().deallocate(ptr, n) };
             }
         }
-        Ok(())
     }
 
     /// Removes the record of large block `p` while the upstream moves it; its size.
@@ -240,6 +326,9 @@ impl<U: Upstream> CheckedPool<U> {
     /// Marks the live block at `start` as exported or borrowed: it may not be freed or
     /// moved until unpinned as often.
     pub fn pin(&mut self, start: usize) -> Result<(), AllocError> {
+        if self.is_claimed_at(start) {
+            return Err(AllocError::Owned { addr: start });
+        }
         match self.block_containing(start) {
             Some((s, _)) if s == start => {
                 *self.pins.entry(start).or_default() += 1;

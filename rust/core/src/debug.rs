@@ -104,7 +104,9 @@ impl<U: Upstream + Clone + Send + Sync, L: RawLock> DebugPool<U, L> {
     }
 }
 
-impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for DebugPool<U, L> {
+// SAFETY: forwards to the checked pool, whose blocks keep the promises, offset by the
+// header; claims and pins are those of the pool blocks.
+unsafe impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for DebugPool<U, L> {
     fn allocate(&self, n: usize) -> Result<usize, AllocError> {
         if n == 0 {
             return Ok(0);
@@ -132,13 +134,39 @@ impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for DebugPool
         }
         let p = self.check_cookie(q, n)?;
         let inner = self.inner_size(n)?;
-        if self.pool.lock().is_pinned(p) {
-            return Err(AllocError::Pinned { addr: q });
+        {
+            let pool = self.pool.lock();
+            if pool.is_pinned(p) {
+                return Err(AllocError::Pinned { addr: q });
+            }
+            if pool.is_claimed_at(p) {
+                return Err(AllocError::Owned { addr: q });
+            }
         }
         if let Some(user) = self.pool_user_bytes(inner) {
             Self::fill_freed(q, user);
         }
         self.pool.deallocate(p, inner)
+    }
+
+    fn deallocate_owned(&self, q: usize, n: usize) -> Result<(), AllocError> {
+        let p = self.check_cookie(q, n)?;
+        let inner = self.inner_size(n)?;
+        if !self.pool.lock().is_claimed_at(p) {
+            return Err(AllocError::NotLive { addr: q });
+        }
+        if let Some(user) = self.pool_user_bytes(inner) {
+            Self::fill_freed(q, user);
+        }
+        self.pool.deallocate_owned(p, inner)
+    }
+
+    fn claim(&self, start: usize) -> Result<(), AllocError> {
+        self.pool.lock().claim(start - self.header().min(start))
+    }
+
+    fn unclaim(&self, start: usize) {
+        self.pool.lock().unclaim(start - self.header().min(start))
     }
 
     fn reallocate(&self, q: usize, old: usize, new: usize) -> Result<usize, AllocError> {
@@ -152,6 +180,9 @@ impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for DebugPool
         let p = self.check_cookie(q, old)?;
         if self.pool.lock().is_pinned(p) {
             return Err(AllocError::Pinned { addr: q });
+        }
+        if self.pool.lock().is_claimed_at(p) {
+            return Err(AllocError::Owned { addr: q });
         }
         // Always move, so a stale pointer to the old block is caught by the fill.
         let r = self.allocate(new)?;

@@ -38,6 +38,8 @@ pub enum AllocError {
     },
     /// The block is exported (a view of it is alive), so it may not move or be freed.
     Pinned { addr: usize },
+    /// The block belongs to a container, which alone may free, move or expose it.
+    Owned { addr: usize },
     /// `[addr, addr+len)` does not lie inside one live block.
     OutOfBlock { addr: usize, len: usize },
     /// Debug mode: the size cookie of the block does not match the size it is freed with
@@ -53,6 +55,8 @@ pub enum AllocError {
     LiveBlocks { blocks: usize },
     /// A construction parameter is out of its domain.
     InvalidParameter(String),
+    /// Two containers use unequal allocators, so nodes of one cannot be freed by the other.
+    AllocatorMismatch,
 }
 
 impl fmt::Display for AllocError {
@@ -90,6 +94,11 @@ impl fmt::Display for AllocError {
                     "block {addr:#x} is exported by a view; release the view first"
                 )
             }
+            Self::Owned { addr } => write!(
+                f,
+                "block {addr:#x} belongs to a container: it cannot be freed, resized or viewed \
+                 directly"
+            ),
             Self::OutOfBlock { addr, len } => {
                 write!(
                     f,
@@ -113,6 +122,9 @@ impl fmt::Display for AllocError {
                 )
             }
             Self::InvalidParameter(why) => f.write_str(why),
+            Self::AllocatorMismatch => f.write_str(
+                "the containers use different allocators: memory of one cannot be freed by the other",
+            ),
         }
     }
 }

@@ -6,10 +6,12 @@
 //! - [`CheckedPool`]: the same pool validating every call;
 //! - [`SharedPool`]: the checked pool, thread-safe; what Python uses.
 
+pub mod api2;
 pub mod arena;
 pub mod block_allocator;
 pub mod blockmap;
 pub mod checked;
+pub mod containers;
 pub mod debug;
 pub mod error;
 pub mod layout;

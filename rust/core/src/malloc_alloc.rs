@@ -1,20 +1,23 @@
 //! The first level: SGI's `__malloc_alloc_template`, a wrapper over libc `malloc`, `free`
 //! and `realloc` with the out-of-memory handler loop.
 //!
-//! `MallocAlloc` also keeps the set of live blocks, so every misuse is caught before libc
-//! sees it, and an optional byte limit that makes failure testable for real.
+//! Every `MallocAlloc` is equal to every other (SPEC §8, as C++ allocator equality): memory
+//! from one may be freed or resized by any. So live blocks are kept in one process-wide
+//! registry, each with its owner — the allocator that made it, whose statistics and limit
+//! it counts against — and its pins. The registry catches every misuse before libc sees it.
 //!
-//! Invariants (checked in tests):
-//! - `stats.live_blocks == |live|`, `stats.live_bytes == Σ live sizes <= limit`;
-//! - `stats.allocations - stats.deallocations == stats.live_blocks`;
-//! - every pinned block is live.
+//! Invariants (checked in tests), for every owner `o`:
+//! - `stats[o].live_blocks == |{b : b.owner == o}|`,
+//!   `stats[o].live_bytes == Σ_{b.owner == o} b.size <= limit[o]`;
+//! - `stats[o].allocations - stats[o].deallocations == stats[o].live_blocks`.
 //!
 //! The handler runs with no lock held, so it may deallocate blocks of this very allocator.
 
 use crate::error::{AllocError, HandlerError};
 use crate::sync::lock;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// malloc's alignment on x86-64 glibc; larger alignments go through `posix_memalign`.
@@ -37,16 +40,79 @@ pub struct MallocStats {
     pub handler_calls: u64,
 }
 
-#[derive(Default)]
-struct State {
-    live: BTreeMap<usize, usize>,
-    pins: HashMap<usize, usize>,
+struct Block {
+    size: usize,
+    owner: u64,
+    /// Views exporting the block, and pools holding it as a chunk or large block.
+    pins: usize,
+    /// Held by a container: only `deallocate_owned` frees it.
+    claimed: bool,
+}
+
+struct Owner {
     stats: MallocStats,
+    limit: Option<usize>,
+}
+
+struct Registry {
+    blocks: BTreeMap<usize, Block>,
+    owners: BTreeMap<u64, Owner>,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    blocks: BTreeMap::new(),
+    owners: BTreeMap::new(),
+});
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn registry() -> std::sync::MutexGuard<'static, Registry> {
+    lock(&REGISTRY)
+}
+
+impl Registry {
+    fn stats_mut(&mut self, owner: u64) -> &mut MallocStats {
+        &mut self
+            .owners
+            .get_mut(&owner)
+            .expect("a live allocator is registered")
+            .stats
+    }
+
+    /// True if `owner` may hold `n` more bytes once `freed` are given back.
+    fn within_limit(&self, owner: u64, freed: usize, n: usize) -> bool {
+        let o = &self.owners[&owner];
+        o.limit
+            .is_none_or(|limit| o.stats.live_bytes - freed + n <= limit)
+    }
+
+    /// The live block at `p` of exactly `n` bytes with no more than `pins` pins.
+    fn check(&self, p: usize, n: usize, pins: usize) -> Result<&Block, AllocError> {
+        match self.blocks.get(&p) {
+            Some(b) if b.size != n => Err(AllocError::SizeMismatch {
+                addr: p,
+                size: n,
+                block_size: b.size,
+            }),
+            Some(b) if b.pins > pins => Err(AllocError::Pinned { addr: p }),
+            Some(b) if b.claimed => Err(AllocError::Owned { addr: p }),
+            Some(b) => Ok(b),
+            None => Err(AllocError::NotLive { addr: p }),
+        }
+    }
+
+    fn forget(&mut self, p: usize) -> Block {
+        let b = self.blocks.remove(&p).expect("checked as live");
+        let st = self.stats_mut(b.owner);
+        st.live_blocks -= 1;
+        st.live_bytes -= b.size;
+        st.deallocations += 1;
+        b
+    }
 }
 
 pub struct MallocAlloc {
+    id: u64,
     limit: Option<usize>,
-    state: Mutex<State>,
     handler: Mutex<Option<Arc<dyn OomHandler>>>,
 }
 
@@ -78,9 +144,17 @@ fn raw_malloc(n: usize, align: usize) -> Option<NonNull<u8>> {
 
 impl MallocAlloc {
     pub fn new(limit: Option<usize>) -> Self {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        registry().owners.insert(
+            id,
+            Owner {
+                stats: MallocStats::default(),
+                limit,
+            },
+        );
         Self {
+            id,
             limit,
-            state: Mutex::default(),
             handler: Mutex::new(None),
         }
     }
@@ -103,28 +177,23 @@ impl MallocAlloc {
     fn oom_loop<T>(
         &self,
         size: usize,
-        mut attempt: impl FnMut(&mut State) -> Option<T>,
+        mut attempt: impl FnMut(&mut Registry) -> Result<Option<T>, AllocError>,
     ) -> Result<T, AllocError> {
         loop {
             {
-                let mut st = lock(&self.state);
-                if let Some(v) = attempt(&mut st) {
+                let mut reg = registry();
+                if let Some(v) = attempt(&mut reg)? {
                     return Ok(v);
                 }
-                st.stats.failures += 1;
+                reg.stats_mut(self.id).failures += 1;
             }
             let handler = lock(&self.handler).clone();
             let Some(handler) = handler else {
                 return Err(AllocError::OutOfMemory { size });
             };
-            lock(&self.state).stats.handler_calls += 1;
+            registry().stats_mut(self.id).handler_calls += 1;
             handler.on_oom().map_err(AllocError::Handler)?;
         }
-    }
-
-    fn within_limit(&self, st: &State, freed: usize, n: usize) -> bool {
-        self.limit
-            .is_none_or(|limit| st.stats.live_bytes - freed + n <= limit)
     }
 
     /// `malloc(n)`, aligned to 16; 0 bytes give the null address 0.
@@ -134,56 +203,53 @@ impl MallocAlloc {
 
     /// Like `allocate`, aligned to `align` (a power of two, at least 8).
     pub fn allocate_aligned(&self, n: usize, align: usize) -> Result<usize, AllocError> {
+        self.allocate_pinned(n, align, 0)
+    }
+
+    /// Allocates a block that starts with `pins` pins (a pool holding it).
+    fn allocate_pinned(&self, n: usize, align: usize, pins: usize) -> Result<usize, AllocError> {
         if n == 0 {
             return Ok(0);
         }
         check_size(n)?;
-        self.oom_loop(n, |st| {
-            if !self.within_limit(st, 0, n) {
-                return None;
+        self.oom_loop(n, |reg| {
+            if !reg.within_limit(self.id, 0, n) {
+                return Ok(None);
             }
-            let p = raw_malloc(n, align)?.as_ptr() as usize;
-            st.live.insert(p, n);
-            st.stats.live_blocks += 1;
-            st.stats.live_bytes += n;
-            st.stats.allocations += 1;
-            Some(p)
+            let Some(p) = raw_malloc(n, align) else {
+                return Ok(None);
+            };
+            let p = p.as_ptr() as usize;
+            reg.blocks.insert(
+                p,
+                Block {
+                    size: n,
+                    owner: self.id,
+                    pins,
+                    claimed: false,
+                },
+            );
+            let st = reg.stats_mut(self.id);
+            st.live_blocks += 1;
+            st.live_bytes += n;
+            st.allocations += 1;
+            Ok(Some(p))
         })
     }
 
-    /// The size of the live block at `p`, or the reason there is none.
-    fn live_size(st: &State, p: usize, n: usize) -> Result<usize, AllocError> {
-        match st.live.get(&p) {
-            Some(&size) if size == n => Ok(size),
-            Some(&size) => Err(AllocError::SizeMismatch {
-                addr: p,
-                size: n,
-                block_size: size,
-            }),
-            None => Err(AllocError::NotLive { addr: p }),
-        }
-    }
-
-    fn check_unpinned(st: &State, p: usize) -> Result<(), AllocError> {
-        if st.pins.contains_key(&p) {
-            Err(AllocError::Pinned { addr: p })
-        } else {
-            Ok(())
-        }
-    }
-
-    /// `free(p)` for a live block of exactly `n` bytes. `(0, 0)` does nothing.
+    /// `free(p)` for a live block of exactly `n` bytes, made by any `MallocAlloc`.
+    /// `(0, 0)` does nothing.
     pub fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        self.deallocate_pinned(p, n, 0)
+    }
+
+    fn deallocate_pinned(&self, p: usize, n: usize, pins: usize) -> Result<(), AllocError> {
         if p == 0 && n == 0 {
             return Ok(());
         }
-        let mut st = lock(&self.state);
-        Self::live_size(&st, p, n)?;
-        Self::check_unpinned(&st, p)?;
-        st.live.remove(&p);
-        st.stats.live_blocks -= 1;
-        st.stats.live_bytes -= n;
-        st.stats.deallocations += 1;
+        let mut reg = registry();
+        reg.check(p, n, pins)?;
+        reg.forget(p);
         // SAFETY: `p` is a live block that malloc (or posix_memalign) returned, checked
         // above, and it is now forgotten, so it is freed exactly once.
         unsafe { libc::free(p as *mut libc::c_void) };
@@ -192,91 +258,161 @@ impl MallocAlloc {
 
     /// `realloc(p, new)` for a live block of `old` bytes, with the OOM loop. `new == 0`
     /// frees; `p == 0` with `old == 0` allocates. On failure `p` stays live and unchanged.
+    /// The block stays with its owner.
     pub fn reallocate(&self, p: usize, old: usize, new: usize) -> Result<usize, AllocError> {
+        self.reallocate_pinned(p, old, new, 0)
+    }
+
+    fn reallocate_pinned(
+        &self,
+        p: usize,
+        old: usize,
+        new: usize,
+        pins: usize,
+    ) -> Result<usize, AllocError> {
         if p == 0 && old == 0 {
-            return self.allocate(new);
+            return self.allocate_pinned(new, MALLOC_ALIGN, pins);
         }
         if new == 0 {
-            self.deallocate(p, old)?;
+            self.deallocate_pinned(p, old, pins)?;
             return Ok(0);
         }
         check_size(new)?;
-        {
-            let st = lock(&self.state);
-            Self::live_size(&st, p, old)?;
-            Self::check_unpinned(&st, p)?;
-        }
-        self.oom_loop(new, |st| {
+        registry().check(p, old, pins)?;
+        self.oom_loop(new, |reg| {
             // Re-validated: the handler may have run and freed this very block.
-            Self::live_size(st, p, old).ok()?;
-            if !self.within_limit(st, old, new) {
-                return None;
+            let owner = reg.check(p, old, pins)?.owner;
+            if !reg.within_limit(owner, old, new) {
+                return Ok(None);
             }
             // SAFETY: `p` is live with `old` bytes (checked under this lock), so realloc
             // may move or resize it; on null it leaves `p` untouched.
-            let q = NonNull::new(unsafe { libc::realloc(p as *mut libc::c_void, new) })?;
+            let Some(q) = NonNull::new(unsafe { libc::realloc(p as *mut libc::c_void, new) })
+            else {
+                return Ok(None);
+            };
             let q = q.as_ptr() as usize;
-            st.live.remove(&p);
-            st.live.insert(q, new);
-            st.stats.live_bytes = st.stats.live_bytes - old + new;
-            Some(q)
+            let block = reg.blocks.remove(&p).expect("checked as live");
+            reg.blocks.insert(q, Block { size: new, ..block });
+            let st = reg.stats_mut(owner);
+            st.live_bytes = st.live_bytes - old + new;
+            Ok(Some(q))
         })
     }
 
-    /// `(start, size)` of the live block containing `addr`.
+    /// `(start, size)` of the live malloc block containing `addr`.
     pub fn block_containing(&self, addr: usize) -> Option<(usize, usize)> {
-        let st = lock(&self.state);
-        let (&start, &size) = st.live.range(..=addr).next_back()?;
-        (addr < start + size).then_some((start, size))
+        let reg = registry();
+        let (&start, b) = reg.blocks.range(..=addr).next_back()?;
+        (addr < start + b.size).then_some((start, b.size))
     }
 
-    /// Marks the live block at `start` as exported: it may not be freed or moved until
-    /// every pin is removed.
+    /// Marks the live block at `start` as in use (exported by a view, or held by a pool):
+    /// it may not be freed or moved until every pin is removed.
     pub fn pin(&self, start: usize) -> Result<(), AllocError> {
-        let mut st = lock(&self.state);
-        if !st.live.contains_key(&start) {
-            return Err(AllocError::NotLive { addr: start });
+        match registry().blocks.get_mut(&start) {
+            Some(b) if b.claimed => Err(AllocError::Owned { addr: start }),
+            Some(b) => {
+                b.pins += 1;
+                Ok(())
+            }
+            None => Err(AllocError::NotLive { addr: start }),
         }
-        *st.pins.entry(start).or_default() += 1;
+    }
+
+    /// Hands the live block at `start` to a container: `deallocate`, `reallocate` and
+    /// `pin` refuse it until `deallocate_owned` frees it (or `unclaim`).
+    pub fn claim(&self, start: usize) -> Result<(), AllocError> {
+        match registry().blocks.get_mut(&start) {
+            Some(b) if b.pins > 0 => Err(AllocError::Pinned { addr: start }),
+            Some(b) if b.claimed => Err(AllocError::Owned { addr: start }),
+            Some(b) => {
+                b.claimed = true;
+                Ok(())
+            }
+            None => Err(AllocError::NotLive { addr: start }),
+        }
+    }
+
+    pub fn unclaim(&self, start: usize) {
+        if let Some(b) = registry().blocks.get_mut(&start) {
+            b.claimed = false;
+        }
+    }
+
+    /// Frees a block a container holds.
+    pub fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        let mut reg = registry();
+        match reg.blocks.get(&p) {
+            Some(b) if b.claimed && b.size == n && b.pins == 0 => {}
+            _ => return Err(AllocError::NotLive { addr: p }),
+        }
+        reg.forget(p);
+        // SAFETY: `p` is a live malloc block (checked under this lock), now forgotten, so
+        // it is freed exactly once.
+        unsafe { libc::free(p as *mut libc::c_void) };
         Ok(())
     }
 
     pub fn unpin(&self, start: usize) {
-        let mut st = lock(&self.state);
-        if let Some(n) = st.pins.get_mut(&start) {
-            *n -= 1;
-            if *n == 0 {
-                st.pins.remove(&start);
-            }
+        if let Some(b) = registry().blocks.get_mut(&start) {
+            b.pins = b.pins.saturating_sub(1);
         }
     }
 
     pub fn stats(&self) -> MallocStats {
-        lock(&self.state).stats
+        registry().owners[&self.id].stats
+    }
+
+    // Pools hold their upstream blocks pinned, so a user cannot free them through the
+    // MallocAllocator (every MallocAllocator is equal) while the pool still uses them.
+
+    pub(crate) fn allocate_for_pool(&self, n: usize, align: usize) -> Result<usize, AllocError> {
+        self.allocate_pinned(n, align, 1)
+    }
+
+    pub(crate) fn deallocate_for_pool(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        self.deallocate_pinned(p, n, 1)
+    }
+
+    pub(crate) fn reallocate_for_pool(
+        &self,
+        p: usize,
+        old: usize,
+        new: usize,
+    ) -> Result<usize, AllocError> {
+        self.reallocate_pinned(p, old, new, 1)
     }
 
     #[cfg(test)]
     pub(crate) fn check_invariants(&self) {
-        let st = lock(&self.state);
-        assert_eq!(st.stats.live_blocks, st.live.len());
-        assert_eq!(st.stats.live_bytes, st.live.values().sum::<usize>());
-        assert_eq!(
-            st.stats.allocations - st.stats.deallocations,
-            st.live.len() as u64
-        );
-        assert!(self.limit.is_none_or(|l| st.stats.live_bytes <= l));
-        assert!(st.pins.keys().all(|p| st.live.contains_key(p)));
+        let reg = registry();
+        let mine: Vec<&Block> = reg.blocks.values().filter(|b| b.owner == self.id).collect();
+        let st = reg.owners[&self.id].stats;
+        assert_eq!(st.live_blocks, mine.len());
+        assert_eq!(st.live_bytes, mine.iter().map(|b| b.size).sum::<usize>());
+        assert_eq!(st.allocations - st.deallocations, mine.len() as u64);
+        assert!(self.limit.is_none_or(|l| st.live_bytes <= l));
     }
 }
 
 impl Drop for MallocAlloc {
     fn drop(&mut self) {
-        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        for &p in st.live.keys() {
+        let mut reg = registry();
+        let mine: Vec<usize> = reg
+            .blocks
+            .iter()
+            .filter(|(_, b)| b.owner == self.id)
+            .map(|(&p, _)| p)
+            .collect();
+        for p in mine {
+            reg.blocks.remove(&p);
             // SAFETY: every live block came from malloc and is freed once, here, as the
-            // allocator that owns it goes away.
+            // allocator that owns it goes away (nothing can hold it: pools and views keep
+            // their allocator alive).
             unsafe { libc::free(p as *mut libc::c_void) };
         }
+        reg.owners.remove(&self.id);
     }
 }
 
@@ -325,6 +461,39 @@ mod tests {
             (s.live_blocks, s.live_bytes, s.allocations, s.deallocations),
             (0, 0, 1, 1)
         );
+        m.check_invariants();
+    }
+
+    #[test]
+    fn every_malloc_alloc_frees_what_another_allocated() {
+        let (a, b) = (MallocAlloc::new(Some(64)), MallocAlloc::new(None));
+        let p = a.allocate(40).unwrap();
+        assert!(b.owns(p));
+        let q = b.reallocate(p, 40, 48).unwrap();
+        assert_eq!(a.stats().live_bytes, 48, "the block stays with its owner");
+        assert!(
+            matches!(b.reallocate(q, 48, 65), Err(AllocError::OutOfMemory { .. })),
+            "a's limit"
+        );
+        b.deallocate(q, 48).unwrap();
+        let (sa, sb) = (a.stats(), b.stats());
+        assert_eq!(
+            (sa.live_blocks, sa.deallocations, sb.allocations),
+            (0, 1, 0)
+        );
+        a.check_invariants();
+        b.check_invariants();
+    }
+
+    #[test]
+    fn pool_blocks_cannot_be_freed_by_users() {
+        let m = MallocAlloc::new(None);
+        let p = m.allocate_for_pool(64, 8).unwrap();
+        assert!(matches!(
+            m.deallocate(p, 64),
+            Err(AllocError::Pinned { .. })
+        ));
+        m.deallocate_for_pool(p, 64).unwrap();
         m.check_invariants();
     }
 

@@ -296,12 +296,21 @@ impl<U: Upstream> Pool<U> {
     }
 
     /// Pushes what is left of the chunk onto the list of its size, emptying the chunk.
+    ///
+    /// In SGI's flow the leftover is smaller than the request, so it is one block of a
+    /// class. A chunk installed by another caller while this one waited for upstream (an
+    /// out-of-memory handler that re-enters, another thread) can have any size: it is cut
+    /// into `max_bytes` blocks and one of the rest, so no byte is lost.
     fn push_leftover(&mut self) {
-        let left = self.chunk_bytes_left();
-        if let Some(p) = NonNull::new(self.start_free).filter(|_| left > 0) {
-            // SAFETY: the leftover is free pool memory, a multiple of `align` bytes (every
-            // carve is) and smaller than the last request, so it fits a class.
-            unsafe { self.push(self.params.index(left), p) };
+        let max = self.params.max_bytes();
+        while let Some(p) = NonNull::new(self.start_free).filter(|_| self.chunk_bytes_left() > 0) {
+            let piece = self.chunk_bytes_left().min(max);
+            // SAFETY: the piece is free pool memory at the chunk's start, a multiple of
+            // `align` bytes (every carve is) of at most `max_bytes`, so it fits a class.
+            unsafe {
+                self.push(self.params.index(piece), p);
+                self.start_free = self.start_free.add(piece);
+            }
         }
         self.start_free = ptr::null_mut();
         self.end_free = ptr::null_mut();
@@ -487,6 +496,28 @@ mod tests {
         assert_eq!(p.arena().used(), 2904);
         assert_eq!(p.counters().chunk_requests, 2);
         assert_eq!(p.counters().refills, 3);
+    }
+
+    #[test]
+    fn a_chunk_installed_meanwhile_is_kept_whole() {
+        // A re-entrant caller installed a chunk while this one waited for its own: the
+        // 4000 bytes left of it are cut into max_bytes blocks and one of the rest.
+        let mut p = pool(0);
+        let need = p.allocate_small(128).unwrap_err();
+        assert_eq!(need.bytes, 5120);
+        let first = LibcMalloc.allocate(5120, 8).unwrap();
+        p.add_chunk(first, 5120);
+        p.allocate_small(8).unwrap(); // carves 20 * 8 = 160 of them: 4960 left
+        let second = LibcMalloc.allocate(5120, 8).unwrap();
+        p.add_chunk(second, 5120);
+        assert_eq!(p.free_list_len(15), 38, "38 blocks of 128 = 4864 bytes");
+        assert_eq!(p.free_list_len(11), 1, "and one of 96");
+        assert_eq!(p.heap_size(), 10240);
+        assert_eq!(
+            p.heap_size(),
+            8 + p.free_bytes() + p.chunk_bytes_left(),
+            "conservation"
+        );
     }
 
     #[test]

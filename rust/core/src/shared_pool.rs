@@ -90,17 +90,24 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     /// SPEC §3 `allocate`: 0 for 0 bytes, the upstream above `max_bytes`, else the pool.
     #[inline]
     pub fn allocate(&self, n: usize) -> Result<usize, AllocError> {
+        self.allocate_claimed(n, false)
+    }
+
+    /// `allocate`, the block claimed for a container (see `CheckedPool::claim`) under the
+    /// same lock that hands it out.
+    #[inline]
+    fn allocate_claimed(&self, n: usize, claimed: bool) -> Result<usize, AllocError> {
         if n == 0 {
             return Ok(0);
         }
         if n > self.params.max_bytes() {
             check_size(n)?;
             let p = self.upstream.allocate(n, self.params.align())?.as_ptr() as usize;
-            self.lock().insert_large(p, n);
+            self.lock().insert_large(p, n, claimed);
             return Ok(p);
         }
         loop {
-            let bytes = match self.lock().allocate_small(n) {
+            let bytes = match self.lock().allocate_small(n, claimed) {
                 Ok(p) => return Ok(p),
                 Err(NeedChunk { bytes }) => bytes,
             };
@@ -113,6 +120,26 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     #[inline]
     pub fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError> {
         self.lock().deallocate(p, n)
+    }
+
+    /// `allocate`, the block handed to a container at once (see `CheckedPool::claim`).
+    #[inline]
+    pub fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
+        let p = self.allocate(n)?;
+        if p != 0 {
+            self.lock()
+                .claim(p)
+                .expect("a fresh block is live, unpinned and unclaimed");
+        }
+        Ok(p)
+    }
+
+    #[inline]
+    pub fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        if p == 0 && n == 0 {
+            return Ok(());
+        }
+        self.lock().deallocate_owned(p, n)
     }
 
     /// SPEC §3 `reallocate`. On error `p` is still live, unchanged, and the pool's state is
@@ -132,6 +159,9 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
             let kind = pool.validate(p, old)?;
             if pool.is_pinned(p) {
                 return Err(AllocError::Pinned { addr: p });
+            }
+            if pool.is_claimed_at(p) {
+                return Err(AllocError::Owned { addr: p });
             }
             if kind == BlockKind::Small
                 && new <= max
@@ -181,11 +211,11 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         let mut pool = self.lock();
         match moved {
             Ok(q) => {
-                pool.insert_large(q.as_ptr() as usize, new);
+                pool.insert_large(q.as_ptr() as usize, new, false);
                 Ok(q.as_ptr() as usize)
             }
             Err(e) => {
-                pool.insert_large(p, old);
+                pool.insert_large(p, old, false);
                 Err(e)
             }
         }

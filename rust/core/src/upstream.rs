@@ -93,17 +93,20 @@ unsafe impl Upstream for LibcMalloc {
     }
 }
 
-// SAFETY: `allocate_aligned` returns a fresh live malloc block of `n` bytes and `align`.
+// SAFETY: `allocate_for_pool` returns a fresh live malloc block of `n` bytes and `align`,
+// pinned so that nobody else can free it through an equal MallocAlloc.
 unsafe impl Upstream for MallocAlloc {
     fn allocate(&self, n: usize, align: usize) -> Result<NonNull<u8>, AllocError> {
-        let p = self.allocate_aligned(n.max(1), align)?;
+        let p = self.allocate_for_pool(n.max(1), align)?;
         Ok(NonNull::new(p as *mut u8).expect("a non-empty allocation is not null"))
     }
 
     unsafe fn deallocate(&self, p: NonNull<u8>, n: usize) {
-        let done = MallocAlloc::deallocate(self, p.as_ptr() as usize, n.max(1));
+        let done = self.deallocate_for_pool(p.as_ptr() as usize, n.max(1));
+        // A view taken through the MallocAllocator still pins the block: it stays live for
+        // the view, and is freed with its allocator.
         debug_assert!(
-            done.is_ok(),
+            matches!(done, Ok(()) | Err(AllocError::Pinned { .. })),
             "a pool gave back a block it did not get: {done:?}"
         );
     }
@@ -124,7 +127,7 @@ unsafe impl Upstream for MallocAlloc {
             }
             return Ok(q);
         }
-        let q = MallocAlloc::reallocate(self, p.as_ptr() as usize, old.max(1), new.max(1))?;
+        let q = self.reallocate_for_pool(p.as_ptr() as usize, old.max(1), new.max(1))?;
         Ok(NonNull::new(q as *mut u8).expect("a non-empty allocation is not null"))
     }
 }

@@ -20,7 +20,7 @@ impl AllocatorArg {
     pub fn from_py(py: Python<'_>, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let Some(obj) = obj.filter(|o| !o.is_none()) else {
             let pool = default_pool(py)?;
-            let core = pool.get().inner.clone();
+            let core = pool.get().blocks.clone();
             return Ok(Self {
                 core,
                 object: pool.into_any(),
@@ -28,7 +28,7 @@ impl AllocatorArg {
         };
         if let Ok(pool) = obj.cast::<PyPoolAllocator>() {
             return Ok(Self {
-                core: pool.get().inner.clone(),
+                core: pool.get().blocks.clone(),
                 object: obj.clone().unbind(),
             });
         }

@@ -1,19 +1,22 @@
 //! The Python face of stlalloc-core: converts arguments, validates them, raises. No
 //! allocator logic lives here; every decision is the core's.
 
-#[allow(dead_code)] // used by the containers
 mod alloc_arg;
 mod bench;
 mod buffer;
 mod convert;
-#[allow(dead_code)] // used by the containers
 mod dtype;
+mod elem;
 mod errors;
 mod gil_lock;
 mod handler;
+mod list;
 mod malloc;
 mod pool;
+mod seq;
 mod stats;
+mod typed_vector;
+mod vector;
 mod view;
 
 use pyo3::prelude::*;
@@ -22,11 +25,15 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("AllocatorError", py.get_type::<errors::AllocatorError>())?;
+    m.add_class::<list::StdList>()?;
+    m.add_class::<list::ListIterator>()?;
     m.add_class::<malloc::PyMallocAllocator>()?;
     m.add_class::<pool::PyPoolAllocator>()?;
     m.add_class::<stats::PyMallocStats>()?;
     m.add_class::<stats::PyPoolStats>()?;
     m.add_class::<view::BlockView>()?;
+    m.add_class::<vector::PyVector>()?;
+    m.add_class::<vector::VectorIterator>()?;
     m.add_function(wrap_pyfunction!(pool::default_pool, m)?)?;
     m.add_function(wrap_pyfunction!(bench::bench, m)?)?;
     m.add("DEFAULT_ARENA_SIZE", stlalloc_core::DEFAULT_ARENA_SIZE)?;

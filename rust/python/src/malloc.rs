@@ -55,7 +55,8 @@ impl PyMallocAllocator {
         MallocAlloc::allocate(&self.inner, n.0).or_raise()
     }
 
-    /// ``free(p)``: ``n`` must be the size the block was allocated with.
+    /// ``free(p)``: ``n`` must be the size the block was allocated with. Every
+    /// MallocAllocator is equal to every other, so this frees blocks of any of them.
     fn deallocate(&self, p: Addr, n: Size) -> PyResult<()> {
         MallocAlloc::deallocate(&self.inner, p.0, n.0).or_raise()
     }
@@ -85,7 +86,7 @@ impl PyMallocAllocator {
         Ok(std::mem::replace(&mut *slot, handler.map(Bound::unbind)))
     }
 
-    /// True if ``p`` lies inside a live block of this allocator.
+    /// True if ``p`` lies inside a live block of a MallocAllocator (all are equal).
     fn owns(&self, p: Addr) -> bool {
         self.inner.owns(p.0)
     }

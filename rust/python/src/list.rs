@@ -1,0 +1,460 @@
+//! `List`: SGI's `std::list` for Python, a doubly linked list whose nodes are blocks of
+//! the chosen allocator (one per element). The logic is the core's `List`; this layer
+//! converts, locks and raises (see `typed` for the locking rules).
+
+mod element;
+mod typed;
+
+use crate::alloc_arg::AllocatorArg;
+use crate::dtype::Dtype;
+use element::Element;
+use pyo3::exceptions::{PyIndexError, PyOverflowError, PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::sync::MutexExt;
+use pyo3::types::PyList;
+use pyo3::{PyTraverseError, PyVisit};
+use std::sync::{Mutex, PoisonError};
+use stlalloc_core::containers::list::{Cursor, List};
+use typed::{Alloc, CoreList, Typed};
+
+/// The list of each dtype: the element type is fixed at construction.
+enum AnyList {
+    Int(Typed<i64>),
+    Float(Typed<f64>),
+    Obj(Typed<Py<PyAny>>),
+}
+
+/// Runs `$body` with `$t` bound to the typed list, whatever its element type.
+macro_rules! each {
+    ($any:expr, $t:ident => $body:expr) => {
+        match $any {
+            AnyList::Int($t) => $body,
+            AnyList::Float($t) => $body,
+            AnyList::Obj($t) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with two typed lists of the same element type, else `$other`.
+macro_rules! each_pair {
+    ($a:expr, $b:expr, ($x:ident, $y:ident) => $body:expr, _ => $other:expr) => {
+        match ($a, $b) {
+            (AnyList::Int($x), AnyList::Int($y)) => $body,
+            (AnyList::Float($x), AnyList::Float($y)) => $body,
+            (AnyList::Obj($x), AnyList::Obj($y)) => $body,
+            _ => $other,
+        }
+    };
+}
+
+impl From<CoreList<i64>> for AnyList {
+    fn from(list: CoreList<i64>) -> Self {
+        Self::Int(Typed::new(list))
+    }
+}
+
+impl From<CoreList<f64>> for AnyList {
+    fn from(list: CoreList<f64>) -> Self {
+        Self::Float(Typed::new(list))
+    }
+}
+
+impl From<CoreList<Py<PyAny>>> for AnyList {
+    fn from(list: CoreList<Py<PyAny>>) -> Self {
+        Self::Obj(Typed::new(list))
+    }
+}
+
+impl AnyList {
+    fn build(dtype: Dtype, alloc: &Alloc, iterable: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        Ok(match dtype {
+            Dtype::Int64 => Typed::<i64>::build(alloc, iterable, false)?.into(),
+            Dtype::Float64 => Typed::<f64>::build(alloc, iterable, false)?.into(),
+            Dtype::Object => Typed::<Py<PyAny>>::build(alloc, iterable, false)?.into(),
+        })
+    }
+}
+
+/// An index argument: `IndexError` (not `OverflowError`) for ints beyond any index, as
+/// `list` does.
+struct Index(isize);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Index {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        obj.extract().map(Index).map_err(|e| {
+            if e.is_instance_of::<PyOverflowError>(obj.py()) {
+                PyIndexError::new_err("cannot fit 'int' into an index-sized integer")
+            } else {
+                e
+            }
+        })
+    }
+}
+
+/// ``std::list``: a doubly linked list, one node per element, each node one block of
+/// ``node_size()`` bytes (prev, next, value) from ``allocator`` (default: ``default_pool()``).
+///
+/// ``dtype`` is ``"int64"``, ``"float64"`` or ``"object"``. The C++ names
+/// (``push_back``, ``pop_front``, ``splice``, ``merge``, ``unique``…) and the ``deque``
+/// ones (``append``, ``popleft``, ``extendleft``…) are both there; ``sort`` relinks
+/// nodes and allocates none.
+#[pyclass(frozen, module = "stlalloc", name = "List")]
+pub struct StdList {
+    inner: AnyList,
+    dtype: Dtype,
+    allocator: Py<PyAny>,
+}
+
+impl StdList {
+    fn from_parts(inner: AnyList, dtype: Dtype, allocator: Py<PyAny>) -> Self {
+        Self {
+            inner,
+            dtype,
+            allocator,
+        }
+    }
+
+    /// The error for a two-list operation between different dtypes.
+    fn dtype_mismatch(&self, other: &Self, what: &str) -> PyErr {
+        PyTypeError::new_err(format!(
+            "cannot {what} a List of dtype '{}' into one of dtype '{}'",
+            other.dtype.name(),
+            self.dtype.name()
+        ))
+    }
+}
+
+#[pymethods]
+impl StdList {
+    #[new]
+    #[pyo3(
+        signature = (iterable = None, *, dtype = "object", allocator = None),
+        text_signature = "(iterable=(), *, dtype='object', allocator=None)"
+    )]
+    fn new(
+        py: Python<'_>,
+        iterable: Option<&Bound<'_, PyAny>>,
+        dtype: &str,
+        allocator: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let dtype = Dtype::parse(dtype)?;
+        let alloc = AllocatorArg::from_py(py, allocator)?;
+        let inner = AnyList::build(dtype, &alloc.core, iterable)?;
+        Ok(Self::from_parts(inner, dtype, alloc.object))
+    }
+
+    /// ``"int64"``, ``"float64"`` or ``"object"``.
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        self.dtype.name()
+    }
+
+    /// The allocator the nodes come from.
+    fn get_allocator(&self, py: Python<'_>) -> Py<PyAny> {
+        self.allocator.clone_ref(py)
+    }
+
+    /// Bytes of one node: prev, next and the 8-byte value.
+    fn node_size(&self) -> usize {
+        match self.dtype {
+            Dtype::Int64 => List::<i64, Alloc>::node_size(),
+            Dtype::Float64 => List::<f64, Alloc>::node_size(),
+            Dtype::Object => List::<Py<PyAny>, Alloc>::node_size(),
+        }
+    }
+
+    /// The address of every node, in list order.
+    fn node_addresses(&self, py: Python<'_>) -> Vec<usize> {
+        each!(&self.inner, t => t.node_addresses(py))
+    }
+
+    /// Appends ``x`` in a new node. On allocation failure (``MemoryError``) the list is
+    /// unchanged.
+    fn push_back(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<()> {
+        each!(&self.inner, t => t.push(py, x, false))
+    }
+
+    /// ``push_back``.
+    fn append(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.push_back(py, x)
+    }
+
+    fn push_front(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<()> {
+        each!(&self.inner, t => t.push(py, x, true))
+    }
+
+    /// ``push_front``.
+    fn appendleft(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.push_front(py, x)
+    }
+
+    /// Appends every item; if any fails (type, memory) the list is unchanged.
+    fn extend(&self, py: Python<'_>, iterable: &Bound<'_, PyAny>) -> PyResult<()> {
+        each!(&self.inner, t => t.extend(py, iterable, false))
+    }
+
+    /// Pushes every item at the front (so they end up reversed), all or nothing.
+    fn extendleft(&self, py: Python<'_>, iterable: &Bound<'_, PyAny>) -> PyResult<()> {
+        each!(&self.inner, t => t.extend(py, iterable, true))
+    }
+
+    /// Removes and returns the last element; ``IndexError`` if empty.
+    fn pop_back<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        each!(&self.inner, t => t.pop(py, false))
+    }
+
+    /// ``pop_back``.
+    fn pop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.pop_back(py)
+    }
+
+    fn pop_front<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        each!(&self.inner, t => t.pop(py, true))
+    }
+
+    /// ``pop_front``.
+    fn popleft<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.pop_front(py)
+    }
+
+    /// The first element; ``IndexError`` if empty.
+    fn front<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        each!(&self.inner, t => t.end(py, true))
+    }
+
+    /// The last element; ``IndexError`` if empty.
+    fn back<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        each!(&self.inner, t => t.end(py, false))
+    }
+
+    /// Inserts ``x`` before position ``i`` (clamped, negative from the end, as
+    /// ``list.insert``).
+    fn insert(&self, py: Python<'_>, i: isize, x: &Bound<'_, PyAny>) -> PyResult<()> {
+        each!(&self.inner, t => t.insert(py, i, x))
+    }
+
+    /// Removes every element equal to ``x`` (C++20 ``list::remove``); returns how many.
+    fn remove(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<usize> {
+        each!(&self.inner, t => t.remove(py, x))
+    }
+
+    /// Removes each element equal to the one kept before it (consecutive duplicates);
+    /// returns how many.
+    fn unique(&self, py: Python<'_>) -> PyResult<usize> {
+        each!(&self.inner, t => t.unique(py))
+    }
+
+    /// Reverses the order by relinking.
+    fn reverse(&self, py: Python<'_>) {
+        each!(&self.inner, t => t.reverse(py))
+    }
+
+    /// Stable sort, in place, by relinking the nodes: no node is allocated or freed. If a
+    /// comparison or ``key`` raises, or the list is modified meanwhile (``ValueError``),
+    /// the order is unchanged.
+    #[pyo3(signature = (*, key = None, reverse = false))]
+    fn sort(&self, py: Python<'_>, key: Option<&Bound<'_, PyAny>>, reverse: bool) -> PyResult<()> {
+        let key = key.filter(|k| !k.is_none());
+        each!(&self.inner, t => t.sort(py, key, reverse))
+    }
+
+    /// Moves all of ``other``'s nodes to the end of this list in O(1); ``other`` becomes
+    /// empty. The allocators must be the same (else ``AllocatorError``, both unchanged).
+    fn splice(&self, py: Python<'_>, other: &Bound<'_, StdList>) -> PyResult<()> {
+        let other = other.get();
+        each_pair!(&self.inner, &other.inner, (a, b) => a.splice(py, b),
+                   _ => Err(self.dtype_mismatch(other, "splice")))
+    }
+
+    /// Merges the sorted ``other`` into this sorted list by relinking (stable: on ties this
+    /// list's elements come first); ``other`` becomes empty. Same allocator required.
+    fn merge(&self, py: Python<'_>, other: &Bound<'_, StdList>) -> PyResult<()> {
+        let other = other.get();
+        each_pair!(&self.inner, &other.inner, (a, b) => a.merge(py, b),
+                   _ => Err(self.dtype_mismatch(other, "merge")))
+    }
+
+    fn clear(&self, py: Python<'_>) {
+        each!(&self.inner, t => t.clear(py))
+    }
+
+    /// A new List with the same values, dtype and allocator.
+    fn copy(&self, py: Python<'_>) -> PyResult<Self> {
+        let inner = each!(&self.inner, t => AnyList::from(t.copy(py)?));
+        Ok(Self::from_parts(
+            inner,
+            self.dtype,
+            self.allocator.clone_ref(py),
+        ))
+    }
+
+    fn __copy__(&self, py: Python<'_>) -> PyResult<Self> {
+        self.copy(py)
+    }
+
+    /// Number of elements equal to ``x``.
+    fn count(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<usize> {
+        Ok(each!(&self.inner, t => t.find(py, x, false))?.len())
+    }
+
+    /// Position of the first element equal to ``x``; ``ValueError`` if none.
+    fn index(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let first = each!(&self.inner, t => t.find(py, x, true))?;
+        first
+            .first()
+            .copied()
+            .ok_or_else(|| PyValueError::new_err("value is not in List"))
+    }
+
+    fn __contains__(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Ok(!each!(&self.inner, t => t.find(py, x, true))?.is_empty())
+    }
+
+    fn __len__(&self, py: Python<'_>) -> usize {
+        each!(&self.inner, t => t.len(py))
+    }
+
+    /// Element ``i`` (negative from the end), walking from the nearer end.
+    fn __getitem__<'py>(&self, py: Python<'py>, i: Index) -> PyResult<Bound<'py, PyAny>> {
+        each!(&self.inner, t => t.get(py, i.0))
+    }
+
+    fn __setitem__(&self, py: Python<'_>, i: Index, x: &Bound<'_, PyAny>) -> PyResult<()> {
+        each!(&self.inner, t => t.set(py, i.0, x))
+    }
+
+    fn __delitem__(&self, py: Python<'_>, i: Index) -> PyResult<()> {
+        each!(&self.inner, t => t.delete(py, i.0))
+    }
+
+    fn __iter__(slf: Bound<'_, Self>) -> ListIterator {
+        ListIterator::new(slf, false)
+    }
+
+    fn __reversed__(slf: Bound<'_, Self>) -> ListIterator {
+        ListIterator::new(slf, true)
+    }
+
+    /// Equal when the other List has equal values in the same order (any dtype).
+    fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, StdList>) -> PyResult<bool> {
+        if slf.is(other) {
+            return Ok(true);
+        }
+        let py = slf.py();
+        let (a, b) = (slf.get(), other.get());
+        let native = each_pair!(&a.inner, &b.inner, (x, y) => x.native_eq(py, y), _ => None);
+        if let Some(equal) = native {
+            return Ok(equal);
+        }
+        let a = each!(&a.inner, t => t.objects(py))?;
+        let b = each!(&b.inner, t => t.objects(py))?;
+        if a.len() != b.len() {
+            return Ok(false);
+        }
+        for (x, y) in a.iter().zip(&b) {
+            if !(x.is(y) || x.eq(y)?) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// ``List([1, 2], dtype='int64')``; a List inside itself shows as ``[...]``.
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let me = slf.get();
+        let Some(_guard) = ReprGuard::enter(slf)? else {
+            return Ok("[...]".to_string());
+        };
+        let py = slf.py();
+        let items = PyList::new(py, each!(&me.inner, t => t.objects(py))?)?;
+        Ok(format!(
+            "List({}, dtype='{}')",
+            items.repr()?,
+            me.dtype.name()
+        ))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.allocator)?;
+        each!(&self.inner, t => t.traverse(&visit))
+    }
+
+    fn __clear__(&self) {
+        each!(&self.inner, t => t.clear_for_gc())
+    }
+}
+
+/// CPython's guard against infinite recursion in `repr` of self-containing containers.
+struct ReprGuard<'a, 'py>(&'a Bound<'py, StdList>);
+
+impl<'a, 'py> ReprGuard<'a, 'py> {
+    /// None if a `repr` of `obj` is already running on this thread.
+    fn enter(obj: &'a Bound<'py, StdList>) -> PyResult<Option<Self>> {
+        // SAFETY: `obj` is a live object; every successful enter is paired with a leave
+        // in `drop`.
+        match unsafe { ffi::Py_ReprEnter(obj.as_ptr()) } {
+            0 => Ok(Some(Self(obj))),
+            r if r > 0 => Ok(None),
+            _ => Err(PyErr::fetch(obj.py())),
+        }
+    }
+}
+
+impl Drop for ReprGuard<'_, '_> {
+    fn drop(&mut self) {
+        // SAFETY: paired with the successful `Py_ReprEnter` of `enter`.
+        unsafe { ffi::Py_ReprLeave(self.0.as_ptr()) }
+    }
+}
+
+/// Iterates a List from the front, or from the back for ``reversed()``. Raises
+/// ``RuntimeError`` if the List changes structure meanwhile (overwriting values is fine).
+#[pyclass(frozen, module = "stlalloc", name = "ListIterator")]
+pub struct ListIterator {
+    list: Py<StdList>,
+    /// None once exhausted.
+    cursor: Mutex<Option<Cursor>>,
+}
+
+impl ListIterator {
+    fn new(list: Bound<'_, StdList>, backward: bool) -> Self {
+        let cursor = each!(&list.get().inner, t => t.cursor(list.py(), backward));
+        Self {
+            list: list.unbind(),
+            cursor: Mutex::new(Some(cursor)),
+        }
+    }
+}
+
+#[pymethods]
+impl ListIterator {
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let mut slot = self
+            .cursor
+            .lock_py_attached(py)
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(cursor) = slot.as_mut() else {
+            return Ok(None);
+        };
+        each!(&self.list.get().inner, t => {
+            let value = t.advance(py, cursor);
+            if !matches!(value, Ok(Some(_))) {
+                *slot = None;
+            }
+            // The value becomes a Python object only once no lock is held.
+            drop(slot);
+            value?.map(|v| v.into_py(py)).transpose()
+        })
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.list)
+    }
+}

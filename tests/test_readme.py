@@ -1,0 +1,22 @@
+"""The README's Python examples run as written, in order, in one namespace."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+@pytest.mark.skipif(not README.exists(), reason="run from a source checkout")
+def test_readme_examples_run(capsys):
+    blocks = python_blocks()
+    assert blocks, "the README has Python examples"
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), namespace)
+    assert "320 160 19" in capsys.readouterr().out
