@@ -407,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     calls = max(1, round(PY_CALLS * args.scale))
     t0 = time.monotonic()
-    groups = native_groups(args.scale) + python_groups()
+    # Python-level rows first, on a heap that the native workloads have not churned yet.
+    groups = python_groups() + native_groups(args.scale)
     total = args.runs * sum(m is not None for g in groups for m in g.measures)
     progress = Progress(total, quiet=False)
     try:
