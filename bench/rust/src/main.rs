@@ -210,6 +210,10 @@ fn bench(o: &Options) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    // Die quietly when the reader of stdout goes away (`| head`), as C programs do,
+    // instead of panicking on the failed print.
+    // SAFETY: restoring a signal's default disposition at startup, before any thread.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args: Vec<String> = std::env::args().skip(1).collect();
     // Hidden mode: one listmem measurement in this fresh process.
     if let [flag, alloc, nodes] = args.as_slice() {
