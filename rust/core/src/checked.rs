@@ -4,7 +4,8 @@
 //! Invariants (checked by `check_invariants`):
 //! - the pool's conservation equation with `live_bytes` counted here:
 //!   `heap_size == live_bytes + free_bytes + chunk_bytes_left`;
-//! - `live_blocks` / `live_bytes` equal the blocks marked in the maps and their sizes;
+//! - `live[i]` is the number of live blocks of class `i` marked in the maps, and
+//!   `|free_list[i]| == pool.class_blocks(i) - live[i]` (so lengths are O(1));
 //! - `large_live_blocks == |large|`, `large_live_bytes == Σ large sizes`;
 //! - every pinned block is live.
 //!
@@ -39,8 +40,8 @@ pub struct CheckedPool<U: Upstream> {
     /// Large blocks held by a container (small ones are marked in the block maps).
     large_claimed: BTreeSet<usize>,
     pins: HashMap<usize, usize>,
-    live_blocks: usize,
-    live_bytes: usize,
+    /// Live pool blocks per size class.
+    live: Box<[usize]>,
     large_live_bytes: usize,
 }
 
@@ -56,8 +57,7 @@ impl<U: Upstream> CheckedPool<U> {
             large: BTreeMap::new(),
             large_claimed: BTreeSet::new(),
             pins: HashMap::new(),
-            live_blocks: 0,
-            live_bytes: 0,
+            live: vec![0; params.nfreelists()].into_boxed_slice(),
             large_live_bytes: 0,
         })
     }
@@ -113,8 +113,7 @@ impl<U: Upstream> CheckedPool<U> {
         if claimed {
             map.set_claimed(p, true);
         }
-        self.live_blocks += 1;
-        self.live_bytes += size;
+        self.live[self.pool.params().index(n)] += 1;
         Ok(p)
     }
 
@@ -290,8 +289,7 @@ impl<U: Upstream> CheckedPool<U> {
             BlockKind::Small => {
                 let size = self.params().round_up(n);
                 self.map_of_mut(p).unmark(p, size);
-                self.live_blocks -= 1;
-                self.live_bytes -= size;
+                self.live[self.pool.params().index(n)] -= 1;
                 // SAFETY: validated above as a live pool block of `n`'s class.
                 unsafe { self.pool.deallocate_small(ptr, n) };
             }
@@ -353,7 +351,7 @@ impl<U: Upstream> CheckedPool<U> {
 
     /// Gives every page and upstream chunk back; refused while any block is live.
     pub fn release(&mut self) -> Result<(), AllocError> {
-        let blocks = self.live_blocks + self.large.len();
+        let blocks = self.live_blocks() + self.large.len();
         if blocks > 0 {
             return Err(AllocError::LiveBlocks { blocks });
         }
@@ -393,9 +391,11 @@ impl<U: Upstream> CheckedPool<U> {
             nfreelists: params.nfreelists(),
             heap_size: self.pool.heap_size(),
             chunk_bytes_left: self.pool.chunk_bytes_left(),
-            free_list_lengths: self.pool.free_list_lengths(),
-            live_blocks: self.live_blocks,
-            live_bytes: self.live_bytes,
+            free_list_lengths: (0..params.nfreelists())
+                .map(|i| self.free_list_len(i))
+                .collect(),
+            live_blocks: self.live_blocks(),
+            live_bytes: self.live_bytes(),
             large_live_blocks: self.large.len(),
             large_live_bytes: self.large_live_bytes,
             refills: counters.refills,
@@ -408,12 +408,32 @@ impl<U: Upstream> CheckedPool<U> {
         }
     }
 
+    /// Live pool blocks (not large ones).
+    pub fn live_blocks(&self) -> usize {
+        self.live.iter().sum()
+    }
+
+    /// Rounded bytes of the live pool blocks.
+    pub fn live_bytes(&self) -> usize {
+        let params = self.params();
+        self.live
+            .iter()
+            .enumerate()
+            .map(|(i, n)| n * params.class_size(i))
+            .sum()
+    }
+
+    /// The length of free list `i`, in O(1).
+    pub fn free_list_len(&self, i: usize) -> usize {
+        self.pool.class_blocks(i) - self.live[i]
+    }
+
     /// Panics if any invariant of this module or of `Pool` is broken.
     pub fn check_invariants(&self) {
         let pool = &self.pool;
         assert_eq!(
             pool.heap_size(),
-            self.live_bytes + pool.free_bytes() + pool.chunk_bytes_left(),
+            self.live_bytes() + pool.free_bytes() + pool.chunk_bytes_left(),
             "conservation: heap_size == live_bytes + free bytes + chunk_bytes_left"
         );
         assert_eq!(
@@ -421,11 +441,17 @@ impl<U: Upstream> CheckedPool<U> {
             pool.arena().used() + pool.counters().upstream_chunk_bytes
         );
         let live = self.live_small_blocks();
-        assert_eq!(live.len(), self.live_blocks);
-        assert_eq!(live.iter().map(|b| b.1).sum::<usize>(), self.live_bytes);
-        for i in 0..pool.params().nfreelists() {
-            assert_eq!(pool.free_list(i).len(), pool.free_list_len(i));
+        let params = pool.params();
+        for i in 0..params.nfreelists() {
+            let size = params.class_size(i);
+            assert_eq!(live.iter().filter(|b| b.1 == size).count(), self.live[i]);
+            assert_eq!(
+                pool.free_list(i).len(),
+                self.free_list_len(i),
+                "|free_list[{i}]|"
+            );
         }
+        assert_eq!(live.len(), self.live_blocks());
         assert_eq!(self.large.values().sum::<usize>(), self.large_live_bytes);
         assert!(self
             .pins

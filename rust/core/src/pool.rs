@@ -4,11 +4,14 @@
 //! at a time from chunks; chunks come from the arena by its break, and once the arena is
 //! exhausted from a larger free list or from the upstream allocator.
 //!
-//! Invariants (SPEC §3; `live_bytes` is kept by callers, checked in tests):
-//! - `heap_size == live_bytes + Σ_i free_list_len[i]·(i+1)·align + (end_free − start_free)`;
+//! Invariants (SPEC §3; `live` counts are kept by callers, checked in tests):
+//! - `heap_size == live_bytes + Σ_i |free_list[i]|·(i+1)·align + (end_free − start_free)`;
 //! - `heap_size == arena.used() + upstream_chunk_bytes`;
-//! - `free_list_len[i]` is the length of list `i`, every block on it is `(i+1)·align` bytes
-//!   of arena or upstream-chunk memory, aligned to `align`, on no other list;
+//! - `blocks[i] == |free_list[i]| + live[i]`: `blocks` counts the blocks of each class that
+//!   exist, and changes only where blocks are made or unmade (refill, leftover, borrow), so
+//!   the fast paths are SGI's pop and push and nothing else;
+//! - every block on list `i` is `(i+1)·align` bytes of arena or upstream-chunk memory,
+//!   aligned to `align`, on no other list;
 //! - `start_free <= end_free`, both null when the chunk is empty after a failed request.
 
 use crate::arena::Arena;
@@ -21,14 +24,6 @@ use std::ptr::{self, NonNull};
 #[repr(C)]
 struct Obj {
     next: *mut Obj,
-}
-
-/// One of SGI's `_S_free_list` heads, with its length beside it (same cache line), so
-/// statistics are O(1) without walking the list.
-#[derive(Clone, Copy)]
-struct FreeList {
-    head: *mut Obj,
-    len: usize,
 }
 
 /// The arena (and the larger free lists) could not give `bytes` for a chunk: the caller
@@ -51,7 +46,9 @@ pub struct PoolCounters {
 
 pub struct Pool<U: Upstream = LibcMalloc> {
     params: Params,
-    free_list: Box<[FreeList]>,
+    free_list: Box<[*mut Obj]>,
+    /// Blocks of each class, free or live.
+    blocks: Box<[usize]>,
     start_free: *mut u8,
     end_free: *mut u8,
     heap_size: usize,
@@ -72,14 +69,8 @@ impl<U: Upstream> Pool<U> {
         let n = params.nfreelists();
         Ok(Self {
             params,
-            free_list: vec![
-                FreeList {
-                    head: ptr::null_mut(),
-                    len: 0
-                };
-                n
-            ]
-            .into_boxed_slice(),
+            free_list: vec![ptr::null_mut(); n].into_boxed_slice(),
+            blocks: vec![0; n].into_boxed_slice(),
             start_free: ptr::null_mut(),
             end_free: ptr::null_mut(),
             heap_size: 0,
@@ -211,12 +202,11 @@ impl<U: Upstream> Pool<U> {
         debug_assert!(i < self.free_list.len());
         // SAFETY: callers pass `index(n)` of a size `1 <= n <= max_bytes`, which is below
         // `nfreelists`, the slice's length.
-        let list = unsafe { self.free_list.get_unchecked_mut(i) };
-        let obj = NonNull::new(list.head)?;
+        let head = unsafe { self.free_list.get_unchecked_mut(i) };
+        let obj = NonNull::new(*head)?;
         // SAFETY: a block on a free list is free memory of ours whose first word is the link
         // written when it was pushed.
-        list.head = unsafe { (*obj.as_ptr()).next };
-        list.len -= 1;
+        *head = unsafe { (*obj.as_ptr()).next };
         Some(obj.cast())
     }
 
@@ -238,12 +228,11 @@ impl<U: Upstream> Pool<U> {
     unsafe fn push(&mut self, i: usize, p: NonNull<u8>) {
         debug_assert!(i < self.free_list.len());
         // SAFETY: callers pass the index of a class, below `nfreelists`.
-        let list = unsafe { self.free_list.get_unchecked_mut(i) };
+        let head = unsafe { self.free_list.get_unchecked_mut(i) };
         let obj = p.cast::<Obj>().as_ptr();
         // SAFETY: the caller guarantees `p` is writable, aligned pool memory of ours.
-        unsafe { obj.write(Obj { next: list.head }) };
-        list.head = obj;
-        list.len += 1;
+        unsafe { obj.write(Obj { next: *head }) };
+        *head = obj;
     }
 
     /// SGI's `_S_refill`: get `refill` objects of `size` bytes, return the first and link
@@ -253,7 +242,8 @@ impl<U: Upstream> Pool<U> {
         let (chunk, nobjs) = self.chunk_alloc(size, self.params.refill())?;
         self.counters.refills += 1;
         let i = self.params.index(size);
-        debug_assert!(self.free_list[i].head.is_null());
+        debug_assert!(self.free_list[i].is_null());
+        self.blocks[i] += nobjs;
         for k in (1..nobjs).rev() {
             // SAFETY: the chunk spans `nobjs * size` bytes of our memory, so object `k` is
             // inside it, aligned, and free.
@@ -305,12 +295,14 @@ impl<U: Upstream> Pool<U> {
         let max = self.params.max_bytes();
         while let Some(p) = NonNull::new(self.start_free).filter(|_| self.chunk_bytes_left() > 0) {
             let piece = self.chunk_bytes_left().min(max);
+            let i = self.params.index(piece);
             // SAFETY: the piece is free pool memory at the chunk's start, a multiple of
             // `align` bytes (every carve is) of at most `max_bytes`, so it fits a class.
             unsafe {
-                self.push(self.params.index(piece), p);
+                self.push(i, p);
                 self.start_free = self.start_free.add(piece);
             }
+            self.blocks[i] += 1;
         }
         self.start_free = ptr::null_mut();
         self.end_free = ptr::null_mut();
@@ -321,12 +313,10 @@ impl<U: Upstream> Pool<U> {
     fn borrow_larger_block(&mut self, size: usize) -> bool {
         let first = self.params.index(size);
         for i in first..self.params.nfreelists() {
-            let list = &mut self.free_list[i];
-            if let Some(obj) = NonNull::new(list.head) {
-                // SAFETY: a listed free block's first word is its link.
-                list.head = unsafe { (*obj.as_ptr()).next };
-                list.len -= 1;
-                self.set_chunk(obj.cast(), self.params.class_size(i));
+            if let Some(obj) = self.pop(i) {
+                // The block stops being a block: its bytes become the chunk.
+                self.blocks[i] -= 1;
+                self.set_chunk(obj, self.params.class_size(i));
                 return true;
             }
         }
@@ -375,10 +365,8 @@ impl<U: Upstream> Pool<U> {
         }
         // SAFETY: the caller guarantees no block is in use.
         unsafe { self.arena.release() };
-        self.free_list.fill(FreeList {
-            head: ptr::null_mut(),
-            len: 0,
-        });
+        self.free_list.fill(ptr::null_mut());
+        self.blocks.fill(0);
         self.start_free = ptr::null_mut();
         self.end_free = ptr::null_mut();
         self.heap_size = 0;
@@ -402,18 +390,21 @@ impl<U: Upstream> Pool<U> {
         (self.start_free as usize, self.end_free as usize)
     }
 
+    /// The length of list `i`, by walking it (SGI keeps no count; see `class_blocks`).
     pub fn free_list_len(&self, i: usize) -> usize {
-        self.free_list[i].len
+        self.free_list(i).len()
     }
 
-    pub fn free_list_lengths(&self) -> Vec<usize> {
-        self.free_list.iter().map(|l| l.len).collect()
+    /// Blocks of class `i` that exist, free or live: with a count of the live ones this
+    /// gives the list's length in O(1).
+    pub fn class_blocks(&self, i: usize) -> usize {
+        self.blocks[i]
     }
 
     /// The addresses on list `i`, head first.
     pub fn free_list(&self, i: usize) -> Vec<usize> {
-        let mut out = Vec::with_capacity(self.free_list[i].len);
-        let mut p = self.free_list[i].head;
+        let mut out = Vec::new();
+        let mut p = self.free_list[i];
         while !p.is_null() {
             out.push(p as usize);
             // SAFETY: every block on the list is free memory whose first word is its link.
@@ -441,12 +432,10 @@ impl<U: Upstream> Pool<U> {
         self.counters
     }
 
-    /// `Σ free_list_len[i]·class_size(i)`.
+    /// `Σ |free_list[i]|·class_size(i)`, by walking the lists.
     pub fn free_bytes(&self) -> usize {
-        self.free_list
-            .iter()
-            .enumerate()
-            .map(|(i, l)| l.len * self.params.class_size(i))
+        (0..self.params.nfreelists())
+            .map(|i| self.free_list_len(i) * self.params.class_size(i))
             .sum()
     }
 }
