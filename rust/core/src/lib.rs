@@ -16,6 +16,7 @@ pub mod debug;
 pub mod error;
 pub mod layout;
 pub mod malloc_alloc;
+pub mod monotonic;
 pub mod params;
 pub mod pool;
 pub mod raw_lock;
@@ -23,6 +24,7 @@ pub mod shared_pool;
 pub mod stats;
 mod sync;
 pub mod syscalls;
+pub mod tracing;
 pub mod upstream;
 
 pub use arena::Arena;
