@@ -47,6 +47,9 @@ struct Block {
     pins: usize,
     /// Held by a container: only `deallocate_owned` frees it.
     claimed: bool,
+    /// A pool's chunk or large block: never exposed (a view would let Python code
+    /// overwrite the pool's free-list links).
+    pool_held: bool,
 }
 
 struct Owner {
@@ -227,6 +230,7 @@ impl MallocAlloc {
                     owner: self.id,
                     pins,
                     claimed: false,
+                    pool_held: pins > 0,
                 },
             );
             let st = reg.stats_mut(self.id);
@@ -311,7 +315,7 @@ impl MallocAlloc {
     /// it may not be freed or moved until every pin is removed.
     pub fn pin(&self, start: usize) -> Result<(), AllocError> {
         match registry().blocks.get_mut(&start) {
-            Some(b) if b.claimed => Err(AllocError::Owned { addr: start }),
+            Some(b) if b.claimed || b.pool_held => Err(AllocError::Owned { addr: start }),
             Some(b) => {
                 b.pins += 1;
                 Ok(())
@@ -399,20 +403,25 @@ impl MallocAlloc {
 impl Drop for MallocAlloc {
     fn drop(&mut self) {
         let mut reg = registry();
+        // A claimed block may be held by the container of an equal allocator (it was
+        // spliced or swapped there), so it stays live, counted by this owner's record,
+        // until that container frees it.
         let mine: Vec<usize> = reg
             .blocks
             .iter()
-            .filter(|(_, b)| b.owner == self.id)
+            .filter(|(_, b)| b.owner == self.id && !b.claimed)
             .map(|(&p, _)| p)
             .collect();
         for p in mine {
-            reg.blocks.remove(&p);
+            reg.forget(p);
             // SAFETY: every live block came from malloc and is freed once, here, as the
-            // allocator that owns it goes away (nothing can hold it: pools and views keep
-            // their allocator alive).
+            // allocator that owns it goes away (nothing else can hold an unclaimed block:
+            // pools and views keep their allocator alive).
             unsafe { libc::free(p as *mut libc::c_void) };
         }
-        reg.owners.remove(&self.id);
+        if !reg.blocks.values().any(|b| b.owner == self.id) {
+            reg.owners.remove(&self.id);
+        }
     }
 }
 
@@ -486,15 +495,28 @@ mod tests {
     }
 
     #[test]
-    fn pool_blocks_cannot_be_freed_by_users() {
+    fn pool_blocks_cannot_be_freed_or_viewed_by_users() {
         let m = MallocAlloc::new(None);
         let p = m.allocate_for_pool(64, 8).unwrap();
         assert!(matches!(
             m.deallocate(p, 64),
             Err(AllocError::Pinned { .. })
         ));
+        assert!(matches!(m.pin(p), Err(AllocError::Owned { .. })));
         m.deallocate_for_pool(p, 64).unwrap();
         m.check_invariants();
+    }
+
+    #[test]
+    fn a_dropped_allocator_leaves_the_blocks_a_container_claimed() {
+        let (a, b) = (MallocAlloc::new(None), MallocAlloc::new(None));
+        let kept = a.allocate_owned(24).unwrap();
+        a.allocate(8).unwrap();
+        drop(a);
+        // As after a splice: the container of an equal allocator holds `kept`.
+        assert_eq!(b.block_containing(kept), Some((kept, 24)));
+        b.deallocate_owned(kept, 24).unwrap();
+        assert!(b.block_containing(kept).is_none());
     }
 
     #[test]
