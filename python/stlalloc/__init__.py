@@ -5,6 +5,10 @@
 - :func:`default_pool`: the process-wide pool, SGI's ``alloc``;
 - :class:`Vector`: ``std::vector`` over any of them, a ``MutableSequence``;
 - :class:`List`: ``std::list``, one node per element from any of those allocators;
+- :class:`MonotonicAllocator`: ``std::pmr::monotonic_buffer_resource``, a pure break pointer;
+- :class:`TracingAllocator`: any allocator, every call recorded as an :class:`AllocatorEvent`;
+- the allocator protocol: any object with ``allocate(n)`` and ``deallocate(p, n)`` can back
+  a container; :mod:`stlalloc.testing` checks it against the C++ allocator requirements;
 - :mod:`stlalloc.probe`: live evidence of how glibc ``malloc`` uses ``brk`` and ``mmap``.
 """
 
@@ -13,11 +17,15 @@ from collections.abc import MutableSequence
 from stlalloc._native import (
     DEFAULT_ARENA_SIZE,
     AllocatorError,
+    AllocatorEvent,
     List,
     MallocAllocator,
     MallocStats,
+    MonotonicAllocator,
+    MonotonicStats,
     PoolAllocator,
     PoolStats,
+    TracingAllocator,
     Vector,
     default_pool,
 )
@@ -25,11 +33,15 @@ from stlalloc._native import (
 __all__ = [
     "DEFAULT_ARENA_SIZE",
     "AllocatorError",
+    "AllocatorEvent",
     "List",
     "MallocAllocator",
     "MallocStats",
+    "MonotonicAllocator",
+    "MonotonicStats",
     "PoolAllocator",
     "PoolStats",
+    "TracingAllocator",
     "Vector",
     "default_pool",
 ]

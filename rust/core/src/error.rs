@@ -57,6 +57,13 @@ pub enum AllocError {
     InvalidParameter(String),
     /// Two containers use unequal allocators, so nodes of one cannot be freed by the other.
     AllocatorMismatch,
+    /// A Python allocator returned `[addr, addr+len)`, which a container may not use
+    /// (`why` says why).
+    NotAvailable {
+        addr: usize,
+        len: usize,
+        why: String,
+    },
 }
 
 impl fmt::Display for AllocError {
@@ -125,6 +132,9 @@ impl fmt::Display for AllocError {
             Self::AllocatorMismatch => f.write_str(
                 "the containers use different allocators: memory of one cannot be freed by the other",
             ),
+            Self::NotAvailable { addr, len, why } => {
+                write!(f, "[{addr:#x}, {addr:#x}+{len}) cannot back a container: {why}")
+            }
         }
     }
 }

@@ -1,9 +1,10 @@
 //! The `allocator=` argument of containers: any built-in allocator (default:
-//! `default_pool()`), kept alive by the container and returned by `get_allocator()`.
+//! `default_pool()`) or any object following the allocator protocol (`protocol`), kept
+//! alive by the container and returned by `get_allocator()`.
 
-use crate::malloc::PyMallocAllocator;
-use crate::pool::{default_pool, PyPoolAllocator};
-use pyo3::exceptions::PyTypeError;
+use crate::builtin::builtin;
+use crate::pool::default_pool;
+use crate::protocol::adaptor_for;
 use pyo3::prelude::*;
 use std::sync::Arc;
 use stlalloc_core::BlockAllocator;
@@ -26,26 +27,14 @@ impl AllocatorArg {
                 object: pool.into_any(),
             });
         };
-        if let Ok(pool) = obj.cast::<PyPoolAllocator>() {
-            return Ok(Self {
-                core: pool.get().blocks.clone(),
-                object: obj.clone().unbind(),
-            });
-        }
-        if let Ok(m) = obj.cast::<PyMallocAllocator>() {
-            return Ok(Self {
-                core: m.get().inner.clone(),
-                object: obj.clone().unbind(),
-            });
-        }
-        let ty = obj
-            .get_type()
-            .name()
-            .map(|n| n.to_string())
-            .unwrap_or_default();
-        Err(PyTypeError::new_err(format!(
-            "allocator must be a PoolAllocator or MallocAllocator, not {ty}"
-        )))
+        let core = match builtin(obj) {
+            Some(core) => core,
+            None => adaptor_for(obj)?,
+        };
+        Ok(Self {
+            core,
+            object: obj.clone().unbind(),
+        })
     }
 
     pub fn clone_ref(&self, py: Python<'_>) -> Self {

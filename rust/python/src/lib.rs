@@ -4,6 +4,7 @@
 mod alloc_arg;
 mod bench;
 mod buffer;
+mod builtin;
 mod convert;
 mod dtype;
 mod elem;
@@ -12,9 +13,13 @@ mod gil_lock;
 mod handler;
 mod list;
 mod malloc;
+mod monotonic;
 mod pool;
+mod protocol;
+mod registry;
 mod seq;
 mod stats;
+mod tracing;
 mod typed_vector;
 mod vector;
 mod view;
@@ -36,6 +41,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<vector::VectorIterator>()?;
     m.add_function(wrap_pyfunction!(pool::default_pool, m)?)?;
     m.add_function(wrap_pyfunction!(bench::bench, m)?)?;
+    m.add_class::<monotonic::PyMonotonicAllocator>()?;
+    m.add_class::<monotonic::PyMonotonicStats>()?;
+    m.add_class::<tracing::PyTracingAllocator>()?;
+    m.add_class::<tracing::PyAllocatorEvent>()?;
+    m.add_function(wrap_pyfunction!(protocol::_protocol_roundtrip, m)?)?;
+    m.add_function(wrap_pyfunction!(protocol::_block_view, m)?)?;
     m.add("DEFAULT_ARENA_SIZE", stlalloc_core::DEFAULT_ARENA_SIZE)?;
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! `MallocAllocator`: the first level (SGI's `malloc_alloc`) for Python.
 
+use crate::builtin;
 use crate::convert::{Addr, Size};
 use crate::errors::OrRaise;
 use crate::handler::PyHandler;
+use crate::registry;
 use crate::stats::PyMallocStats;
 use crate::view::make_view;
 use pyo3::prelude::*;
@@ -24,8 +26,10 @@ pub struct PyMallocAllocator {
 
 impl PyMallocAllocator {
     pub fn with_limit(limit: Option<usize>) -> Self {
+        let inner = Arc::new(MallocAlloc::new(limit));
+        registry::register(&(inner.clone() as Arc<dyn BlockAllocator>));
         Self {
-            inner: Arc::new(MallocAlloc::new(limit)),
+            inner,
             handler: Mutex::new(None),
         }
     }
@@ -101,13 +105,14 @@ impl PyMallocAllocator {
         PyMallocStats(self.inner.stats())
     }
 
-    /// Every MallocAllocator can free what another allocated: they all compare equal.
-    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
-        other.is_instance_of::<PyMallocAllocator>()
+    /// Every MallocAllocator can free what another allocated: they all compare equal
+    /// (and equal the TracingAllocators around them).
+    fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> bool {
+        builtin::equal(slf.as_any(), other)
     }
 
-    fn __hash__(&self) -> u64 {
-        0x6d616c6c6f63
+    fn __hash__(slf: &Bound<'_, Self>) -> PyResult<isize> {
+        builtin::hash(slf.as_any())
     }
 
     fn __repr__(&self) -> String {

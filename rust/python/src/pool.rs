@@ -1,9 +1,11 @@
 //! `PoolAllocator`: the second level (SGI's `alloc`) for Python, and `default_pool()`.
 
+use crate::builtin;
 use crate::convert::{Addr, Size};
 use crate::errors::OrRaise;
 use crate::gil_lock::PyPoolLock;
 use crate::malloc::PyMallocAllocator;
+use crate::registry;
 use crate::stats::PyPoolStats;
 use crate::view::make_view;
 use pyo3::exceptions::{PyIndexError, PyMemoryError, PyValueError};
@@ -58,6 +60,7 @@ impl PyPoolAllocator {
         } else {
             inner.clone()
         };
+        registry::register(&blocks);
         Ok(Self {
             inner,
             blocks,
@@ -186,13 +189,14 @@ impl PyPoolAllocator {
         self.inner.release().or_raise()
     }
 
-    /// Allocators are equal when one can free the other's memory: only the same pool.
+    /// Allocators are equal when one can free the other's memory: only the same pool
+    /// (and TracingAllocators around it).
     fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> bool {
-        slf.is(other)
+        builtin::equal(slf.as_any(), other)
     }
 
-    fn __hash__(slf: &Bound<'_, Self>) -> isize {
-        slf.as_ptr() as isize
+    fn __hash__(slf: &Bound<'_, Self>) -> PyResult<isize> {
+        builtin::hash(slf.as_any())
     }
 
     fn __repr__(&self) -> String {

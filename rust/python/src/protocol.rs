@@ -1,0 +1,475 @@
+//! The allocator protocol: any Python object with `allocate(n) -> int` and
+//! `deallocate(p, n)` can back a container, through `PyProtocolAllocator`.
+//!
+//! Memory safety does not rest on the object. Every address it returns must lie, with all
+//! `n` bytes, inside a live block of a built-in allocator (`registry`) that no container
+//! holds and no view pins, and must not overlap a block already handed to a container;
+//! anything else is an `AllocatorError` and the container never sees the address. An
+//! accepted block is *lent*: the adaptor claims its backing block (`BlockAllocator::claim`,
+//! as containers claim theirs) until the last block carved from it comes back. While lent,
+//! no Python code can free, resize or view the backing block, and the loan keeps the
+//! backing allocator alive even if Python drops it. Claiming rather than pinning matters:
+//! a pinned block could still be viewed and overwritten, and the object's own
+//! `deallocate` must be able to free the block once it is given back (unclaimed first).
+//!
+//! Python code runs with no lock of this crate held: the adaptor locks only around map
+//! updates, before or after calling the object, so the object may use any allocator or
+//! container, the one it serves included.
+//!
+//! Once a block is validated as one the adaptor handed out, `deallocate` does not fail
+//! (C++ allocators' `deallocate` does not throw): the block is given back, then the
+//! object's `deallocate` runs, and an exception it raises goes to `sys.unraisablehook`.
+//! C++ allocators have no `reallocate`; the adaptor's is allocate, copy, deallocate.
+//!
+//! One adaptor serves each object, so containers over the same object can exchange blocks
+//! (`splice`). Protocol allocators compare by identity: an adaptor frees only what it
+//! handed out.
+
+use crate::alloc_arg::AllocatorArg;
+use crate::errors::to_py;
+use crate::registry;
+use crate::view::make_view;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use stlalloc_core::{AllocError, BlockAllocator, HandlerError};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A backing block lent to containers, and the blocks carved from it (start → end).
+struct Loan {
+    core: Arc<dyn BlockAllocator>,
+    size: usize,
+    claims: BTreeMap<usize, usize>,
+}
+
+/// Every lent backing block, by start. Lock order: loans, then an allocator's own lock.
+static LOANS: Mutex<BTreeMap<usize, Loan>> = Mutex::new(BTreeMap::new());
+
+/// The adaptor of each object, by address (the adaptor keeps its object alive).
+static ADAPTORS: Mutex<Option<HashMap<usize, Weak<PyProtocolAllocator>>>> = Mutex::new(None);
+
+/// A block handed out by the adaptor.
+struct Held {
+    size: usize,
+    backing: usize,
+    /// Views of it (through a TracingAllocator around the object).
+    pins: usize,
+    /// Held by a container (`allocate_owned`, `claim`).
+    claimed: bool,
+}
+
+pub struct PyProtocolAllocator {
+    object: Py<PyAny>,
+    allocate: Py<PyAny>,
+    deallocate: Py<PyAny>,
+    alignment: usize,
+    held: Mutex<BTreeMap<usize, Held>>,
+}
+
+fn unavailable(addr: usize, len: usize, why: impl Into<String>) -> AllocError {
+    AllocError::NotAvailable {
+        addr,
+        len,
+        why: why.into(),
+    }
+}
+
+/// The adaptor of `obj`, made on first use: `TypeError` unless it has callable
+/// `allocate` and `deallocate`. It promises the object's `alignment` (an int attribute, a
+/// power of two; at least 8, what containers need), else 8.
+pub fn adaptor_for(obj: &Bound<'_, PyAny>) -> PyResult<Arc<PyProtocolAllocator>> {
+    let key = obj.as_ptr() as usize;
+    let known = lock(&ADAPTORS)
+        .as_ref()
+        .and_then(|m| m.get(&key))
+        .and_then(Weak::upgrade);
+    if let Some(a) = known {
+        return Ok(a);
+    }
+    let method = |name: &str| -> PyResult<Py<PyAny>> {
+        match obj.getattr(name) {
+            Ok(m) if m.is_callable() => Ok(m.unbind()),
+            _ => Err(PyTypeError::new_err(format!(
+                "an allocator must be a built-in one or have allocate(n) and deallocate(p, n) \
+                 methods; {} has no callable {name}",
+                obj.get_type().name()?
+            ))),
+        }
+    };
+    let (allocate, deallocate) = (method("allocate")?, method("deallocate")?);
+    let alignment = match obj.getattr("alignment") {
+        Ok(a) => match a.extract::<usize>() {
+            Ok(a) if a.is_power_of_two() => a.max(8),
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "alignment must be a power of two, not {}",
+                    a.repr()?
+                )))
+            }
+        },
+        Err(_) => 8,
+    };
+    let adaptor = Arc::new(PyProtocolAllocator {
+        object: obj.clone().unbind(),
+        allocate,
+        deallocate,
+        alignment,
+        held: Mutex::new(BTreeMap::new()),
+    });
+    let mut all = lock(&ADAPTORS);
+    let map = all.get_or_insert_with(HashMap::new);
+    map.retain(|_, w| w.strong_count() > 0);
+    map.insert(key, Arc::downgrade(&adaptor));
+    Ok(adaptor)
+}
+
+/// Claims the live built-in block that `[p, p+n)` lies in, if nobody holds or views it.
+fn lend_backing(p: usize, n: usize) -> Result<(Arc<dyn BlockAllocator>, usize, usize), AllocError> {
+    let candidates = registry::blocks_spanning(p, n);
+    if candidates.is_empty() {
+        return Err(unavailable(
+            p,
+            n,
+            "it does not lie inside a live block of a built-in allocator",
+        ));
+    }
+    let mut refusal = None;
+    for (core, start, size) in candidates {
+        match core.claim(start) {
+            // Checked again once claimed: the block may have changed since it was found.
+            Ok(()) if core.block_spanning(p, n).ok() == Some((start, size)) => {
+                return Ok((core, start, size))
+            }
+            Ok(()) => core.unclaim(start),
+            Err(e) => refusal = Some((start, e)),
+        }
+    }
+    let Some((start, e)) = refusal else {
+        return Err(unavailable(p, n, "its block was freed meanwhile"));
+    };
+    let why = match e {
+        AllocError::Owned { .. } => format!("its block {start:#x} belongs to a container"),
+        AllocError::Pinned { .. } => {
+            format!("its block {start:#x} is pinned (a view of it is alive, or a pool holds it)")
+        }
+        e => format!("its block {start:#x} cannot be lent: {e}"),
+    };
+    Err(unavailable(p, n, why))
+}
+
+impl PyProtocolAllocator {
+    /// Accepts `[p, p+n)` from the object for a container, or says why not.
+    fn accept(&self, p: usize, n: usize, claimed: bool) -> Result<(), AllocError> {
+        if p == 0 {
+            return Err(unavailable(p, n, "allocate() returned 0 (null)"));
+        }
+        if p % self.alignment != 0 {
+            return Err(AllocError::Misaligned {
+                addr: p,
+                align: self.alignment,
+            });
+        }
+        let end = p
+            .checked_add(n)
+            .ok_or(AllocError::OutOfBlock { addr: p, len: n })?;
+        let mut loans = lock(&LOANS);
+        let lent = loans
+            .range_mut(..=p)
+            .next_back()
+            .filter(|(&start, loan)| end <= start + loan.size);
+        let backing = if let Some((&start, loan)) = lent {
+            let before = loan.claims.range(..end).next_back();
+            if before.is_some_and(|(_, &e)| e > p) {
+                return Err(unavailable(
+                    p,
+                    n,
+                    "it overlaps a block already handed to a container",
+                ));
+            }
+            loan.claims.insert(p, end);
+            start
+        } else {
+            let (core, start, size) = lend_backing(p, n)?;
+            let claims = BTreeMap::from([(p, end)]);
+            loans.insert(start, Loan { core, size, claims });
+            start
+        };
+        let held = Held {
+            size: n,
+            backing,
+            pins: 0,
+            claimed,
+        };
+        lock(&self.held).insert(p, held);
+        Ok(())
+    }
+
+    /// Forgets a block handed out; the last block of a loan unclaims the backing block.
+    fn unlend(&self, p: usize, backing: usize) {
+        let mut loans = lock(&LOANS);
+        let loan = loans.get_mut(&backing).expect("a held block is on loan");
+        loan.claims.remove(&p);
+        if loan.claims.is_empty() {
+            let loan = loans.remove(&backing).expect("just found");
+            loan.core.unclaim(backing);
+        }
+    }
+
+    fn allocate_held(&self, n: usize, claimed: bool) -> Result<usize, AllocError> {
+        if n == 0 {
+            return Ok(0);
+        }
+        Python::attach(|py| {
+            let r = self
+                .allocate
+                .call1(py, (n,))
+                .map_err(|e| AllocError::Handler(HandlerError(Box::new(e))))?;
+            let p = r.extract::<usize>(py).map_err(|_| {
+                let shown = r.bind(py).repr().map_or("?".into(), |s| s.to_string());
+                unavailable(
+                    0,
+                    n,
+                    format!("allocate({n}) returned {shown}, not an address"),
+                )
+            })?;
+            self.accept(p, n, claimed)?;
+            Ok(p)
+        })
+    }
+
+    /// Takes `(p, n)` out of `held` if `ok` accepts it.
+    fn take(
+        &self,
+        p: usize,
+        n: usize,
+        ok: impl Fn(&Held) -> Result<(), AllocError>,
+    ) -> Result<Held, AllocError> {
+        let mut held = lock(&self.held);
+        match held.get(&p) {
+            None => return Err(AllocError::NotLive { addr: p }),
+            Some(h) if h.size != n => {
+                return Err(AllocError::SizeMismatch {
+                    addr: p,
+                    size: n,
+                    block_size: h.size,
+                })
+            }
+            Some(h) => ok(h)?,
+        }
+        Ok(held.remove(&p).expect("just found"))
+    }
+
+    /// Gives a block taken out of `held` back to the object: unlent, then its `deallocate`.
+    /// A container may free its blocks while it is being destroyed with an exception in
+    /// flight (a temporary dropped as a call fails): that exception is set aside while the
+    /// object's code runs, as CPython does around finalizers.
+    fn give_back(&self, p: usize, n: usize, backing: usize) {
+        self.unlend(p, backing);
+        Python::attach(|py| {
+            let in_flight = PyErr::take(py);
+            if let Err(e) = self.deallocate.call1(py, (p, n)) {
+                e.write_unraisable(py, Some(self.object.bind(py)));
+            }
+            if let Some(e) = in_flight {
+                e.restore(py);
+            }
+        });
+    }
+}
+
+/// A block Python code may free, move or view: no view and no container holds it.
+fn free_to_use(p: usize) -> impl Fn(&Held) -> Result<(), AllocError> {
+    move |h| {
+        if h.claimed {
+            Err(AllocError::Owned { addr: p })
+        } else if h.pins > 0 {
+            Err(AllocError::Pinned { addr: p })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+// SAFETY: every block handed out lies inside a live built-in block claimed for the loan
+// (so no one else frees, moves, views or lends it, and the loan keeps its allocator alive),
+// and blocks handed out never overlap (checked against the loan's claims); the object's code
+// never decides what the adaptor hands out without that validation. Claims, pins and
+// `block_containing` are the adaptor's own record.
+unsafe impl BlockAllocator for PyProtocolAllocator {
+    fn allocate(&self, n: usize) -> Result<usize, AllocError> {
+        self.allocate_held(n, false)
+    }
+
+    fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
+        self.allocate_held(n, true)
+    }
+
+    fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        if p == 0 && n == 0 {
+            return Ok(());
+        }
+        let h = self.take(p, n, free_to_use(p))?;
+        self.give_back(p, n, h.backing);
+        Ok(())
+    }
+
+    fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        if p == 0 && n == 0 {
+            return Ok(());
+        }
+        let owned = |h: &Held| {
+            if h.claimed {
+                Ok(())
+            } else {
+                Err(AllocError::NotLive { addr: p })
+            }
+        };
+        let h = self.take(p, n, owned)?;
+        self.give_back(p, n, h.backing);
+        Ok(())
+    }
+
+    fn reallocate(&self, p: usize, old: usize, new: usize) -> Result<usize, AllocError> {
+        if p == 0 && old == 0 {
+            return self.allocate(new);
+        }
+        if new == 0 {
+            self.deallocate(p, old)?;
+            return Ok(0);
+        }
+        // Pinned while the object's code runs, so nothing frees `p` meanwhile.
+        self.take(p, old, free_to_use(p))
+            .map(|h| lock(&self.held).insert(p, Held { pins: 1, ..h }))?;
+        let moved = self.allocate(new);
+        let mut held = lock(&self.held);
+        held.get_mut(&p).expect("a pinned block stays held").pins -= 1;
+        let q = moved?;
+        let taken = match held.get(&p) {
+            Some(h) if h.pins == 0 => Ok(held.remove(&p).expect("just found")),
+            _ => Err(AllocError::Pinned { addr: p }),
+        };
+        drop(held);
+        let h = match taken {
+            Ok(h) => h,
+            Err(e) => {
+                self.deallocate(q, new).expect("q was just handed out");
+                return Err(e);
+            }
+        };
+        // SAFETY: `p` (`old` bytes, out of `held` now, so only this call uses it) and `q`
+        // (`new` bytes) are blocks this adaptor handed out: inside live, lent backing blocks,
+        // never overlapping.
+        unsafe { std::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, old.min(new)) };
+        self.give_back(p, old, h.backing);
+        Ok(q)
+    }
+
+    fn block_containing(&self, addr: usize) -> Option<(usize, usize)> {
+        let held = lock(&self.held);
+        let (&p, h) = held.range(..=addr).next_back()?;
+        (addr < p + h.size).then_some((p, h.size))
+    }
+
+    fn pin(&self, start: usize) -> Result<(), AllocError> {
+        let mut held = lock(&self.held);
+        let h = held
+            .get_mut(&start)
+            .ok_or(AllocError::NotLive { addr: start })?;
+        if h.claimed {
+            return Err(AllocError::Owned { addr: start });
+        }
+        h.pins += 1;
+        Ok(())
+    }
+
+    fn unpin(&self, start: usize) {
+        if let Some(h) = lock(&self.held).get_mut(&start) {
+            h.pins = h.pins.saturating_sub(1);
+        }
+    }
+
+    fn claim(&self, start: usize) -> Result<(), AllocError> {
+        let mut held = lock(&self.held);
+        let h = held
+            .get_mut(&start)
+            .ok_or(AllocError::NotLive { addr: start })?;
+        free_to_use(start)(h)?;
+        h.claimed = true;
+        Ok(())
+    }
+
+    fn unclaim(&self, start: usize) {
+        if let Some(h) = lock(&self.held).get_mut(&start) {
+            h.claimed = false;
+        }
+    }
+
+    fn alignment(&self) -> usize {
+        self.alignment
+    }
+
+    /// The object's identity: an adaptor frees only the blocks it handed out.
+    fn equality_key(&self) -> usize {
+        self.object.as_ptr() as usize
+    }
+}
+
+/// Test and benchmark hook: adapts `allocator` as a container does, then `repeat` times
+/// allocates `n` bytes for a container (`allocate_owned`), writes and reads them back, and
+/// frees them. Returns the last address.
+#[pyfunction]
+#[pyo3(signature = (allocator, n, repeat = 1))]
+pub fn _protocol_roundtrip(
+    py: Python<'_>,
+    allocator: &Bound<'_, PyAny>,
+    n: usize,
+    repeat: usize,
+) -> PyResult<usize> {
+    let core = AllocatorArg::from_py(py, Some(allocator))?.core;
+    let mut p = 0;
+    for i in 0..repeat {
+        p = core.allocate_owned(n).map_err(to_py)?;
+        if n > 0 {
+            let byte = i as u8;
+            // SAFETY: `p` is a live block of at least `n` bytes claimed for this function,
+            // so nobody else uses it (the allocator contract; for a Python allocator,
+            // validated and lent).
+            let intact = unsafe {
+                std::ptr::write_bytes(p as *mut u8, byte, n);
+                std::slice::from_raw_parts(p as *const u8, n)
+                    .iter()
+                    .all(|&b| b == byte)
+            };
+            assert!(intact, "a block changed under its only holder");
+        }
+        core.deallocate_owned(p, n).map_err(to_py)?;
+    }
+    Ok(p)
+}
+
+/// A writable view of `[p, p+n)` if it lies inside a live block of a built-in allocator
+/// that neither a container holds nor anything pins (what `stlalloc.testing` writes
+/// through); pinned while the view lives. `AllocatorError` otherwise.
+#[pyfunction]
+pub fn _block_view<'py>(py: Python<'py>, p: usize, n: usize) -> PyResult<Bound<'py, PyAny>> {
+    let mut refusal = unavailable(
+        p,
+        n,
+        "it does not lie inside a live block of a built-in allocator",
+    );
+    for (core, start, _) in registry::blocks_spanning(p, n) {
+        // Claimable means: no container holds it and no view or pool pins it.
+        match core.claim(start) {
+            Ok(()) => {
+                core.unclaim(start);
+                return make_view(py, core, p, n);
+            }
+            Err(e) => refusal = e,
+        }
+    }
+    Err(to_py(refusal))
+}
