@@ -4,8 +4,8 @@
 ``allocate(n) -> int`` and ``deallocate(p, n)`` — and checks, in this order:
 
 1. ``allocate returns an address``: an ``int`` (not 0, ``n > 0``);
-2. ``blocks of the asked size``: all ``n`` bytes of ``[p, p+n)`` lie inside a live block that
-   Python code holds from a built-in allocator, and take writes;
+2. ``blocks of the asked size``: all ``n`` bytes of ``[p, p+n)`` lie inside a live block of a
+   built-in allocator that no container holds, and take writes;
 3. ``aligned to the allocator's promise``: ``p % alignment == 0``, the promise being the
    ``alignment`` attribute, else ``align``, else 8;
 4. ``never overlapping while live``;
@@ -22,8 +22,9 @@
    for them only with ``misuse=True``; by default it is listed in ``Report.skipped``.
 
 Memory is only ever written through views of blocks a built-in allocator confirms as live
-and held by Python code (``stlalloc._native._block_view``), so a broken allocator that hands
-out wild addresses fails requirement 2 instead of corrupting the process.
+and that neither a container holds nor a pool uses itself (``stlalloc._native._block_view``),
+so a broken allocator that hands out wild addresses fails requirement 2 instead of
+corrupting the process.
 
 The first broken requirement raises ``AssertionError("<requirement>: <what happened>")``;
 otherwise a :class:`Report` says what was checked, with figures.
