@@ -68,6 +68,8 @@ pub struct PyProtocolAllocator {
     deallocate: Py<PyAny>,
     alignment: usize,
     held: Mutex<BTreeMap<usize, Held>>,
+    /// The allocator of the last backing block lent (see `lend_backing`).
+    hint: Mutex<Option<Weak<dyn BlockAllocator>>>,
 }
 
 fn unavailable(addr: usize, len: usize, why: impl Into<String>) -> AllocError {
@@ -119,6 +121,7 @@ pub fn adaptor_for(obj: &Bound<'_, PyAny>) -> PyResult<Arc<PyProtocolAllocator>>
         deallocate,
         alignment,
         held: Mutex::new(BTreeMap::new()),
+        hint: Mutex::new(None),
     });
     let mut all = lock(&ADAPTORS);
     let map = all.get_or_insert_with(HashMap::new);
@@ -128,7 +131,30 @@ pub fn adaptor_for(obj: &Bound<'_, PyAny>) -> PyResult<Arc<PyProtocolAllocator>>
 }
 
 /// Claims the live built-in block that `[p, p+n)` lies in, if nobody holds or views it.
-fn lend_backing(p: usize, n: usize) -> Result<(Arc<dyn BlockAllocator>, usize, usize), AllocError> {
+/// `hint`: the allocator the last loan came from, tried first (a Python allocator usually
+/// draws from one), which spares the walk of the registry.
+fn lend_backing(
+    p: usize,
+    n: usize,
+    hint: Option<Arc<dyn BlockAllocator>>,
+) -> Result<(Arc<dyn BlockAllocator>, usize, usize), AllocError> {
+    let claim = |core: &Arc<dyn BlockAllocator>, start: usize, size: usize| {
+        core.claim(start)?;
+        // Checked again once claimed: the block may have changed since it was found.
+        if core.block_spanning(p, n).ok() == Some((start, size)) {
+            Ok(())
+        } else {
+            core.unclaim(start);
+            Err(AllocError::NotLive { addr: start })
+        }
+    };
+    if let Some(core) = hint {
+        if let Ok((start, size)) = core.block_spanning(p, n) {
+            if claim(&core, start, size).is_ok() {
+                return Ok((core, start, size));
+            }
+        }
+    }
     let candidates = registry::blocks_spanning(p, n);
     if candidates.is_empty() {
         return Err(unavailable(
@@ -139,12 +165,9 @@ fn lend_backing(p: usize, n: usize) -> Result<(Arc<dyn BlockAllocator>, usize, u
     }
     let mut refusal = None;
     for (core, start, size) in candidates {
-        match core.claim(start) {
-            // Checked again once claimed: the block may have changed since it was found.
-            Ok(()) if core.block_spanning(p, n).ok() == Some((start, size)) => {
-                return Ok((core, start, size))
-            }
-            Ok(()) => core.unclaim(start),
+        match claim(&core, start, size) {
+            Ok(()) => return Ok((core, start, size)),
+            Err(AllocError::NotLive { .. }) => {}
             Err(e) => refusal = Some((start, e)),
         }
     }
@@ -193,7 +216,9 @@ impl PyProtocolAllocator {
             loan.claims.insert(p, end);
             start
         } else {
-            let (core, start, size) = lend_backing(p, n)?;
+            let hint = lock(&self.hint).as_ref().and_then(Weak::upgrade);
+            let (core, start, size) = lend_backing(p, n, hint)?;
+            *lock(&self.hint) = Some(Arc::downgrade(&core));
             let claims = BTreeMap::from([(p, end)]);
             loans.insert(start, Loan { core, size, claims });
             start
