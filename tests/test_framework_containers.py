@@ -166,3 +166,17 @@ def test_a_vector_over_a_monotonic_allocator_retires_each_old_block():
     del v
     gc.collect()
     mono.release()
+
+
+@needs_list
+def test_an_allocator_that_refers_to_its_list_is_collected_with_it():
+    import weakref
+
+    a = Delegating()
+    a.lst = stlalloc.List([1, 2, 3], allocator=a)
+    gone = weakref.ref(a)
+    pool = a.pool
+    del a
+    gc.collect()
+    assert gone() is None, "the cycle through the adaptor is visible to the collector"
+    assert pool.stats().live_blocks == 0, "a dead allocator's blocks are freed for it"

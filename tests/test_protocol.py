@@ -8,6 +8,7 @@ Containers live on other branches, so the adaptor is driven the way a container 
 
 import gc
 import sys
+import weakref
 
 import pytest
 
@@ -217,3 +218,14 @@ def test_python_code_cannot_free_or_view_a_pool_s_own_upstream_blocks():
     with pytest.raises(AllocatorError, match="pinned"):
         _protocol_roundtrip(Returns(lambda n: chunk["base"] + 8), 8)
     assert pool.allocate(8) == chunk["base"] + 8
+
+
+def test_an_allocator_that_refers_to_its_tracer_is_collected():
+    a = Delegating()
+    a.tracer = TracingAllocator(a)
+    p = a.tracer.allocate(16)
+    a.tracer.deallocate(p, 16)
+    gone = weakref.ref(a)
+    del a
+    gc.collect()
+    assert gone() is None

@@ -23,14 +23,19 @@
 //!
 //! One adaptor serves each object, so containers over the same object can exchange blocks
 //! (`splice`). Protocol allocators compare by identity: an adaptor frees only what it
-//! handed out.
+//! handed out. The adaptor holds its object weakly when it can: the containers and
+//! TracingAllocators that use it keep it alive and show it to the garbage collector, so
+//! a strong reference here would only hide cycles through it (an allocator that refers to
+//! its containers) from the collector.
 
 use crate::alloc_arg::AllocatorArg;
 use crate::errors::to_py;
 use crate::registry;
 use crate::view::make_view;
 use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::types::PyWeakrefReference;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use stlalloc_core::{AllocError, BlockAllocator, HandlerError};
@@ -62,10 +67,16 @@ struct Held {
     claimed: bool,
 }
 
+/// The object: weakly if it supports weak references (see the module notes).
+enum Target {
+    Weak(Py<PyWeakrefReference>),
+    Strong(Py<PyAny>),
+}
+
 pub struct PyProtocolAllocator {
-    object: Py<PyAny>,
-    allocate: Py<PyAny>,
-    deallocate: Py<PyAny>,
+    object: Target,
+    /// The object's address: its identity, the equality key.
+    key: usize,
     alignment: usize,
     held: Mutex<BTreeMap<usize, Held>>,
     /// The allocator of the last backing block lent (see `lend_backing`).
@@ -88,21 +99,20 @@ pub fn adaptor_for(obj: &Bound<'_, PyAny>) -> PyResult<Arc<PyProtocolAllocator>>
     let known = lock(&ADAPTORS)
         .as_ref()
         .and_then(|m| m.get(&key))
-        .and_then(Weak::upgrade);
+        .and_then(Weak::upgrade)
+        .filter(|a| a.object(obj.py()).is_some_and(|o| o.is(obj)));
     if let Some(a) = known {
         return Ok(a);
     }
-    let method = |name: &str| -> PyResult<Py<PyAny>> {
-        match obj.getattr(name) {
-            Ok(m) if m.is_callable() => Ok(m.unbind()),
-            _ => Err(PyTypeError::new_err(format!(
+    for name in ["allocate", "deallocate"] {
+        if !obj.getattr(name).is_ok_and(|m| m.is_callable()) {
+            return Err(PyTypeError::new_err(format!(
                 "an allocator must be a built-in one or have allocate(n) and deallocate(p, n) \
                  methods; {} has no callable {name}",
                 obj.get_type().name()?
-            ))),
+            )));
         }
-    };
-    let (allocate, deallocate) = (method("allocate")?, method("deallocate")?);
+    }
     let alignment = match obj.getattr("alignment") {
         Ok(a) => match a.extract::<usize>() {
             Ok(a) if a.is_power_of_two() => a.max(8),
@@ -115,10 +125,13 @@ pub fn adaptor_for(obj: &Bound<'_, PyAny>) -> PyResult<Arc<PyProtocolAllocator>>
         },
         Err(_) => 8,
     };
+    let object = match PyWeakrefReference::new(obj) {
+        Ok(w) => Target::Weak(w.unbind()),
+        Err(_) => Target::Strong(obj.clone().unbind()),
+    };
     let adaptor = Arc::new(PyProtocolAllocator {
-        object: obj.clone().unbind(),
-        allocate,
-        deallocate,
+        object,
+        key,
         alignment,
         held: Mutex::new(BTreeMap::new()),
         hint: Mutex::new(None),
@@ -185,6 +198,14 @@ fn lend_backing(
 }
 
 impl PyProtocolAllocator {
+    /// The object, unless it is gone (then no container or tracer uses it any more).
+    fn object<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        match &self.object {
+            Target::Weak(w) => w.bind(py).upgrade(),
+            Target::Strong(o) => Some(o.bind(py).clone()),
+        }
+    }
+
     /// Accepts `[p, p+n)` from the object for a container, or says why not.
     fn accept(&self, p: usize, n: usize, claimed: bool) -> Result<(), AllocError> {
         if p == 0 {
@@ -233,14 +254,20 @@ impl PyProtocolAllocator {
         Ok(())
     }
 
-    /// Forgets a block handed out; the last block of a loan unclaims the backing block.
-    fn unlend(&self, p: usize, backing: usize) {
+    /// Forgets a block handed out; the last block of a loan unclaims the backing block,
+    /// and frees it if `orphaned` (its Python allocator is gone and cannot free it).
+    fn unlend(&self, p: usize, backing: usize, orphaned: bool) {
         let mut loans = lock(&LOANS);
         let loan = loans.get_mut(&backing).expect("a held block is on loan");
         loan.claims.remove(&p);
         if loan.claims.is_empty() {
             let loan = loans.remove(&backing).expect("just found");
+            drop(loans);
             loan.core.unclaim(backing);
+            if orphaned {
+                // A refusal (a debug pool's cookie wants the size first asked) leaks it.
+                let _ = loan.core.deallocate(backing, loan.size);
+            }
         }
     }
 
@@ -249,12 +276,14 @@ impl PyProtocolAllocator {
             return Ok(0);
         }
         Python::attach(|py| {
-            let r = self
-                .allocate
-                .call1(py, (n,))
+            let object = self
+                .object(py)
+                .ok_or_else(|| unavailable(0, n, "the allocator object is gone"))?;
+            let r = object
+                .call_method1(intern!(py, "allocate"), (n,))
                 .map_err(|e| AllocError::Handler(HandlerError(Box::new(e))))?;
-            let p = r.extract::<usize>(py).map_err(|_| {
-                let shown = r.bind(py).repr().map_or("?".into(), |s| s.to_string());
+            let p = r.extract::<usize>().map_err(|_| {
+                let shown = r.repr().map_or("?".into(), |s| s.to_string());
                 unavailable(
                     0,
                     n,
@@ -289,15 +318,21 @@ impl PyProtocolAllocator {
     }
 
     /// Gives a block taken out of `held` back to the object: unlent, then its `deallocate`.
-    /// A container may free its blocks while it is being destroyed with an exception in
-    /// flight (a temporary dropped as a call fails): that exception is set aside while the
-    /// object's code runs, as CPython does around finalizers.
+    /// If the object is gone (collected with its containers, which it referred to), the
+    /// backing block is freed once its last piece is back. A container may free its blocks
+    /// while it is destroyed with an exception in flight (a temporary dropped as a call
+    /// fails): that exception is set aside while the object's code runs, as CPython does
+    /// around finalizers.
     fn give_back(&self, p: usize, n: usize, backing: usize) {
-        self.unlend(p, backing);
         Python::attach(|py| {
+            let object = self.object(py);
+            self.unlend(p, backing, object.is_none());
+            let Some(object) = object else {
+                return;
+            };
             let in_flight = PyErr::take(py);
-            if let Err(e) = self.deallocate.call1(py, (p, n)) {
-                e.write_unraisable(py, Some(self.object.bind(py)));
+            if let Err(e) = object.call_method1(intern!(py, "deallocate"), (p, n)) {
+                e.write_unraisable(py, Some(&object));
             }
             if let Some(e) = in_flight {
                 e.restore(py);
@@ -439,7 +474,7 @@ unsafe impl BlockAllocator for PyProtocolAllocator {
 
     /// The object's identity: an adaptor frees only the blocks it handed out.
     fn equality_key(&self) -> usize {
-        self.object.as_ptr() as usize
+        self.key
     }
 }
 
