@@ -97,3 +97,18 @@ def test_wraps_python_allocators_and_tracers():
     for bad in (None, 5, object()):
         with pytest.raises(TypeError):
             TracingAllocator(bad)
+
+
+def test_an_exception_of_a_python_allocator_is_recorded_as_a_runtime_error():
+    class Refusing:
+        def allocate(self, n):
+            raise KeyError("no room")
+
+        def deallocate(self, p, n):
+            pass
+
+    t = TracingAllocator(Refusing())
+    with pytest.raises(KeyError):
+        t.allocate(8)
+    (e,) = t.events()
+    assert isinstance(e.result, RuntimeError) and "Python allocator" in str(e.result)

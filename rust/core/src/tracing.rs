@@ -55,10 +55,16 @@ impl Failure {
             AllocError::InvalidParameter(_) => FailureKind::InvalidParameter,
             _ => FailureKind::Misuse,
         };
-        Self {
-            kind,
-            message: e.to_string(),
-        }
+        let message = match e {
+            // The caller got the error itself; the record can only name where it came from.
+            AllocError::Handler(_) => {
+                "user code the allocator ran (an out-of-memory handler, or a Python \
+                 allocator's method) raised; the caller got its exception"
+                    .to_string()
+            }
+            e => e.to_string(),
+        };
+        Self { kind, message }
     }
 }
 

@@ -28,10 +28,6 @@
 //! a strong reference here would only hide cycles through it (an allocator that refers to
 //! its containers) from the collector.
 
-use crate::alloc_arg::AllocatorArg;
-use crate::errors::to_py;
-use crate::registry;
-use crate::view::make_view;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -40,21 +36,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use stlalloc_core::{AllocError, BlockAllocator, HandlerError};
 
+mod hooks;
+mod loans;
+
+pub use hooks::{_block_view, _protocol_roundtrip};
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A backing block lent to containers, and the blocks carved from it (start → end).
-struct Loan {
-    core: Arc<dyn BlockAllocator>,
-    size: usize,
-    claims: BTreeMap<usize, usize>,
-}
-
-/// Every lent backing block, by start. Lock order: loans, then an allocator's own lock.
-static LOANS: Mutex<BTreeMap<usize, Loan>> = Mutex::new(BTreeMap::new());
-
-/// The adaptor of each object, by address (the adaptor keeps its object alive).
+/// The adaptor of each object, by address (while an adaptor is used, its object is alive:
+/// its containers and tracers hold it).
 static ADAPTORS: Mutex<Option<HashMap<usize, Weak<PyProtocolAllocator>>>> = Mutex::new(None);
 
 /// A block handed out by the adaptor.
@@ -143,60 +135,6 @@ pub fn adaptor_for(obj: &Bound<'_, PyAny>) -> PyResult<Arc<PyProtocolAllocator>>
     Ok(adaptor)
 }
 
-/// Claims the live built-in block that `[p, p+n)` lies in, if nobody holds or views it.
-/// `hint`: the allocator the last loan came from, tried first (a Python allocator usually
-/// draws from one), which spares the walk of the registry.
-fn lend_backing(
-    p: usize,
-    n: usize,
-    hint: Option<Arc<dyn BlockAllocator>>,
-) -> Result<(Arc<dyn BlockAllocator>, usize, usize), AllocError> {
-    let claim = |core: &Arc<dyn BlockAllocator>, start: usize, size: usize| {
-        core.claim(start)?;
-        // Checked again once claimed: the block may have changed since it was found.
-        if core.block_spanning(p, n).ok() == Some((start, size)) {
-            Ok(())
-        } else {
-            core.unclaim(start);
-            Err(AllocError::NotLive { addr: start })
-        }
-    };
-    if let Some(core) = hint {
-        if let Ok((start, size)) = core.block_spanning(p, n) {
-            if claim(&core, start, size).is_ok() {
-                return Ok((core, start, size));
-            }
-        }
-    }
-    let candidates = registry::blocks_spanning(p, n);
-    if candidates.is_empty() {
-        return Err(unavailable(
-            p,
-            n,
-            "it does not lie inside a live block of a built-in allocator",
-        ));
-    }
-    let mut refusal = None;
-    for (core, start, size) in candidates {
-        match claim(&core, start, size) {
-            Ok(()) => return Ok((core, start, size)),
-            Err(AllocError::NotLive { .. }) => {}
-            Err(e) => refusal = Some((start, e)),
-        }
-    }
-    let Some((start, e)) = refusal else {
-        return Err(unavailable(p, n, "its block was freed meanwhile"));
-    };
-    let why = match e {
-        AllocError::Owned { .. } => format!("its block {start:#x} belongs to a container"),
-        AllocError::Pinned { .. } => {
-            format!("its block {start:#x} is pinned (a view of it is alive, or a pool holds it)")
-        }
-        e => format!("its block {start:#x} cannot be lent: {e}"),
-    };
-    Err(unavailable(p, n, why))
-}
-
 impl PyProtocolAllocator {
     /// The object, unless it is gone (then no container or tracer uses it any more).
     fn object<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
@@ -217,33 +155,7 @@ impl PyProtocolAllocator {
                 align: self.alignment,
             });
         }
-        let end = p
-            .checked_add(n)
-            .ok_or(AllocError::OutOfBlock { addr: p, len: n })?;
-        let mut loans = lock(&LOANS);
-        let lent = loans
-            .range_mut(..=p)
-            .next_back()
-            .filter(|(&start, loan)| end <= start + loan.size);
-        let backing = if let Some((&start, loan)) = lent {
-            let before = loan.claims.range(..end).next_back();
-            if before.is_some_and(|(_, &e)| e > p) {
-                return Err(unavailable(
-                    p,
-                    n,
-                    "it overlaps a block already handed to a container",
-                ));
-            }
-            loan.claims.insert(p, end);
-            start
-        } else {
-            let hint = lock(&self.hint).as_ref().and_then(Weak::upgrade);
-            let (core, start, size) = lend_backing(p, n, hint)?;
-            *lock(&self.hint) = Some(Arc::downgrade(&core));
-            let claims = BTreeMap::from([(p, end)]);
-            loans.insert(start, Loan { core, size, claims });
-            start
-        };
+        let backing = loans::lend(p, n, &self.hint)?;
         let held = Held {
             size: n,
             backing,
@@ -252,23 +164,6 @@ impl PyProtocolAllocator {
         };
         lock(&self.held).insert(p, held);
         Ok(())
-    }
-
-    /// Forgets a block handed out; the last block of a loan unclaims the backing block,
-    /// and frees it if `orphaned` (its Python allocator is gone and cannot free it).
-    fn unlend(&self, p: usize, backing: usize, orphaned: bool) {
-        let mut loans = lock(&LOANS);
-        let loan = loans.get_mut(&backing).expect("a held block is on loan");
-        loan.claims.remove(&p);
-        if loan.claims.is_empty() {
-            let loan = loans.remove(&backing).expect("just found");
-            drop(loans);
-            loan.core.unclaim(backing);
-            if orphaned {
-                // A refusal (a debug pool's cookie wants the size first asked) leaks it.
-                let _ = loan.core.deallocate(backing, loan.size);
-            }
-        }
     }
 
     fn allocate_held(&self, n: usize, claimed: bool) -> Result<usize, AllocError> {
@@ -326,7 +221,7 @@ impl PyProtocolAllocator {
     fn give_back(&self, p: usize, n: usize, backing: usize) {
         Python::attach(|py| {
             let object = self.object(py);
-            self.unlend(p, backing, object.is_none());
+            loans::unlend(p, backing, object.is_none());
             let Some(object) = object else {
                 return;
             };
@@ -476,60 +371,4 @@ unsafe impl BlockAllocator for PyProtocolAllocator {
     fn equality_key(&self) -> usize {
         self.key
     }
-}
-
-/// Test and benchmark hook: adapts `allocator` as a container does, then `repeat` times
-/// allocates `n` bytes for a container (`allocate_owned`), writes and reads them back, and
-/// frees them. Returns the last address.
-#[pyfunction]
-#[pyo3(signature = (allocator, n, repeat = 1))]
-pub fn _protocol_roundtrip(
-    py: Python<'_>,
-    allocator: &Bound<'_, PyAny>,
-    n: usize,
-    repeat: usize,
-) -> PyResult<usize> {
-    let core = AllocatorArg::from_py(py, Some(allocator))?.core;
-    let mut p = 0;
-    for i in 0..repeat {
-        p = core.allocate_owned(n).map_err(to_py)?;
-        if n > 0 {
-            let byte = i as u8;
-            // SAFETY: `p` is a live block of at least `n` bytes claimed for this function,
-            // so nobody else uses it (the allocator contract; for a Python allocator,
-            // validated and lent).
-            let intact = unsafe {
-                std::ptr::write_bytes(p as *mut u8, byte, n);
-                std::slice::from_raw_parts(p as *const u8, n)
-                    .iter()
-                    .all(|&b| b == byte)
-            };
-            assert!(intact, "a block changed under its only holder");
-        }
-        core.deallocate_owned(p, n).map_err(to_py)?;
-    }
-    Ok(p)
-}
-
-/// A writable view of `[p, p+n)` if it lies inside a live block of a built-in allocator
-/// that neither a container holds nor anything pins (what `stlalloc.testing` writes
-/// through); pinned while the view lives. `AllocatorError` otherwise.
-#[pyfunction]
-pub fn _block_view<'py>(py: Python<'py>, p: usize, n: usize) -> PyResult<Bound<'py, PyAny>> {
-    let mut refusal = unavailable(
-        p,
-        n,
-        "it does not lie inside a live block of a built-in allocator",
-    );
-    for (core, start, _) in registry::blocks_spanning(p, n) {
-        // Claimable means: no container holds it and no view or pool pins it.
-        match core.claim(start) {
-            Ok(()) => {
-                core.unclaim(start);
-                return make_view(py, core, p, n);
-            }
-            Err(e) => refusal = e,
-        }
-    }
-    Err(to_py(refusal))
 }

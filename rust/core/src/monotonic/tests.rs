@@ -1,4 +1,5 @@
 use super::*;
+use crate::syscalls;
 use proptest::prelude::*;
 
 type Mono = Monotonic<Arc<MallocAlloc>>;
