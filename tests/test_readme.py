@@ -19,4 +19,7 @@ def test_readme_examples_run(capsys):
     namespace: dict = {}
     for block in blocks:
         exec(compile(block, str(README), "exec"), namespace)
-    assert "320 160 19" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "320 160 19" in out
+    assert "[136]" in out, "Vector(range(17)) reserves 17 int64 at once"
+    assert "never overlapping while live" in out
