@@ -128,7 +128,8 @@ pub(crate) fn check_size(size: usize) -> Result<(), AllocError> {
     }
 }
 
-fn raw_malloc(n: usize, align: usize) -> Option<NonNull<u8>> {
+/// `malloc`, or `posix_memalign` above malloc's alignment; `None` when it fails.
+pub(crate) fn raw_malloc(n: usize, align: usize) -> Option<NonNull<u8>> {
     if align <= MALLOC_ALIGN {
         // SAFETY: malloc accepts any size; a null result is handled by the caller.
         NonNull::new(unsafe { libc::malloc(n) }.cast())

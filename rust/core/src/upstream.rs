@@ -31,15 +31,31 @@ pub unsafe trait Upstream {
         new: usize,
         align: usize,
     ) -> Result<NonNull<u8>, AllocError> {
-        let q = self.allocate(new, align)?;
-        // SAFETY: `p` has `old` readable bytes, `q` has `new` writable bytes, and two live
-        // blocks are disjoint.
-        unsafe {
-            std::ptr::copy_nonoverlapping(p.as_ptr(), q.as_ptr(), old.min(new));
-            self.deallocate(p, old);
-        }
-        Ok(q)
+        // SAFETY: the caller's guarantee for `p`.
+        unsafe { move_block(self, p, old, new, align) }
     }
+}
+
+/// Reallocation by allocate, copy, free: what `realloc` cannot do for alignments above
+/// malloc's.
+///
+/// # Safety
+/// As for `Upstream::reallocate`.
+unsafe fn move_block<U: Upstream + ?Sized>(
+    up: &U,
+    p: NonNull<u8>,
+    old: usize,
+    new: usize,
+    align: usize,
+) -> Result<NonNull<u8>, AllocError> {
+    let q = up.allocate(new, align)?;
+    // SAFETY: `p` has `old` readable bytes, `q` has `new` writable bytes, and two live
+    // blocks are disjoint.
+    unsafe {
+        std::ptr::copy_nonoverlapping(p.as_ptr(), q.as_ptr(), old.min(new));
+        up.deallocate(p, old);
+    }
+    Ok(q)
 }
 
 /// Plain libc `malloc`, untracked: the upstream of the fast single-threaded pool.
@@ -50,19 +66,7 @@ pub struct LibcMalloc;
 unsafe impl Upstream for LibcMalloc {
     fn allocate(&self, n: usize, align: usize) -> Result<NonNull<u8>, AllocError> {
         malloc_alloc::check_size(n)?;
-        let p = if align <= MALLOC_ALIGN {
-            // SAFETY: malloc accepts any size; null is handled below.
-            unsafe { libc::malloc(n) }
-        } else {
-            let mut p = std::ptr::null_mut();
-            // SAFETY: `align` is a power of two multiple of the pointer size (pool
-            // parameters are validated) and `p` is a valid out-pointer.
-            if unsafe { libc::posix_memalign(&mut p, align, n) } != 0 {
-                p = std::ptr::null_mut();
-            }
-            p
-        };
-        NonNull::new(p.cast()).ok_or(AllocError::OutOfMemory { size: n })
+        malloc_alloc::raw_malloc(n, align).ok_or(AllocError::OutOfMemory { size: n })
     }
 
     unsafe fn deallocate(&self, p: NonNull<u8>, _n: usize) {
@@ -78,13 +82,8 @@ unsafe impl Upstream for LibcMalloc {
         align: usize,
     ) -> Result<NonNull<u8>, AllocError> {
         if align > MALLOC_ALIGN {
-            let q = self.allocate(new, align)?;
-            // SAFETY: as in the default method: disjoint live blocks of old/new bytes.
-            unsafe {
-                std::ptr::copy_nonoverlapping(p.as_ptr(), q.as_ptr(), old.min(new));
-                self.deallocate(p, old);
-            }
-            return Ok(q);
+            // SAFETY: the caller's guarantee for `p`.
+            return unsafe { move_block(self, p, old, new, align) };
         }
         malloc_alloc::check_size(new)?;
         // SAFETY: the caller guarantees `p` is a live malloc block; on null it is untouched.
@@ -119,13 +118,8 @@ unsafe impl Upstream for MallocAlloc {
         align: usize,
     ) -> Result<NonNull<u8>, AllocError> {
         if align > MALLOC_ALIGN {
-            let q = Upstream::allocate(self, new, align)?;
-            // SAFETY: disjoint live blocks of `old` and `new` bytes.
-            unsafe {
-                std::ptr::copy_nonoverlapping(p.as_ptr(), q.as_ptr(), old.min(new));
-                Upstream::deallocate(self, p, old);
-            }
-            return Ok(q);
+            // SAFETY: the caller's guarantee for `p`.
+            return unsafe { move_block(self, p, old, new, align) };
         }
         let q = self.reallocate_for_pool(p.as_ptr() as usize, old.max(1), new.max(1))?;
         Ok(NonNull::new(q as *mut u8).expect("a non-empty allocation is not null"))
