@@ -125,13 +125,7 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     /// `allocate`, the block handed to a container at once (see `CheckedPool::claim`).
     #[inline]
     pub fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
-        let p = self.allocate(n)?;
-        if p != 0 {
-            self.lock()
-                .claim(p)
-                .expect("a fresh block is live, unpinned and unclaimed");
-        }
-        Ok(p)
+        self.allocate_claimed(n, true)
     }
 
     #[inline]
