@@ -41,14 +41,6 @@ from concurrent.futures import ThreadPoolExecutor
 import stlalloc
 from stlalloc import AllocatorError, MallocAllocator, PoolAllocator
 
-# Actions that expose known, reported bugs: a program skips them until they are fixed
-# (empty this set then). STLALLOC_FUZZ_ALL=1 runs them anyway, to see them fail.
-# - debug-realloc-view-leak: a debug pool's reallocate leaks the new block when the old one
-#   is exported by an out-of-memory handler meanwhile (docs/reliability.md, bug 2).
-# - debug-wrong-class-relock: a debug pool given a size of another class takes its lock
-#   twice: PanicException on GIL builds, a deadlock with the spin lock (bug 3).
-KNOWN_BUGS = frozenset({"debug-realloc-view-leak", "debug-wrong-class-relock"})
-
 DOCUMENTED = (
     AllocatorError,
     ValueError,
@@ -232,7 +224,6 @@ class World:
         self.counts = collections.Counter()
         self.raised = collections.Counter()
         self.log = collections.deque(maxlen=12)
-        self.known_bugs = frozenset() if os.environ.get("STLALLOC_FUZZ_ALL") else KNOWN_BUGS
         self.malloc_live: dict[int, Block] = {}
         self.views: list[View] = []
         self.pins = collections.Counter()
@@ -683,9 +674,7 @@ class World:
             return
         a = self.rng.choice(limited)
         target_malloc = a.up if a.is_pool else a
-        modes = ["free", "free", "alloc", "raise", None, None]
-        if "debug-realloc-view-leak" not in self.known_bugs or not a.debug:
-            modes.append("view")
+        modes = ["free", "free", "alloc", "raise", "view", None, None]
         mode = self.rng.choice(modes)
         h = Handler(self, a, mode) if mode else None
         self.api(f"{a.name}: set_malloc_handler({mode})", target_malloc.obj.set_malloc_handler, h)
@@ -822,8 +811,7 @@ class World:
                 ("view(p, 2**64)", obj.view, (p, HUGE), MemoryError),
                 ("view(p, non-int)", obj.view, (p, rng.choice(NON_INTS)), TypeError),
             ]
-            if not (a.debug and "debug-wrong-class-relock" in self.known_bugs):
-                cases.append(("deallocate(p, 0)", obj.deallocate, (p, 0), AllocatorError))
+            cases.append(("deallocate(p, 0)", obj.deallocate, (p, 0), AllocatorError))
             if ext > a.alignment and (p + a.alignment) not in self.live_map(a):
                 cases.append(
                     ("deallocate(interior)", obj.deallocate, (p + a.alignment, n), AllocatorError)
@@ -924,10 +912,6 @@ class World:
         if not a.is_pool or a.debug:
             # Exact sizes only: malloc records them, a debug pool's cookie holds them.
             w = n + rng.choice([-1, 1, 8, 100])
-            if a.is_pool and "debug-wrong-class-relock" in self.known_bugs:
-                w = n + rng.choice([-1, 1])
-                if a.inner(w) != a.inner(n):
-                    return None
             return w if w > 0 else None
         small = n <= a.max_bytes
         if small:

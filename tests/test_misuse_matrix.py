@@ -4,8 +4,7 @@ SPEC §4 "no sequence of calls on the public API may crash the interpreter or co
 allocator ... each raise, and leave the allocator exactly as it was").
 
 Every case asserts the exception and that every statistic and free list is unchanged.
-The last section holds known bugs as strict xfails (docs/reliability.md lists them): each
-turns into a failure once fixed, so that its marker is removed and the test guards the fix.
+The last section guards bugs found here and fixed (docs/reliability.md lists them).
 """
 
 import gc
@@ -387,7 +386,7 @@ def test_container_constructor_and_cross_allocator_misuse_changes_nothing():
 
 
 # --------------------------------------------------------------------------------------
-# Known bugs (strict xfails: remove the marker with the fix)
+# Bugs found by this matrix, fixed: each test guards its fix
 # --------------------------------------------------------------------------------------
 
 
@@ -463,11 +462,6 @@ def test_a_malloc_allocator_cannot_touch_a_pools_large_blocks():
     assert up.live_bytes == st.upstream_chunk_bytes + st.large_live_bytes == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug 1: dropping a MallocAllocator frees its blocks even while another "
-    "MallocAllocator's view exports one (use after free)",
-)
 def test_a_view_through_another_malloc_allocator_keeps_the_block_alive():
     # glibc fills freed memory with the MALLOC_PERTURB_ byte: a freed block shows it.
     run = run_child(
@@ -486,11 +480,6 @@ def test_a_view_through_another_malloc_allocator_keeps_the_block_alive():
     assert run.returncode == 0, run.stderr[-1500:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug 2: a debug pool's reallocate leaks the new block when an out-of-memory "
-    "handler exports the old one meanwhile",
-)
 def test_debug_reallocate_undoes_the_move_when_the_block_gets_exported():
     up = MallocAllocator(limit=4096)
     pool = PoolAllocator(debug=True, upstream=up)
@@ -512,12 +501,6 @@ def test_debug_reallocate_undoes_the_move_when_the_block_gets_exported():
     assert st.large_live_blocks == 1, f"only q may be live: {st}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=BaseException,
-    reason="bug 3: a debug pool given a size of another class takes its lock twice "
-    "(PanicException with the GIL lock, a deadlock with the spin lock)",
-)
 def test_debug_pool_rejects_a_size_of_another_class():
     pool = PoolAllocator(debug=True)
     q = pool.allocate(1)

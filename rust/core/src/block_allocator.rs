@@ -75,14 +75,31 @@ pub unsafe trait BlockAllocator: Send + Sync {
 
     /// The live block containing all of `[addr, addr+len)`.
     fn block_spanning(&self, addr: usize, len: usize) -> Result<(usize, usize), AllocError> {
-        let out = || AllocError::OutOfBlock { addr, len };
-        let (start, size) = self.block_containing(addr).ok_or_else(out)?;
-        let end = addr.checked_add(len).ok_or_else(out)?;
-        if end <= start + size {
-            Ok((start, size))
-        } else {
-            Err(out())
-        }
+        spanning(self.block_containing(addr), addr, len)
+    }
+
+    /// `block_spanning`, then `pin` of that block, as one step where the allocator can
+    /// (so that no other thread frees it in between); `(start, size)` of the pinned block.
+    fn pin_spanning(&self, addr: usize, len: usize) -> Result<(usize, usize), AllocError> {
+        let (start, size) = self.block_spanning(addr, len)?;
+        self.pin(start)?;
+        Ok((start, size))
+    }
+}
+
+/// The block `found` if it holds all of `[addr, addr+len)`.
+pub(crate) fn spanning(
+    found: Option<(usize, usize)>,
+    addr: usize,
+    len: usize,
+) -> Result<(usize, usize), AllocError> {
+    let out = || AllocError::OutOfBlock { addr, len };
+    let (start, size) = found.ok_or_else(out)?;
+    let end = addr.checked_add(len).ok_or_else(out)?;
+    if end <= start + size {
+        Ok((start, size))
+    } else {
+        Err(out())
     }
 }
 
@@ -114,6 +131,9 @@ unsafe impl BlockAllocator for MallocAlloc {
     }
     fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
         MallocAlloc::deallocate_owned(self, p, n)
+    }
+    fn pin_spanning(&self, addr: usize, len: usize) -> Result<(usize, usize), AllocError> {
+        MallocAlloc::pin_spanning(self, addr, len)
     }
     fn alignment(&self) -> usize {
         MALLOC_ALIGN
@@ -151,6 +171,12 @@ unsafe impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for Sh
     }
     fn unclaim(&self, start: usize) {
         self.lock().unclaim(start)
+    }
+    fn pin_spanning(&self, addr: usize, len: usize) -> Result<(usize, usize), AllocError> {
+        let mut pool = self.lock();
+        let (start, size) = spanning(pool.block_containing(addr), addr, len)?;
+        pool.pin(start)?;
+        Ok((start, size))
     }
     #[inline]
     fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
@@ -200,6 +226,9 @@ unsafe impl<A: BlockAllocator + ?Sized> BlockAllocator for std::sync::Arc<A> {
     #[inline]
     fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
         (**self).deallocate_owned(p, n)
+    }
+    fn pin_spanning(&self, addr: usize, len: usize) -> Result<(usize, usize), AllocError> {
+        (**self).pin_spanning(addr, len)
     }
     fn alignment(&self) -> usize {
         (**self).alignment()

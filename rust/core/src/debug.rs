@@ -69,7 +69,9 @@ impl<U: Upstream + Clone + Send + Sync, L: RawLock> DebugPool<U, L> {
             .checked_sub(self.header())
             .ok_or(AllocError::Foreign { addr: q })?;
         let inner = self.inner_size(n)?;
-        self.pool.lock().validate(p, inner).map_err(|e| match e {
+        // Bound first: the guard must be gone before `cookie_error` locks again.
+        let validated = self.pool.lock().validate(p, inner);
+        validated.map_err(|e| match e {
             AllocError::SizeMismatch { .. } => self.cookie_error(p, q, n),
             AllocError::NotLive { .. } => AllocError::NotLive { addr: q },
             AllocError::Misaligned { align, .. } => AllocError::Misaligned { addr: q, align },
@@ -188,7 +190,12 @@ unsafe impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for De
         let r = self.allocate(new)?;
         // SAFETY: `q` has `old` live bytes, `r` has `new`; distinct live blocks.
         unsafe { std::ptr::copy_nonoverlapping(q as *const u8, r as *mut u8, old.min(new)) };
-        self.deallocate(q, old)?;
+        if let Err(e) = self.deallocate(q, old) {
+            // The old block was exported meanwhile (a handler took a view): undo the move.
+            self.deallocate(r, new)
+                .expect("r is a live block just allocated");
+            return Err(e);
+        }
         Ok(r)
     }
 
@@ -264,6 +271,18 @@ mod tests {
             "the refilled block is clean again"
         );
         d.pool().lock().check_invariants();
+    }
+
+    #[test]
+    fn a_size_of_another_class_is_a_cookie_error_not_a_second_lock() {
+        let d = debug_pool();
+        let q = d.allocate(1).unwrap();
+        assert!(matches!(
+            d.deallocate(q, 101),
+            Err(AllocError::BadCookie { cookie: 1, .. })
+        ));
+        assert!(d.deallocate(q, 0).is_err());
+        d.deallocate(q, 1).unwrap();
     }
 
     #[test]

@@ -55,6 +55,9 @@ struct Block {
 struct Owner {
     stats: MallocStats,
     limit: Option<usize>,
+    /// False once the allocator is dropped: its record stays while a view or a container
+    /// still holds one of its blocks, and goes with the last of them.
+    alive: bool,
 }
 
 struct Registry {
@@ -109,7 +112,23 @@ impl Registry {
         st.live_blocks -= 1;
         st.live_bytes -= b.size;
         st.deallocations += 1;
+        let o = &self.owners[&b.owner];
+        if !o.alive && o.stats.live_blocks == 0 {
+            self.owners.remove(&b.owner);
+        }
         b
+    }
+
+    /// Frees the block at `p`, whose owner is gone, once nothing holds it any more.
+    fn reap_orphan(&mut self, p: usize) {
+        let Some(b) = self.blocks.get(&p) else { return };
+        if b.pins > 0 || b.claimed || self.owners[&b.owner].alive {
+            return;
+        }
+        self.forget(p);
+        // SAFETY: a live malloc block whose allocator is gone and that no view, pool or
+        // container holds any more: forgotten above, so freed exactly once.
+        unsafe { libc::free(p as *mut libc::c_void) };
     }
 }
 
@@ -154,6 +173,7 @@ impl MallocAlloc {
             Owner {
                 stats: MallocStats::default(),
                 limit,
+                alive: true,
             },
         );
         Self {
@@ -315,7 +335,25 @@ impl MallocAlloc {
     /// Marks the live block at `start` as in use (exported by a view, or held by a pool):
     /// it may not be freed or moved until every pin is removed.
     pub fn pin(&self, start: usize) -> Result<(), AllocError> {
-        match registry().blocks.get_mut(&start) {
+        Self::pin_in(&mut registry(), start)
+    }
+
+    /// Pins the live block holding all of `[addr, addr+len)`, under one lock.
+    pub fn pin_spanning(&self, addr: usize, len: usize) -> Result<(usize, usize), AllocError> {
+        let mut reg = registry();
+        let found = reg
+            .blocks
+            .range(..=addr)
+            .next_back()
+            .map(|(&start, b)| (start, b.size))
+            .filter(|&(start, size)| addr < start + size);
+        let (start, size) = crate::block_allocator::spanning(found, addr, len)?;
+        Self::pin_in(&mut reg, start)?;
+        Ok((start, size))
+    }
+
+    fn pin_in(reg: &mut Registry, start: usize) -> Result<(), AllocError> {
+        match reg.blocks.get_mut(&start) {
             Some(b) if b.claimed || b.pool_held => Err(AllocError::Owned { addr: start }),
             Some(b) => {
                 b.pins += 1;
@@ -360,8 +398,10 @@ impl MallocAlloc {
     }
 
     pub fn unpin(&self, start: usize) {
-        if let Some(b) = registry().blocks.get_mut(&start) {
+        let mut reg = registry();
+        if let Some(b) = reg.blocks.get_mut(&start) {
             b.pins = b.pins.saturating_sub(1);
+            reg.reap_orphan(start);
         }
     }
 
@@ -404,23 +444,23 @@ impl MallocAlloc {
 impl Drop for MallocAlloc {
     fn drop(&mut self) {
         let mut reg = registry();
-        // A claimed block may be held by the container of an equal allocator (it was
-        // spliced or swapped there), so it stays live, counted by this owner's record,
-        // until that container frees it.
+        reg.owners.get_mut(&self.id).expect("registered").alive = false;
+        // A block a container holds (spliced there from an equal allocator) or a view
+        // exports stays live, counted by this owner's record, until it is let go.
         let mine: Vec<usize> = reg
             .blocks
             .iter()
-            .filter(|(_, b)| b.owner == self.id && !b.claimed)
+            .filter(|(_, b)| b.owner == self.id)
             .map(|(&p, _)| p)
             .collect();
         for p in mine {
-            reg.forget(p);
-            // SAFETY: every live block came from malloc and is freed once, here, as the
-            // allocator that owns it goes away (nothing else can hold an unclaimed block:
-            // pools and views keep their allocator alive).
-            unsafe { libc::free(p as *mut libc::c_void) };
+            reg.reap_orphan(p);
         }
-        if !reg.blocks.values().any(|b| b.owner == self.id) {
+        if reg
+            .owners
+            .get(&self.id)
+            .is_some_and(|o| o.stats.live_blocks == 0)
+        {
             reg.owners.remove(&self.id);
         }
     }
@@ -493,6 +533,20 @@ mod tests {
         );
         a.check_invariants();
         b.check_invariants();
+    }
+
+    #[test]
+    fn a_dropped_allocator_keeps_what_a_view_still_exports() {
+        let a = MallocAlloc::new(None);
+        let b = MallocAlloc::new(None);
+        let p = a.allocate(64).unwrap();
+        let q = a.allocate(64).unwrap();
+        b.pin(p).unwrap();
+        drop(a);
+        assert_eq!(b.block_containing(p), Some((p, 64)), "kept for the view");
+        assert_eq!(b.block_containing(q), None, "the rest is freed");
+        b.unpin(p);
+        assert_eq!(b.block_containing(p), None, "freed with the last pin");
     }
 
     #[test]

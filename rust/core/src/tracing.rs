@@ -150,6 +150,9 @@ unsafe impl<A: BlockAllocator> BlockAllocator for Tracing<A> {
     fn pin(&self, start: usize) -> Result<(), AllocError> {
         self.inner.pin(start)
     }
+    fn pin_spanning(&self, addr: usize, len: usize) -> Result<(usize, usize), AllocError> {
+        self.inner.pin_spanning(addr, len)
+    }
 
     fn unpin(&self, start: usize) {
         self.inner.unpin(start)

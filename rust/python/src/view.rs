@@ -60,8 +60,7 @@ pub fn make_view<'py>(
     addr: usize,
     len: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let (start, _) = alloc.block_spanning(addr, len).or_raise()?;
-    alloc.pin(start).or_raise()?;
+    let (start, _) = alloc.pin_spanning(addr, len).or_raise()?;
     let exporter = Bound::new(
         py,
         BlockView {
