@@ -12,6 +12,7 @@
 //! the error instead of the block.
 
 use crate::block_allocator::BlockAllocator;
+use crate::checked::CheckedPool;
 use crate::error::AllocError;
 use crate::raw_lock::{RawLock, SpinLock};
 use crate::shared_pool::SharedPool;
@@ -63,16 +64,15 @@ impl<U: Upstream + Clone + Send + Sync, L: RawLock> DebugPool<U, L> {
             .then(|| self.pool.params().round_up(inner) - self.header())
     }
 
-    /// Checks the cookie of the live user block `q` against `n`; returns its pool block.
-    fn check_cookie(&self, q: usize, n: usize) -> Result<usize, AllocError> {
+    /// Checks the cookie of the live user block `q` against `n`, under the pool's lock;
+    /// returns its pool block.
+    fn check_cookie(&self, pool: &CheckedPool<U>, q: usize, n: usize) -> Result<usize, AllocError> {
         let p = q
             .checked_sub(self.header())
             .ok_or(AllocError::Foreign { addr: q })?;
         let inner = self.inner_size(n)?;
-        // Bound first: the guard must be gone before `cookie_error` locks again.
-        let validated = self.pool.lock().validate(p, inner);
-        validated.map_err(|e| match e {
-            AllocError::SizeMismatch { .. } => self.cookie_error(p, q, n),
+        pool.validate(p, inner).map_err(|e| match e {
+            AllocError::SizeMismatch { .. } => Self::cookie_error(pool, p, q, n),
             AllocError::NotLive { .. } => AllocError::NotLive { addr: q },
             AllocError::Misaligned { align, .. } => AllocError::Misaligned { addr: q, align },
             AllocError::Foreign { .. } => AllocError::Foreign { addr: q },
@@ -90,8 +90,8 @@ impl<U: Upstream + Clone + Send + Sync, L: RawLock> DebugPool<U, L> {
         Ok(p)
     }
 
-    fn cookie_error(&self, p: usize, q: usize, n: usize) -> AllocError {
-        match self.pool.lock().block_containing(p) {
+    fn cookie_error(pool: &CheckedPool<U>, p: usize, q: usize, n: usize) -> AllocError {
+        match pool.block_containing(p) {
             Some((start, _)) if start == p => {
                 // SAFETY: `p` starts a live block of ours; its first word is the cookie.
                 let cookie = unsafe { (p as *const usize).read() };
@@ -102,6 +102,42 @@ impl<U: Upstream + Clone + Send + Sync, L: RawLock> DebugPool<U, L> {
                 }
             }
             _ => AllocError::NotLive { addr: q },
+        }
+    }
+
+    /// Checks `(q, n)` as a block free to be freed or moved by its caller (not exported,
+    /// held by a container only if `owned`); returns its pool block.
+    fn check_free(
+        &self,
+        pool: &CheckedPool<U>,
+        q: usize,
+        n: usize,
+        owned: bool,
+    ) -> Result<usize, AllocError> {
+        let p = self.check_cookie(pool, q, n)?;
+        if pool.is_pinned(p) {
+            return Err(AllocError::Pinned { addr: q });
+        }
+        match (pool.is_claimed_at(p), owned) {
+            (true, false) => Err(AllocError::Owned { addr: q }),
+            (false, true) => Err(AllocError::NotLive { addr: q }),
+            _ => Ok(p),
+        }
+    }
+
+    /// Checks, fills and frees under one lock, so two threads freeing one block cannot
+    /// both pass the check.
+    fn free(&self, q: usize, n: usize, owned: bool) -> Result<(), AllocError> {
+        let inner = self.inner_size(n)?;
+        let mut pool = self.pool.lock();
+        let p = self.check_free(&pool, q, n, owned)?;
+        if let Some(user) = self.pool_user_bytes(inner) {
+            Self::fill_freed(q, user);
+        }
+        if owned {
+            pool.deallocate_owned(p, inner)
+        } else {
+            pool.deallocate(p, inner)
         }
     }
 }
@@ -134,33 +170,11 @@ unsafe impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for De
         if q == 0 && n == 0 {
             return Ok(());
         }
-        let p = self.check_cookie(q, n)?;
-        let inner = self.inner_size(n)?;
-        {
-            let pool = self.pool.lock();
-            if pool.is_pinned(p) {
-                return Err(AllocError::Pinned { addr: q });
-            }
-            if pool.is_claimed_at(p) {
-                return Err(AllocError::Owned { addr: q });
-            }
-        }
-        if let Some(user) = self.pool_user_bytes(inner) {
-            Self::fill_freed(q, user);
-        }
-        self.pool.deallocate(p, inner)
+        self.free(q, n, false)
     }
 
     fn deallocate_owned(&self, q: usize, n: usize) -> Result<(), AllocError> {
-        let p = self.check_cookie(q, n)?;
-        let inner = self.inner_size(n)?;
-        if !self.pool.lock().is_claimed_at(p) {
-            return Err(AllocError::NotLive { addr: q });
-        }
-        if let Some(user) = self.pool_user_bytes(inner) {
-            Self::fill_freed(q, user);
-        }
-        self.pool.deallocate_owned(p, inner)
+        self.free(q, n, true)
     }
 
     fn claim(&self, start: usize) -> Result<(), AllocError> {
@@ -179,17 +193,24 @@ unsafe impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for De
             self.deallocate(q, old)?;
             return Ok(0);
         }
-        let p = self.check_cookie(q, old)?;
-        if self.pool.lock().is_pinned(p) {
-            return Err(AllocError::Pinned { addr: q });
-        }
-        if self.pool.lock().is_claimed_at(p) {
-            return Err(AllocError::Owned { addr: q });
-        }
+        let p = {
+            let mut pool = self.pool.lock();
+            let p = self.check_free(&pool, q, old, false)?;
+            // Nobody may free or export `q` while it is copied out with no lock held.
+            pool.pin(p)?;
+            p
+        };
         // Always move, so a stale pointer to the old block is caught by the fill.
-        let r = self.allocate(new)?;
-        // SAFETY: `q` has `old` live bytes, `r` has `new`; distinct live blocks.
+        let r = match self.allocate(new) {
+            Ok(r) => r,
+            Err(e) => {
+                self.pool.lock().unpin(p);
+                return Err(e);
+            }
+        };
+        // SAFETY: `q` has `old` live bytes (pinned), `r` has `new`; distinct live blocks.
         unsafe { std::ptr::copy_nonoverlapping(q as *const u8, r as *mut u8, old.min(new)) };
+        self.pool.lock().unpin(p);
         if let Err(e) = self.deallocate(q, old) {
             // The old block was exported meanwhile (a handler took a view): undo the move.
             self.deallocate(r, new)
