@@ -141,6 +141,32 @@ impl BlockMap {
     /// `max_size` bounds any block's size.
     #[inline]
     pub fn check(&self, addr: usize, size: usize, max_size: usize) -> Result<(), AllocError> {
+        match self.live_exact(addr, size) {
+            Some(_) => Ok(()),
+            None => self.locate(addr, size, max_size).map(|_| ()),
+        }
+    }
+
+    /// The first granule of the live block of exactly `size` bytes at `addr`, when its end
+    /// bit shares a word with its start (nearly always): the fast path, with no error built.
+    #[inline(always)]
+    fn live_exact(&self, addr: usize, size: usize) -> Option<usize> {
+        let off = addr.wrapping_sub(self.base);
+        if off & ((1 << self.shift) - 1) != 0 {
+            return None;
+        }
+        let g = off >> self.shift;
+        let (k, bit) = (size >> self.shift, g & 63);
+        if k == 0 || bit + k > 64 || !get(&self.starts, g) {
+            return None;
+        }
+        let window = (self.ends[g >> 6] >> bit) & (u64::MAX >> (64 - k));
+        (window == 1 << (k - 1)).then_some(g)
+    }
+
+    /// `check`, returning the block's first granule.
+    #[cold]
+    fn locate(&self, addr: usize, size: usize, max_size: usize) -> Result<usize, AllocError> {
         let align = 1usize << self.shift;
         if (addr - self.base) & (align - 1) != 0 {
             return Err(AllocError::Misaligned { addr, align });
@@ -156,10 +182,48 @@ impl BlockMap {
             // k bits from `g` must be set.
             let window = (self.ends[word] >> bit) & (u64::MAX >> (64 - k));
             if window == 1 << (k - 1) {
-                return Ok(());
+                return Ok(g);
             }
         }
-        self.mismatch(addr, g, size, max_size)
+        self.mismatch(addr, g, size, max_size).map(|()| g)
+    }
+
+    /// Records a new live block `[addr, addr+size)`, claimed for a container or not, in
+    /// one pass (the allocation fast path).
+    #[inline]
+    pub fn mark_new(&mut self, addr: usize, size: usize, claimed: bool) {
+        let g = self.granule(addr);
+        set(&mut self.starts, g);
+        set(&mut self.ends, g + (size >> self.shift) - 1);
+        if claimed {
+            set(&mut self.claimed, g);
+        }
+    }
+
+    /// Checks that a live block of exactly `size` bytes starts at `addr`, held by a
+    /// container exactly when `claimed`, and forgets it: the free fast path, one pass.
+    /// On error nothing changes.
+    #[inline]
+    pub fn release(
+        &mut self,
+        addr: usize,
+        size: usize,
+        max_size: usize,
+        claimed: bool,
+    ) -> Result<(), AllocError> {
+        let g = match self.live_exact(addr, size) {
+            Some(g) => g,
+            None => self.locate(addr, size, max_size)?,
+        };
+        match (get(&self.claimed, g), claimed) {
+            (true, false) => return Err(AllocError::Owned { addr }),
+            (false, true) => return Err(AllocError::NotLive { addr }),
+            (true, true) => clear(&mut self.claimed, g),
+            (false, false) => {}
+        }
+        clear(&mut self.starts, g);
+        clear(&mut self.ends, g + (size >> self.shift) - 1);
+        Ok(())
     }
 
     #[cold]

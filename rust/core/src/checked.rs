@@ -108,11 +108,7 @@ impl<U: Upstream> CheckedPool<U> {
     pub fn allocate_small(&mut self, n: usize, claimed: bool) -> Result<usize, NeedChunk> {
         let p = self.pool.allocate_small(n)?.as_ptr() as usize;
         let size = self.params().round_up(n);
-        let map = self.map_of_mut(p);
-        map.mark(p, size);
-        if claimed {
-            map.set_claimed(p, true);
-        }
+        self.map_of_mut(p).mark_new(p, size, claimed);
         self.live[self.pool.params().index(n)] += 1;
         Ok(p)
     }
@@ -203,6 +199,9 @@ impl<U: Upstream> CheckedPool<U> {
     /// Validates and frees `(p, n)`; `(0, 0)` does nothing.
     #[inline]
     pub fn deallocate(&mut self, p: usize, n: usize) -> Result<(), AllocError> {
+        if let Some(done) = self.free_in_arena(p, n, false) {
+            return done;
+        }
         if p == 0 && n == 0 {
             return Ok(());
         }
@@ -217,6 +216,9 @@ impl<U: Upstream> CheckedPool<U> {
 
     /// Frees a block a container holds (`claim`ed), validated like `deallocate`.
     pub fn deallocate_owned(&mut self, p: usize, n: usize) -> Result<(), AllocError> {
+        if let Some(done) = self.free_in_arena(p, n, true) {
+            return done;
+        }
         let kind = self.validate(p, n)?;
         if !self.is_claimed(kind, p) {
             return Err(AllocError::NotLive { addr: p });
@@ -224,6 +226,32 @@ impl<U: Upstream> CheckedPool<U> {
         self.set_claimed(kind, p, false);
         self.free_validated(kind, p, n);
         Ok(())
+    }
+
+    /// The free fast path: a pool block in the arena while nothing is pinned, checked and
+    /// forgotten in one pass over the arena's maps, with the same errors as the full path
+    /// (`validate`, then claims). `None` sends every other case to the full path.
+    #[inline]
+    fn free_in_arena(
+        &mut self,
+        p: usize,
+        n: usize,
+        claimed: bool,
+    ) -> Option<Result<(), AllocError>> {
+        let params = *self.pool.params();
+        if n == 0 || n > params.max_bytes() || !self.pins.is_empty() || !self.arena_map.contains(p)
+        {
+            return None;
+        }
+        let size = params.round_up(n);
+        if let Err(e) = self.arena_map.release(p, size, params.max_bytes(), claimed) {
+            return Some(Err(e));
+        }
+        self.live[params.index(n)] -= 1;
+        let ptr = NonNull::new(p as *mut u8).expect("arena addresses are not null");
+        // SAFETY: checked just now as a live pool block of `n`'s class, and forgotten.
+        unsafe { self.pool.deallocate_small(ptr, n) };
+        Some(Ok(()))
     }
 
     #[inline]
