@@ -12,12 +12,12 @@
 
 use super::element::Element;
 use crate::errors::OrRaise;
+use crate::gil_lock::{GilMutex, GilMutexGuard};
 use pyo3::exceptions::{PyIndexError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::sync::MutexExt;
 use pyo3::types::{PyDict, PyList, PyRange};
 use pyo3::{PyTraverseError, PyVisit};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use stlalloc_core::containers::list::{Cursor, Detached, List, StaleCursor};
 use stlalloc_core::BlockAllocator;
 
@@ -54,10 +54,10 @@ impl<T> State<T> {
 pub struct Typed<T> {
     /// The list's allocator, reachable without the lock to allocate nodes beforehand.
     alloc: Alloc,
-    state: Mutex<State<T>>,
+    state: GilMutex<State<T>>,
 }
 
-type Guard<'a, T> = MutexGuard<'a, State<T>>;
+type Guard<'a, T> = GilMutexGuard<'a, State<T>>;
 
 /// Python's `a == b` as containers use it: identity first, then `==`.
 fn py_eq(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -116,19 +116,18 @@ impl<T: Element> Typed<T> {
     pub fn new(list: CoreList<T>) -> Self {
         Self {
             alloc: list.allocator().clone(),
-            state: Mutex::new(State {
+            state: GilMutex::new(State {
                 list,
                 overwrites: 0,
             }),
         }
     }
 
-    /// Locks without blocking the interpreter while waiting. Poisoning is ignored: the
-    /// core list is consistent after any panic.
+    /// See `GilMutex`: free on GIL builds, a mutex that does not block the interpreter on
+    /// free-threaded ones.
+    #[inline]
     fn lock(&self, py: Python<'_>) -> Guard<'_, T> {
-        self.state
-            .lock_py_attached(py)
-            .unwrap_or_else(PoisonError::into_inner)
+        self.state.lock(py)
     }
 
     /// Locks two distinct lists in address order.
@@ -496,7 +495,7 @@ impl<T: Element> Typed<T> {
         if !T::HOLDS_REFERENCES {
             return Ok(());
         }
-        if let Ok(state) = self.state.try_lock() {
+        if let Some(state) = self.state.try_lock() {
             for value in state.list.iter() {
                 value.visit(visit)?;
             }
@@ -507,8 +506,8 @@ impl<T: Element> Typed<T> {
     /// For the garbage collector: drops every value, outside the lock.
     pub fn clear_for_gc(&self) {
         let taken = match self.state.try_lock() {
-            Ok(mut state) => state.list.take(),
-            Err(_) => return,
+            Some(mut state) => state.list.take(),
+            None => return,
         };
         drop(taken);
     }
