@@ -6,7 +6,7 @@ use std::alloc::{handle_alloc_error, Layout};
 use std::ptr::NonNull;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use stlalloc_core::{
-    LibcMalloc, MallocAlloc, Params, Pool, RawLock, SharedPool, SpinLock, DEFAULT_ARENA_SIZE,
+    LibcMalloc, MallocAlloc, Params, Pool, RawLock, Sgi, SharedPool, SpinLock, DEFAULT_ARENA_SIZE,
 };
 
 /// Every block the workloads ask for is at most 128 bytes of 8-byte values: 8-byte
@@ -50,9 +50,9 @@ impl RawAlloc for Malloc {
     }
 }
 
-/// The core's single-threaded, unchecked SGI pool: the counterpart of the C++
-/// `sgi_free_list`.
-impl RawAlloc for Pool<LibcMalloc> {
+/// The core's single-threaded, unchecked SGI pool with SGI's parameters as constants, as
+/// `stl_alloc.h` has them: the counterpart of the C++ `sgi_free_list`.
+impl RawAlloc for Pool<LibcMalloc, Sgi> {
     // `always`: the error type's drop glue makes this look big to the inliner, yet the
     // free-list pop it wraps is a few instructions; a call here doubles pair24's time.
     #[inline(always)]
@@ -128,8 +128,8 @@ impl RawAlloc for Mimalloc {
 }
 
 /// The process-wide core pool (SGI's `alloc`): default parameters, the default arena.
-static CORE_POOL: LazyLock<Mutex<Pool<LibcMalloc>>> = LazyLock::new(|| {
-    let pool = Pool::new(Params::default(), DEFAULT_ARENA_SIZE, LibcMalloc);
+static CORE_POOL: LazyLock<Mutex<Pool<LibcMalloc, Sgi>>> = LazyLock::new(|| {
+    let pool = Pool::new(Sgi, DEFAULT_ARENA_SIZE, LibcMalloc);
     Mutex::new(pool.expect("cannot reserve the core pool's arena"))
 });
 
@@ -146,7 +146,7 @@ static SHARED_POOL: LazyLock<SharedPool> = LazyLock::new(|| {
 });
 
 /// The core pool, locked for the duration of a workload (never per operation).
-pub fn core_pool() -> MutexGuard<'static, Pool<LibcMalloc>> {
+pub fn core_pool() -> MutexGuard<'static, Pool<LibcMalloc, Sgi>> {
     CORE_POOL.lock().unwrap_or_else(|e| e.into_inner())
 }
 

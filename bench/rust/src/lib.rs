@@ -134,7 +134,8 @@ impl Workload {
 pub enum Allocator {
     /// System `malloc`/`free`.
     Malloc,
-    /// The core's single-threaded unchecked SGI pool, `Pool<LibcMalloc>`.
+    /// The core's single-threaded unchecked SGI pool, `Pool<LibcMalloc, Sgi>` (SGI's
+    /// parameters as constants).
     Pool,
     /// The thread-safe checked pool that Python uses, `SharedPool`.
     SharedPool,

@@ -32,7 +32,7 @@ pub use block_allocator::BlockAllocator;
 pub use checked::CheckedPool;
 pub use error::{AllocError, HandlerError};
 pub use malloc_alloc::{MallocAlloc, MallocStats, OomHandler};
-pub use params::Params;
+pub use params::{Params, PoolParams, Sgi};
 pub use pool::{NeedChunk, Pool};
 pub use raw_lock::{RawLock, SpinLock};
 pub use shared_pool::SharedPool;

@@ -93,6 +93,80 @@ impl Params {
     }
 }
 
+/// What a pool reads of its parameters: at run time (`Params`), or as compile-time
+/// constants (`Sgi`), as `stl_alloc.h` declares `_ALIGN`, `_MAX_BYTES` and `_NFREELISTS` as
+/// enum constants, so that the fast path's arithmetic folds away.
+pub trait PoolParams: Copy + Send + Sync + 'static {
+    fn align(&self) -> usize;
+    fn max_bytes(&self) -> usize;
+    fn refill(&self) -> usize;
+    /// `log2(align)`.
+    fn shift(&self) -> u32;
+
+    #[inline]
+    fn nfreelists(&self) -> usize {
+        self.max_bytes() >> self.shift()
+    }
+
+    #[inline]
+    fn round_up(&self, n: usize) -> usize {
+        (n + self.align() - 1) & !(self.align() - 1)
+    }
+
+    /// `(n + align - 1) / align - 1`, for `1 <= n <= max_bytes`.
+    #[inline]
+    fn index(&self, n: usize) -> usize {
+        (n - 1) >> self.shift()
+    }
+
+    #[inline]
+    fn class_size(&self, i: usize) -> usize {
+        (i + 1) << self.shift()
+    }
+}
+
+impl PoolParams for Params {
+    #[inline]
+    fn align(&self) -> usize {
+        self.align
+    }
+    #[inline]
+    fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+    #[inline]
+    fn refill(&self) -> usize {
+        self.refill
+    }
+    #[inline]
+    fn shift(&self) -> u32 {
+        self.shift
+    }
+}
+
+/// SGI's own parameters, as constants: 8-byte alignment, 128 bytes, 20 objects a refill.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sgi;
+
+impl PoolParams for Sgi {
+    #[inline]
+    fn align(&self) -> usize {
+        8
+    }
+    #[inline]
+    fn max_bytes(&self) -> usize {
+        128
+    }
+    #[inline]
+    fn refill(&self) -> usize {
+        20
+    }
+    #[inline]
+    fn shift(&self) -> u32 {
+        3
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +186,20 @@ mod tests {
         for n in 1..=128 {
             assert_eq!(p.class_size(p.index(n)), p.round_up(n));
         }
+    }
+
+    #[test]
+    fn sgi_constants_are_the_default_parameters() {
+        let (p, s) = (Params::default(), Sgi);
+        assert_eq!(
+            (p.align(), p.max_bytes(), p.refill()),
+            (s.align(), s.max_bytes(), s.refill())
+        );
+        for n in 1..=128 {
+            assert_eq!(PoolParams::index(&s, n), p.index(n));
+            assert_eq!(PoolParams::round_up(&s, n), p.round_up(n));
+        }
+        assert_eq!(PoolParams::nfreelists(&s), 16);
     }
 
     #[test]

@@ -16,7 +16,7 @@
 
 use crate::arena::Arena;
 use crate::error::AllocError;
-use crate::params::Params;
+use crate::params::{Params, PoolParams};
 use crate::upstream::{LibcMalloc, Upstream};
 use std::ptr::{self, NonNull};
 
@@ -44,8 +44,8 @@ pub struct PoolCounters {
     pub upstream_chunk_bytes: usize,
 }
 
-pub struct Pool<U: Upstream = LibcMalloc> {
-    params: Params,
+pub struct Pool<U: Upstream = LibcMalloc, P: PoolParams = Params> {
+    params: P,
     free_list: Box<[*mut Obj]>,
     /// Blocks of each class, free or live.
     blocks: Box<[usize]>,
@@ -62,10 +62,10 @@ pub struct Pool<U: Upstream = LibcMalloc> {
 
 // SAFETY: the pool owns every block its pointers reach (arena pages and upstream chunks);
 // moving it moves that ownership. `U: Send` covers the upstream.
-unsafe impl<U: Upstream + Send> Send for Pool<U> {}
+unsafe impl<U: Upstream + Send, P: PoolParams> Send for Pool<U, P> {}
 
-impl<U: Upstream> Pool<U> {
-    pub fn new(params: Params, arena_size: usize, upstream: U) -> Result<Self, AllocError> {
+impl<U: Upstream, P: PoolParams> Pool<U, P> {
+    pub fn new(params: P, arena_size: usize, upstream: U) -> Result<Self, AllocError> {
         let n = params.nfreelists();
         Ok(Self {
             params,
@@ -373,7 +373,7 @@ impl<U: Upstream> Pool<U> {
         self.counters.upstream_chunk_bytes = 0;
     }
 
-    pub fn params(&self) -> &Params {
+    pub fn params(&self) -> &P {
         &self.params
     }
 
@@ -440,7 +440,7 @@ impl<U: Upstream> Pool<U> {
     }
 }
 
-impl<U: Upstream> Drop for Pool<U> {
+impl<U: Upstream, P: PoolParams> Drop for Pool<U, P> {
     fn drop(&mut self) {
         for &(p, bytes) in &self.upstream_chunks {
             // SAFETY: each chunk came from `upstream.allocate(bytes)`; the pool and every
@@ -507,6 +507,51 @@ mod tests {
             8 + p.free_bytes() + p.chunk_bytes_left(),
             "conservation"
         );
+    }
+
+    #[test]
+    fn sgi_constants_behave_exactly_as_the_default_parameters() {
+        use crate::params::Sgi;
+        let mut a = pool(1 << 16);
+        let mut b = Pool::new(Sgi, 1 << 16, LibcMalloc).unwrap();
+        let (base_a, base_b) = (a.arena().base(), b.arena().base());
+        let mut live: Vec<(*mut u8, *mut u8, usize)> = Vec::new();
+        let mut x = 12345u64;
+        for _ in 0..10_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let r = (x >> 33) as usize;
+            if r % 5 < 2 && !live.is_empty() {
+                let (p, q, n) = live.swap_remove(r % live.len());
+                // SAFETY: p and q are live blocks of n bytes of a and b.
+                unsafe {
+                    a.deallocate(p, n);
+                    b.deallocate(q, n);
+                }
+            } else {
+                let n = 1 + r % 160;
+                let (p, q) = (a.allocate(n).unwrap(), b.allocate(n).unwrap());
+                if a.arena().contains(p as usize) {
+                    assert_eq!(p as usize - base_a, q as usize - base_b, "allocate({n})");
+                }
+                live.push((p, q, n));
+            }
+            assert_eq!(
+                (a.heap_size(), a.chunk_bytes_left()),
+                (b.heap_size(), b.chunk_bytes_left())
+            );
+        }
+        for i in 0..16 {
+            assert_eq!(a.free_list_len(i), b.free_list_len(i));
+        }
+        for (p, q, n) in live {
+            // SAFETY: live blocks of n bytes of a and b.
+            unsafe {
+                a.deallocate(p, n);
+                b.deallocate(q, n);
+            }
+        }
     }
 
     #[test]
