@@ -23,3 +23,11 @@ def test_readme_examples_run(capsys):
     assert "320 160 19" in out
     assert "[136]" in out, "Vector(range(17)) reserves 17 int64 at once"
     assert "never overlapping while live" in out
+
+
+def test_submodules_are_attributes_of_the_package():
+    import stlalloc
+
+    assert stlalloc.probe.run_all and stlalloc.testing.check_allocator
+    with pytest.raises(AttributeError):
+        stlalloc.no_such_thing  # noqa: B018

@@ -47,3 +47,15 @@ __all__ = [
 ]
 
 MutableSequence.register(Vector)
+
+# `stlalloc.probe` (SPEC §6) and `stlalloc.testing` (§8) load on first use: importing
+# stlalloc stays cheap, and `stlalloc.probe` works without importing it by name.
+_SUBMODULES = ("probe", "testing")
+
+
+def __getattr__(name: str) -> object:
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"stlalloc.{name}")
+    raise AttributeError(f"module 'stlalloc' has no attribute {name!r}")
