@@ -38,6 +38,8 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
+from stats_fields import MALLOC_COUNT_FIELDS, MALLOC_FAIL_FIELDS, POOL_STATE_FIELDS
+
 import stlalloc
 from stlalloc import AllocatorError, MallocAllocator, PoolAllocator
 
@@ -125,24 +127,6 @@ class Alloc:
 
 def stats_tuple(s, fields):
     return tuple(getattr(s, f) for f in fields)
-
-
-POOL_FIELDS = (
-    "heap_size",
-    "chunk_bytes_left",
-    "free_list_lengths",
-    "live_blocks",
-    "live_bytes",
-    "large_live_blocks",
-    "large_live_bytes",
-    "refills",
-    "chunk_requests",
-    "arena_used",
-    "upstream_chunk_bytes",
-    "syscalls",
-)
-MALLOC_FIELDS = ("live_blocks", "live_bytes", "allocations", "deallocations")
-MALLOC_FAIL_FIELDS = ("failures", "handler_calls")
 
 
 # --------------------------------------------------------------------------------------
@@ -344,11 +328,11 @@ class World:
         """Everything a misuse could change: every allocator's statistics and free lists."""
         snap = []
         for a in self.pools + self.cont_pools:
-            snap.append(stats_tuple(a.obj.stats(), POOL_FIELDS))
+            snap.append(stats_tuple(a.obj.stats(), POOL_STATE_FIELDS))
             snap.append([a.obj.free_list(i) for i in range(a.obj.nfreelists)])
-            snap.append(stats_tuple(a.up.obj.stats(), MALLOC_FIELDS))
+            snap.append(stats_tuple(a.up.obj.stats(), MALLOC_COUNT_FIELDS))
         for a in self.mallocs + self.cont_mallocs:
-            snap.append(stats_tuple(a.obj.stats(), MALLOC_FIELDS + MALLOC_FAIL_FIELDS))
+            snap.append(stats_tuple(a.obj.stats(), MALLOC_COUNT_FIELDS + MALLOC_FAIL_FIELDS))
         return snap
 
     def misuse(self, what, fn, *args, exc=AllocatorError):

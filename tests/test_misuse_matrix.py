@@ -13,34 +13,13 @@ import sys
 import textwrap
 
 import pytest
+from stats_fields import MALLOC_FIELDS, POOL_STATE_FIELDS
 
 import stlalloc
 from stlalloc import AllocatorError, MallocAllocator, PoolAllocator
 
 HUGE = 2**64
 NON_INTS = (1.0, "8", None, b"8", [8])
-POOL_FIELDS = (
-    "heap_size",
-    "chunk_bytes_left",
-    "free_list_lengths",
-    "live_blocks",
-    "live_bytes",
-    "large_live_blocks",
-    "large_live_bytes",
-    "refills",
-    "chunk_requests",
-    "arena_used",
-    "upstream_chunk_bytes",
-    "syscalls",
-)
-MALLOC_FIELDS = (
-    "live_blocks",
-    "live_bytes",
-    "allocations",
-    "deallocations",
-    "failures",
-    "handler_calls",
-)
 
 
 def snapshot(*allocs):
@@ -49,7 +28,7 @@ def snapshot(*allocs):
     for a in allocs:
         if isinstance(a, PoolAllocator):
             st = a.stats()
-            out.append({f: getattr(st, f) for f in POOL_FIELDS})
+            out.append({f: getattr(st, f) for f in POOL_STATE_FIELDS})
             out.append([a.free_list(i) for i in range(a.nfreelists)])
             a = a.upstream
         st = a.stats()

@@ -6,6 +6,7 @@ import sys
 import threading
 
 import pytest
+from stats_fields import MALLOC_FIELDS, POOL_FIELDS
 
 import stlalloc
 from stlalloc import (
@@ -14,35 +15,6 @@ from stlalloc import (
     MallocAllocator,
     PoolAllocator,
     default_pool,
-)
-
-POOL_FIELDS = (
-    "align",
-    "max_bytes",
-    "refill",
-    "nfreelists",
-    "heap_size",
-    "chunk_bytes_left",
-    "free_list_lengths",
-    "live_blocks",
-    "live_bytes",
-    "large_live_blocks",
-    "large_live_bytes",
-    "refills",
-    "chunk_requests",
-    "arena_reserved",
-    "arena_used",
-    "arena_resident",
-    "upstream_chunk_bytes",
-    "syscalls",
-)
-MALLOC_FIELDS = (
-    "live_blocks",
-    "live_bytes",
-    "allocations",
-    "deallocations",
-    "failures",
-    "handler_calls",
 )
 
 
