@@ -403,10 +403,6 @@ impl<U: Upstream> CheckedPool<U> {
         out
     }
 
-    pub fn large_blocks(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.large.iter().map(|(&p, &n)| (p, n))
-    }
-
     pub fn stats(&self) -> PoolStats {
         let params = *self.params();
         let counters = self.pool.counters();
