@@ -85,7 +85,8 @@ impl<L: RawLock> Clone for Shared<'_, L> {
 impl<L: RawLock> Copy for Shared<'_, L> {}
 
 impl<L: RawLock> RawAlloc for Shared<'_, L> {
-    #[inline]
+    // Inlined into the workload's loop, as C++ inlines `__pool_alloc`'s header code.
+    #[inline(always)]
     fn allocate(&mut self, n: usize) -> NonNull<u8> {
         match self.0.allocate(n) {
             Ok(p) => NonNull::new(p as *mut u8).unwrap_or_else(|| out_of_memory(n)),
@@ -93,7 +94,7 @@ impl<L: RawLock> RawAlloc for Shared<'_, L> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn deallocate(&mut self, p: NonNull<u8>, n: usize) {
         let freed = self.0.deallocate(p.as_ptr() as usize, n);
         // The workloads free only what they allocated: a refusal is a bug in them.

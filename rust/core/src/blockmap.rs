@@ -1,5 +1,6 @@
 //! Which blocks of a region are live, in two bitmaps over `align`-byte granules, so misuse
-//! is caught without a header in the blocks (the pool's memory stays header-free).
+//! is caught without a header in the blocks: for the monotonic allocator, whose blocks
+//! have any size (the pool's blocks, of a few classes, use the cheaper `ClassMap`).
 //!
 //! For every live block covering granules `[g0, g1]`:
 //!   `starts[g0] == 1`, `ends[g1] == 1`, and no other bit of either map in `[g0, g1]`.
@@ -186,44 +187,6 @@ impl BlockMap {
             }
         }
         self.mismatch(addr, g, size, max_size).map(|()| g)
-    }
-
-    /// Records a new live block `[addr, addr+size)`, claimed for a container or not, in
-    /// one pass (the allocation fast path).
-    #[inline]
-    pub fn mark_new(&mut self, addr: usize, size: usize, claimed: bool) {
-        let g = self.granule(addr);
-        set(&mut self.starts, g);
-        set(&mut self.ends, g + (size >> self.shift) - 1);
-        if claimed {
-            set(&mut self.claimed, g);
-        }
-    }
-
-    /// Checks that a live block of exactly `size` bytes starts at `addr`, held by a
-    /// container exactly when `claimed`, and forgets it: the free fast path, one pass.
-    /// On error nothing changes.
-    #[inline]
-    pub fn release(
-        &mut self,
-        addr: usize,
-        size: usize,
-        max_size: usize,
-        claimed: bool,
-    ) -> Result<(), AllocError> {
-        let g = match self.live_exact(addr, size) {
-            Some(g) => g,
-            None => self.locate(addr, size, max_size)?,
-        };
-        match (get(&self.claimed, g), claimed) {
-            (true, false) => return Err(AllocError::Owned { addr }),
-            (false, true) => return Err(AllocError::NotLive { addr }),
-            (true, true) => clear(&mut self.claimed, g),
-            (false, false) => {}
-        }
-        clear(&mut self.starts, g);
-        clear(&mut self.ends, g + (size >> self.shift) - 1);
-        Ok(())
     }
 
     #[cold]

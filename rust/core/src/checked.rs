@@ -14,7 +14,7 @@
 //! thread-safe wrapper can make them without holding its lock: an out-of-memory handler
 //! may re-enter the pool.
 
-use crate::blockmap::BlockMap;
+use crate::classmap::ClassMap;
 use crate::error::AllocError;
 use crate::params::Params;
 use crate::pool::{NeedChunk, Pool};
@@ -34,8 +34,8 @@ pub enum BlockKind {
 
 pub struct CheckedPool<U: Upstream> {
     pool: Pool<U>,
-    arena_map: BlockMap,
-    chunk_maps: Vec<BlockMap>,
+    arena_map: ClassMap,
+    chunk_maps: Vec<ClassMap>,
     large: BTreeMap<usize, usize>,
     /// Large blocks held by a container (small ones are marked in the block maps).
     large_claimed: BTreeSet<usize>,
@@ -49,7 +49,7 @@ impl<U: Upstream> CheckedPool<U> {
     pub fn new(params: Params, arena_size: usize, upstream: U) -> Result<Self, AllocError> {
         let pool = Pool::new(params, arena_size, upstream)?;
         let arena = pool.arena();
-        let arena_map = BlockMap::new(arena.base(), arena.reserved(), params.align());
+        let arena_map = ClassMap::new(arena.base(), arena.reserved(), params.align());
         Ok(Self {
             pool,
             arena_map,
@@ -78,7 +78,7 @@ impl<U: Upstream> CheckedPool<U> {
     /// The map of the region holding `addr`: the arena's, checked first because it serves
     /// nearly every block, else an upstream chunk's.
     #[inline]
-    fn map_of(&self, addr: usize) -> Option<&BlockMap> {
+    fn map_of(&self, addr: usize) -> Option<&ClassMap> {
         if self.arena_map.contains(addr) {
             return Some(&self.arena_map);
         }
@@ -86,7 +86,7 @@ impl<U: Upstream> CheckedPool<U> {
     }
 
     #[inline]
-    fn map_of_mut(&mut self, addr: usize) -> &mut BlockMap {
+    fn map_of_mut(&mut self, addr: usize) -> &mut ClassMap {
         if self.arena_map.contains(addr) {
             return &mut self.arena_map;
         }
@@ -104,19 +104,16 @@ impl<U: Upstream> CheckedPool<U> {
 
     /// A block of `1 <= n <= max_bytes` bytes from the free lists, or the chunk the pool
     /// needs from upstream first.
-    #[inline]
     pub fn allocate_small(&mut self, n: usize, claimed: bool) -> Result<usize, NeedChunk> {
         let p = self.pool.allocate_small(n)?.as_ptr() as usize;
-        let size = self.params().round_up(n);
-        self.map_of_mut(p).mark_new(p, size, claimed);
-        self.live[self.pool.params().index(n)] += 1;
+        self.record_new(p, n, claimed);
         Ok(p)
     }
 
     /// Installs a chunk obtained from upstream after `NeedChunk`.
     pub fn add_chunk(&mut self, chunk: NonNull<u8>, bytes: usize) {
         let base = chunk.as_ptr() as usize;
-        let map = BlockMap::new(base, bytes, self.params().align());
+        let map = ClassMap::new(base, bytes, self.params().align());
         let i = self.chunk_maps.partition_point(|m| m.base() < base);
         self.chunk_maps.insert(i, map);
         self.pool.add_chunk(chunk, bytes);
@@ -150,7 +147,7 @@ impl<U: Upstream> CheckedPool<U> {
         let Some(map) = self.map_of(p) else {
             return Err(self.not_a_block(p, n));
         };
-        map.check(p, self.params().round_up(n), max)
+        map.check(p, self.params().round_up(n))
             .map(|()| BlockKind::Small)
     }
 
@@ -165,11 +162,7 @@ impl<U: Upstream> CheckedPool<U> {
             };
         }
         if let Some(map) = self.map_of(p) {
-            return match map.check(
-                p,
-                self.params().round_up(n.min(self.params().max_bytes())),
-                self.params().max_bytes(),
-            ) {
+            return match map.check(p, self.params().round_up(n.min(self.params().max_bytes()))) {
                 Err(e) => e,
                 Ok(()) => AllocError::SizeMismatch {
                     addr: p,
@@ -197,10 +190,9 @@ impl<U: Upstream> CheckedPool<U> {
     }
 
     /// Validates and frees `(p, n)`; `(0, 0)` does nothing.
-    #[inline]
     pub fn deallocate(&mut self, p: usize, n: usize) -> Result<(), AllocError> {
-        if let Some(done) = self.free_in_arena(p, n, false) {
-            return done;
+        if self.try_free(p, n, false) {
+            return Ok(());
         }
         if p == 0 && n == 0 {
             return Ok(());
@@ -216,8 +208,8 @@ impl<U: Upstream> CheckedPool<U> {
 
     /// Frees a block a container holds (`claim`ed), validated like `deallocate`.
     pub fn deallocate_owned(&mut self, p: usize, n: usize) -> Result<(), AllocError> {
-        if let Some(done) = self.free_in_arena(p, n, true) {
-            return done;
+        if self.try_free(p, n, true) {
+            return Ok(());
         }
         let kind = self.validate(p, n)?;
         if !self.is_claimed(kind, p) {
@@ -228,30 +220,56 @@ impl<U: Upstream> CheckedPool<U> {
         Ok(())
     }
 
-    /// The free fast path: a pool block in the arena while nothing is pinned, checked and
-    /// forgotten in one pass over the arena's maps, with the same errors as the full path
-    /// (`validate`, then claims). `None` sends every other case to the full path.
-    #[inline]
-    fn free_in_arena(
-        &mut self,
-        p: usize,
-        n: usize,
-        claimed: bool,
-    ) -> Option<Result<(), AllocError>> {
-        let params = *self.pool.params();
-        if n == 0 || n > params.max_bytes() || !self.pins.is_empty() || !self.arena_map.contains(p)
-        {
-            return None;
+    /// The allocation fast path: the head of `n`'s free list (`1 <= n <= max_bytes`),
+    /// recorded live and claimed for a container or not; `None`, changing nothing, when
+    /// the list is empty and the pool must refill (`allocate_small`).
+    #[inline(always)]
+    pub fn try_pop(&mut self, n: usize, claimed: bool) -> Option<usize> {
+        let p = self.pool.pop_free(n)?.as_ptr() as usize;
+        self.record_new(p, n, claimed);
+        Some(p)
+    }
+
+    #[inline(always)]
+    fn record_new(&mut self, p: usize, n: usize, claimed: bool) {
+        let i = self.pool.params().index(n);
+        if self.arena_map.contains(p) {
+            self.arena_map.mark_new(p, i + 1, claimed);
+        } else {
+            self.record_in_chunk(p, i + 1, claimed);
         }
-        let size = params.round_up(n);
-        if let Err(e) = self.arena_map.release(p, size, params.max_bytes(), claimed) {
-            return Some(Err(e));
+        self.live[i] += 1;
+    }
+
+    /// The rare case of a block cut from an upstream chunk (the arena was exhausted).
+    #[cold]
+    #[inline(never)]
+    fn record_in_chunk(&mut self, p: usize, k: usize, claimed: bool) {
+        self.map_of_mut(p).mark_new(p, k, claimed);
+    }
+
+    /// The free fast path: frees `(p, n)` if it is a live pool block of the arena of
+    /// `n`'s class, held by a container exactly when `claimed`, while nothing is pinned,
+    /// and says whether it did. `false` changes nothing: the full path then frees it or
+    /// says what is wrong.
+    #[inline(always)]
+    pub fn try_free(&mut self, p: usize, n: usize, claimed: bool) -> bool {
+        let params = self.pool.params();
+        if n.wrapping_sub(1) >= params.max_bytes() || !self.pins.is_empty() {
+            return false;
         }
-        self.live[params.index(n)] -= 1;
-        let ptr = NonNull::new(p as *mut u8).expect("arena addresses are not null");
-        // SAFETY: checked just now as a live pool block of `n`'s class, and forgotten.
-        unsafe { self.pool.deallocate_small(ptr, n) };
-        Some(Ok(()))
+        let i = params.index(n);
+        if !self.arena_map.try_release(p, i + 1, claimed) {
+            return false;
+        }
+        self.live[i] -= 1;
+        // SAFETY: `p` was a live pool block of `n`'s class (its map byte said so), and is
+        // forgotten: it is ours to push, and arena addresses are not null.
+        unsafe {
+            self.pool
+                .deallocate_small(NonNull::new_unchecked(p as *mut u8), n)
+        };
+        true
     }
 
     #[inline]
@@ -315,8 +333,7 @@ impl<U: Upstream> CheckedPool<U> {
         let ptr = NonNull::new(p as *mut u8).expect("a validated block is not null");
         match kind {
             BlockKind::Small => {
-                let size = self.params().round_up(n);
-                self.map_of_mut(p).unmark(p, size);
+                self.map_of_mut(p).unmark(p);
                 self.live[self.pool.params().index(n)] -= 1;
                 // SAFETY: validated above as a live pool block of `n`'s class.
                 unsafe { self.pool.deallocate_small(ptr, n) };
@@ -464,6 +481,8 @@ impl<U: Upstream> CheckedPool<U> {
             pool.heap_size(),
             pool.arena().used() + pool.counters().upstream_chunk_bytes
         );
+        self.arena_map.check_invariants();
+        self.chunk_maps.iter().for_each(ClassMap::check_invariants);
         let live = self.live_small_blocks();
         let params = pool.params();
         for i in 0..params.nfreelists() {

@@ -11,6 +11,7 @@ pub mod arena;
 pub mod block_allocator;
 pub mod blockmap;
 pub mod checked;
+pub mod classmap;
 pub mod containers;
 pub mod debug;
 pub mod error;

@@ -196,6 +196,14 @@ impl<U: Upstream, P: PoolParams> Pool<U, P> {
         }
     }
 
+    /// The head of `n`'s free list (`1 <= n <= max_bytes`), if it has one: `allocate_small`
+    /// without the refill, for callers that keep their fast path apart.
+    #[inline(always)]
+    pub fn pop_free(&mut self, n: usize) -> Option<NonNull<u8>> {
+        debug_assert!(n >= 1 && n <= self.params.max_bytes());
+        self.pop(self.params.index(n))
+    }
+
     /// Takes the head of `free_list[i]`, if there is one.
     #[inline]
     fn pop(&mut self, i: usize) -> Option<NonNull<u8>> {

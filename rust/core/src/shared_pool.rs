@@ -90,12 +90,25 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     /// SPEC §3 `allocate`: 0 for 0 bytes, the upstream above `max_bytes`, else the pool.
     #[inline]
     pub fn allocate(&self, n: usize) -> Result<usize, AllocError> {
-        self.allocate_claimed(n, false)
+        match self.try_pop(n, false) {
+            Some(p) => Ok(p),
+            None => self.allocate_claimed(n, false),
+        }
+    }
+
+    /// The allocation fast path, kept small so that callers inline it: one lock, one pop,
+    /// one byte of the block map. `None` for every other case.
+    #[inline(always)]
+    fn try_pop(&self, n: usize, claimed: bool) -> Option<usize> {
+        if n.wrapping_sub(1) >= self.params.max_bytes() {
+            return None;
+        }
+        self.lock().try_pop(n, claimed)
     }
 
     /// `allocate`, the block claimed for a container (see `CheckedPool::claim`) under the
-    /// same lock that hands it out.
-    #[inline]
+    /// same lock that hands it out: every case, refills and upstream included.
+    #[inline(never)]
     fn allocate_claimed(&self, n: usize, claimed: bool) -> Result<usize, AllocError> {
         if n == 0 {
             return Ok(0);
@@ -119,17 +132,37 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
 
     #[inline]
     pub fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        if self.lock().try_free(p, n, false) {
+            return Ok(());
+        }
+        self.deallocate_checked(p, n)
+    }
+
+    /// Every free the fast path leaves: upstream blocks, pinned pools, and errors.
+    #[inline(never)]
+    fn deallocate_checked(&self, p: usize, n: usize) -> Result<(), AllocError> {
         self.lock().deallocate(p, n)
     }
 
     /// `allocate`, the block handed to a container at once (see `CheckedPool::claim`).
     #[inline]
     pub fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
-        self.allocate_claimed(n, true)
+        match self.try_pop(n, true) {
+            Some(p) => Ok(p),
+            None => self.allocate_claimed(n, true),
+        }
     }
 
     #[inline]
     pub fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        if self.lock().try_free(p, n, true) {
+            return Ok(());
+        }
+        self.deallocate_owned_checked(p, n)
+    }
+
+    #[inline(never)]
+    fn deallocate_owned_checked(&self, p: usize, n: usize) -> Result<(), AllocError> {
         if p == 0 && n == 0 {
             return Ok(());
         }

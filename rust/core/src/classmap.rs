@@ -1,0 +1,327 @@
+//! Which pool blocks of a region are live, one byte per `align`-byte granule, so that
+//! misuse is caught without a header in the blocks (the pool's memory stays header-free)
+//! and the checked fast paths cost one byte store to allocate and one byte compare and
+//! store to free.
+//!
+//! For every live block of `k` granules starting at granule `g`:
+//!   `tag(byte[g]) == min(k, BIG)`, `byte[g] & CLAIMED` says whether a container holds it,
+//!   `byte[g+1 .. g+k] == 0`; and `big[g] == k` exactly when `k >= BIG`.
+//! Every other byte is 0. So live blocks are the nonzero bytes, and since they never
+//! overlap, the block containing an address is the nearest nonzero byte at or before it.
+//! Blocks of `BIG` granules or more exist only with more than 126 size classes; their
+//! exact sizes are kept aside so the byte stays one byte.
+
+use crate::error::AllocError;
+use std::collections::HashMap;
+
+/// Set in a block's byte while a container holds the block.
+const CLAIMED: u8 = 0x80;
+/// The tag of a block of this many granules or more, whose size is in `big`.
+const BIG: usize = 0x7f;
+
+pub struct ClassMap {
+    base: usize,
+    len: usize,
+    shift: u32,
+    bytes: Vec<u8>,
+    big: HashMap<usize, usize>,
+}
+
+/// The byte of an unclaimed block of `k` granules.
+#[inline(always)]
+fn tag(k: usize) -> u8 {
+    k.min(BIG) as u8
+}
+
+impl ClassMap {
+    /// A map of `[base, base+len)` at granularity `align` (a power of two).
+    pub fn new(base: usize, len: usize, align: usize) -> Self {
+        let shift = align.trailing_zeros();
+        Self {
+            base,
+            len,
+            shift,
+            bytes: vec![0; len >> shift],
+            big: HashMap::new(),
+        }
+    }
+
+    pub fn base(&self) -> usize {
+        self.base
+    }
+
+    #[inline]
+    pub fn contains(&self, addr: usize) -> bool {
+        addr.wrapping_sub(self.base) < self.len
+    }
+
+    #[inline]
+    fn granule(&self, addr: usize) -> usize {
+        (addr - self.base) >> self.shift
+    }
+
+    /// The size in bytes of the live block whose byte at granule `g` is `b != 0`.
+    fn size_at(&self, g: usize, b: u8) -> usize {
+        let k = match (b & !CLAIMED) as usize {
+            BIG => self.big[&g],
+            k => k,
+        };
+        k << self.shift
+    }
+
+    /// Records a new live block of `k >= 1` granules at `addr`, claimed for a container or
+    /// not: the allocation fast path.
+    #[inline]
+    pub fn mark_new(&mut self, addr: usize, k: usize, claimed: bool) {
+        let g = self.granule(addr);
+        if k >= BIG {
+            self.mark_big(g, k);
+        }
+        self.bytes[g] = tag(k) | if claimed { CLAIMED } else { 0 };
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn mark_big(&mut self, g: usize, k: usize) {
+        self.big.insert(g, k);
+    }
+
+    /// Whether the live block at `addr` is held by a container.
+    #[inline]
+    pub fn is_claimed(&self, addr: usize) -> bool {
+        self.bytes[self.granule(addr)] & CLAIMED != 0
+    }
+
+    /// Marks (or unmarks) the live block at `addr` as held by a container.
+    pub fn set_claimed(&mut self, addr: usize, claimed: bool) {
+        let g = self.granule(addr);
+        if claimed {
+            self.bytes[g] |= CLAIMED;
+        } else {
+            self.bytes[g] &= !CLAIMED;
+        }
+    }
+
+    /// Forgets the live block at `addr`, which `check` accepted.
+    #[inline]
+    pub fn unmark(&mut self, addr: usize) {
+        let g = self.granule(addr);
+        if (self.bytes[g] & !CLAIMED) as usize == BIG {
+            self.big.remove(&g);
+        }
+        self.bytes[g] = 0;
+    }
+
+    /// Ok if a live block of exactly `size` bytes starts at `addr` (inside this region).
+    #[inline]
+    pub fn check(&self, addr: usize, size: usize) -> Result<(), AllocError> {
+        self.locate(addr, size).map(|_| ())
+    }
+
+    /// `check`, returning the block's granule and byte.
+    #[inline]
+    fn locate(&self, addr: usize, size: usize) -> Result<(usize, u8), AllocError> {
+        let align = 1usize << self.shift;
+        let off = addr.wrapping_sub(self.base);
+        if off & (align - 1) != 0 {
+            return Err(AllocError::Misaligned { addr, align });
+        }
+        let g = off >> self.shift;
+        let b = self.bytes[g];
+        let k = size >> self.shift;
+        if b & !CLAIMED == tag(k) && (k < BIG || self.big[&g] == k) {
+            return Ok((g, b));
+        }
+        Err(self.mismatch(addr, g, size))
+    }
+
+    #[cold]
+    fn mismatch(&self, addr: usize, g: usize, size: usize) -> AllocError {
+        match self.bytes[g] {
+            0 => AllocError::NotLive { addr },
+            b => AllocError::SizeMismatch {
+                addr,
+                size,
+                block_size: self.size_at(g, b),
+            },
+        }
+    }
+
+    /// Forgets the live block of `k >= 1` granules at `addr` if it is one, held by a
+    /// container exactly when `claimed`, and says whether it was: the free fast path.
+    /// `false` changes nothing; `release` then says what is wrong.
+    #[inline(always)]
+    pub fn try_release(&mut self, addr: usize, k: usize, claimed: bool) -> bool {
+        let off = addr.wrapping_sub(self.base);
+        let want = tag(k) | if claimed { CLAIMED } else { 0 };
+        if off & ((1 << self.shift) - 1) != 0 || k >= BIG {
+            return false;
+        }
+        match self.bytes.get_mut(off >> self.shift) {
+            Some(b) if *b == want => {
+                *b = 0;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Checks that a live block of exactly `size` bytes starts at `addr`, held by a
+    /// container exactly when `claimed`, and forgets it. On error nothing changes.
+    pub fn release(&mut self, addr: usize, size: usize, claimed: bool) -> Result<(), AllocError> {
+        let (g, b) = self.locate(addr, size)?;
+        match (b & CLAIMED != 0, claimed) {
+            (true, false) => return Err(AllocError::Owned { addr }),
+            (false, true) => return Err(AllocError::NotLive { addr }),
+            _ => {}
+        }
+        if size >> self.shift >= BIG {
+            self.big.remove(&g);
+        }
+        self.bytes[g] = 0;
+        Ok(())
+    }
+
+    /// `(start, size)` of the live block containing `addr`, given blocks of at most
+    /// `max_size` bytes.
+    pub fn block_containing(&self, addr: usize, max_size: usize) -> Option<(usize, usize)> {
+        if !self.contains(addr) {
+            return None;
+        }
+        let g = self.granule(addr);
+        let lowest = g.saturating_sub((max_size >> self.shift).saturating_sub(1));
+        let s = lowest + self.bytes[lowest..=g].iter().rposition(|&b| b != 0)?;
+        let size = self.size_at(s, self.bytes[s]);
+        let start = self.base + (s << self.shift);
+        (addr < start + size).then_some((start, size))
+    }
+
+    /// Panics unless the module's equations hold: live blocks do not overlap (the bytes
+    /// inside a block are 0) and `big` holds exactly the blocks tagged `BIG`.
+    pub fn check_invariants(&self) {
+        let mut end = 0;
+        for (g, &b) in self.bytes.iter().enumerate().filter(|&(_, &b)| b != 0) {
+            assert!(g >= end, "granule {g} lies inside the block before it");
+            end = g + (self.size_at(g, b) >> self.shift);
+            assert!(
+                end <= self.bytes.len(),
+                "the block at granule {g} overruns the region"
+            );
+        }
+        let tagged = self
+            .bytes
+            .iter()
+            .filter(|&&b| (b & !CLAIMED) as usize == BIG);
+        assert_eq!(tagged.count(), self.big.len(), "|big| == blocks tagged BIG");
+        assert!(self
+            .big
+            .iter()
+            .all(|(&g, &k)| k >= BIG && self.bytes[g] != 0));
+    }
+
+    /// Every live block as `(start, size)`, in address order.
+    pub fn live_blocks(&self) -> Vec<(usize, usize)> {
+        self.bytes
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b != 0)
+            .map(|(g, &b)| (self.base + (g << self.shift), self.size_at(g, b)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_extent_exactly() {
+        let mut m = ClassMap::new(0x1000, 4096, 8);
+        m.mark_new(0x1000, 3, false);
+        m.mark_new(0x1018, 1, false);
+        m.mark_new(0x1200, 16, true);
+        assert!(m.check(0x1000, 24).is_ok());
+        for wrong in [8, 32] {
+            assert!(matches!(
+                m.check(0x1000, wrong),
+                Err(AllocError::SizeMismatch { block_size: 24, .. })
+            ));
+        }
+        assert!(matches!(
+            m.check(0x1008, 8),
+            Err(AllocError::NotLive { .. })
+        ));
+        assert!(matches!(
+            m.check(0x1004, 8),
+            Err(AllocError::Misaligned { align: 8, .. })
+        ));
+        assert_eq!(m.block_containing(0x1010, 128), Some((0x1000, 24)));
+        assert_eq!(m.block_containing(0x1018, 128), Some((0x1018, 8)));
+        assert_eq!(m.block_containing(0x1020, 128), None);
+        assert_eq!(m.block_containing(0x127f, 128), Some((0x1200, 128)));
+        assert_eq!(m.block_containing(0x1280, 128), None);
+        assert_eq!(
+            m.live_blocks(),
+            vec![(0x1000, 24), (0x1018, 8), (0x1200, 128)]
+        );
+        m.check_invariants();
+        assert!(m.is_claimed(0x1200) && !m.is_claimed(0x1000));
+        m.unmark(0x1000);
+        assert!(matches!(
+            m.check(0x1000, 24),
+            Err(AllocError::NotLive { .. })
+        ));
+        assert_eq!(m.block_containing(0x1010, 128), None);
+    }
+
+    #[test]
+    fn release_requires_the_claim_it_names() {
+        let mut m = ClassMap::new(0, 4096, 8);
+        m.mark_new(64, 2, true);
+        m.mark_new(128, 2, false);
+        assert!(matches!(
+            m.release(64, 16, false),
+            Err(AllocError::Owned { .. })
+        ));
+        assert!(matches!(
+            m.release(128, 16, true),
+            Err(AllocError::NotLive { .. })
+        ));
+        assert!(matches!(
+            m.release(64, 24, true),
+            Err(AllocError::SizeMismatch { block_size: 16, .. })
+        ));
+        assert_eq!(m.live_blocks(), vec![(64, 16), (128, 16)]);
+        assert!(m.try_release(64, 2, true));
+        assert!(!m.try_release(128, 3, false));
+        m.release(128, 16, false).unwrap();
+        assert!(m.live_blocks().is_empty());
+        assert!(matches!(
+            m.release(128, 16, false),
+            Err(AllocError::NotLive { .. })
+        ));
+    }
+
+    #[test]
+    fn blocks_of_many_granules_keep_their_exact_size() {
+        // 200 and 127 granules: beyond what the byte holds.
+        let mut m = ClassMap::new(0, 1 << 16, 8);
+        m.mark_new(0, 200, false);
+        m.mark_new(1600, 127, false);
+        assert!(m.check(0, 1600).is_ok());
+        assert!(matches!(
+            m.check(0, 1608),
+            Err(AllocError::SizeMismatch {
+                block_size: 1600,
+                ..
+            })
+        ));
+        assert_eq!(m.block_containing(1599, 1 << 12), Some((0, 1600)));
+        assert_eq!(m.block_containing(2615, 1 << 12), Some((1600, 1016)));
+        m.check_invariants();
+        assert!(!m.try_release(0, 200, false));
+        m.release(0, 1600, false).unwrap();
+        m.release(1600, 1016, false).unwrap();
+        assert!(m.big.is_empty() && m.live_blocks().is_empty());
+    }
+}
