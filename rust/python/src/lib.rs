@@ -9,6 +9,7 @@ mod convert;
 mod dtype;
 mod elem;
 mod errors;
+mod fastcall;
 mod gil_lock;
 mod handler;
 mod list;
@@ -47,6 +48,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<tracing::PyAllocatorEvent>()?;
     m.add_function(wrap_pyfunction!(protocol::_protocol_roundtrip, m)?)?;
     m.add_function(wrap_pyfunction!(protocol::_block_view, m)?)?;
+    fastcall::install::<malloc::PyMallocAllocator>(&py.get_type::<malloc::PyMallocAllocator>())?;
+    fastcall::install::<pool::PyPoolAllocator>(&py.get_type::<pool::PyPoolAllocator>())?;
     m.add("DEFAULT_ARENA_SIZE", stlalloc_core::DEFAULT_ARENA_SIZE)?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 use crate::builtin;
 use crate::convert::{Addr, Size};
 use crate::errors::OrRaise;
+use crate::fastcall::{Fallbacks, FastPair};
 use crate::handler::PyHandler;
 use crate::registry;
 use crate::stats::PyMallocStats;
@@ -10,7 +11,7 @@ use crate::view::make_view;
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 use std::sync::{Arc, Mutex};
-use stlalloc_core::{BlockAllocator, MallocAlloc};
+use stlalloc_core::{AllocError, BlockAllocator, MallocAlloc};
 
 /// SGI's first-level allocator: libc ``malloc``/``free``/``realloc`` with the
 /// out-of-memory handler loop.
@@ -55,6 +56,8 @@ impl PyMallocAllocator {
 
     /// ``malloc(n)``: the address of a new block of ``n`` bytes (16-byte aligned); 0 for
     /// ``n == 0``. Runs the out-of-memory handler loop on failure.
+    // `fastcall` serves the common call (`allocate(n)`, an exact int) itself and falls
+    // back on this method, and on `deallocate` below, for every other: keep them in step.
     fn allocate(&self, n: Size) -> PyResult<usize> {
         MallocAlloc::allocate(&self.inner, n.0).or_raise()
     }
@@ -141,5 +144,23 @@ impl PyMallocAllocator {
     fn __clear__(&self) {
         self.inner.set_malloc_handler(None);
         self.handler_slot().take();
+    }
+}
+
+static FALLBACKS: Fallbacks = Fallbacks::new();
+
+impl FastPair for PyMallocAllocator {
+    fn fallbacks() -> &'static Fallbacks {
+        &FALLBACKS
+    }
+
+    #[inline(always)]
+    fn allocate(&self, n: usize) -> Result<usize, AllocError> {
+        MallocAlloc::allocate(&self.inner, n)
+    }
+
+    #[inline(always)]
+    fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        MallocAlloc::deallocate(&self.inner, p, n)
     }
 }
