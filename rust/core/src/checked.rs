@@ -238,7 +238,10 @@ impl<U: Upstream> CheckedPool<U> {
         } else {
             self.record_in_chunk(p, i + 1, claimed);
         }
-        self.live[i] += 1;
+        debug_assert!(i < self.live.len());
+        // SAFETY: `i` is `index(n)` of a size `1 <= n <= max_bytes`, below `nfreelists`,
+        // the slice's length.
+        unsafe { *self.live.get_unchecked_mut(i) += 1 };
     }
 
     /// The rare case of a block cut from an upstream chunk (the arena was exhausted).
@@ -262,7 +265,9 @@ impl<U: Upstream> CheckedPool<U> {
         if !self.arena_map.try_release(p, i + 1, claimed) {
             return false;
         }
-        self.live[i] -= 1;
+        debug_assert!(i < self.live.len());
+        // SAFETY: as in `record_new`: `n` was checked to be in `1..=max_bytes` above.
+        unsafe { *self.live.get_unchecked_mut(i) -= 1 };
         // SAFETY: `p` was a live pool block of `n`'s class (its map byte said so), and is
         // forgotten: it is ours to push, and arena addresses are not null.
         unsafe {

@@ -88,7 +88,7 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     }
 
     /// SPEC §3 `allocate`: 0 for 0 bytes, the upstream above `max_bytes`, else the pool.
-    #[inline]
+    #[inline(always)]
     pub fn allocate(&self, n: usize) -> Result<usize, AllocError> {
         match self.try_pop(n, false) {
             Some(p) => Ok(p),
@@ -130,7 +130,7 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError> {
         if self.lock().try_free(p, n, false) {
             return Ok(());
@@ -145,7 +145,7 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     }
 
     /// `allocate`, the block handed to a container at once (see `CheckedPool::claim`).
-    #[inline]
+    #[inline(always)]
     pub fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
         match self.try_pop(n, true) {
             Some(p) => Ok(p),
@@ -153,7 +153,7 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
         if self.lock().try_free(p, n, true) {
             return Ok(());
