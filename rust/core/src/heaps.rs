@@ -250,6 +250,10 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
     /// The heap whose arena holds `addr`.
     #[inline]
     fn by_arena(&self, addr: usize) -> Option<&Heap<U, L>> {
+        // Heap 0 apart: a pool used from one thread pays one range check.
+        if self.arenas[0].contains(addr) {
+            return Some(&self.first);
+        }
         let i = self.arenas.iter().position(|a| a.contains(addr))?;
         self.get(i)
     }
