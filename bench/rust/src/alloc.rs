@@ -134,14 +134,20 @@ static CORE_POOL: LazyLock<Mutex<Pool<LibcMalloc, Sgi>>> = LazyLock::new(|| {
     Mutex::new(pool.expect("cannot reserve the core pool's arena"))
 });
 
-/// The process-wide thread-safe pool as `stlalloc.PoolAllocator()` builds its own (default
-/// parameters and arena, a tracked `MallocAlloc` upstream), with the spin lock that
-/// threads need (the binding uses the GIL instead).
+/// Heaps of the shared pool: one per thread of the threaded workloads and the main
+/// thread, with room to spare; heaps are made only when a thread needs one.
+const SHARED_POOL_HEAPS: usize = 8;
+
+/// The process-wide thread-safe pool as a free-threaded `stlalloc.PoolAllocator()` builds
+/// its own (default parameters and arena, a tracked `MallocAlloc` upstream, a heap per
+/// thread), with the spin lock that threads need (the GIL binding uses the GIL instead,
+/// and one heap). Single-threaded workloads run on heap 0 alone.
 static SHARED_POOL: LazyLock<SharedPool> = LazyLock::new(|| {
-    SharedPool::new(
+    SharedPool::with_heaps(
         Params::default(),
         DEFAULT_ARENA_SIZE,
         Arc::new(MallocAlloc::new(None)),
+        SHARED_POOL_HEAPS,
     )
     .expect("cannot reserve the shared pool's arena")
 });

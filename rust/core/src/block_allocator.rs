@@ -158,22 +158,22 @@ unsafe impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for Sh
         SharedPool::reallocate(self, p, old, new)
     }
     fn block_containing(&self, addr: usize) -> Option<(usize, usize)> {
-        self.lock().block_containing(addr)
+        self.lock_holding(addr).block_containing(addr)
     }
     fn pin(&self, start: usize) -> Result<(), AllocError> {
-        self.lock().pin(start)
+        self.lock_holding(start).pin(start)
     }
     fn unpin(&self, start: usize) {
-        self.lock().unpin(start)
+        self.lock_holding(start).unpin(start)
     }
     fn claim(&self, start: usize) -> Result<(), AllocError> {
-        self.lock().claim(start)
+        self.lock_holding(start).claim(start)
     }
     fn unclaim(&self, start: usize) {
-        self.lock().unclaim(start)
+        self.lock_holding(start).unclaim(start)
     }
     fn pin_spanning(&self, addr: usize, len: usize) -> Result<(usize, usize), AllocError> {
-        let mut pool = self.lock();
+        let mut pool = self.lock_holding(addr);
         let (start, size) = spanning(pool.block_containing(addr), addr, len)?;
         pool.pin(start)?;
         Ok((start, size))

@@ -14,6 +14,7 @@
 use crate::block_allocator::BlockAllocator;
 use crate::checked::CheckedPool;
 use crate::error::AllocError;
+use crate::heaps::PoolGuard;
 use crate::raw_lock::{RawLock, SpinLock};
 use crate::shared_pool::SharedPool;
 use crate::upstream::Upstream;
@@ -28,7 +29,7 @@ pub struct DebugPool<U: Upstream + Clone + Send + Sync, L: RawLock = SpinLock> {
 
 impl<U: Upstream + Clone + Send + Sync, L: RawLock> DebugPool<U, L> {
     pub fn new(pool: Arc<SharedPool<U, L>>) -> Self {
-        pool.lock().set_chunk_fill(Some(FREED));
+        pool.set_chunk_fill(Some(FREED));
         Self { pool }
     }
 
@@ -105,6 +106,11 @@ impl<U: Upstream + Clone + Send + Sync, L: RawLock> DebugPool<U, L> {
         }
     }
 
+    /// The heap of the pool block behind the user block `(q, n)` (`inner` bytes), locked.
+    fn heap_of(&self, q: usize, inner: usize) -> PoolGuard<'_, U, L> {
+        self.pool.lock_owner(q.saturating_sub(self.header()), inner)
+    }
+
     /// Checks `(q, n)` as a block free to be freed or moved by its caller (not exported,
     /// held by a container only if `owned`); returns its pool block.
     fn check_free(
@@ -129,7 +135,7 @@ impl<U: Upstream + Clone + Send + Sync, L: RawLock> DebugPool<U, L> {
     /// both pass the check.
     fn free(&self, q: usize, n: usize, owned: bool) -> Result<(), AllocError> {
         let inner = self.inner_size(n)?;
-        let mut pool = self.pool.lock();
+        let mut pool = self.heap_of(q, inner);
         let p = self.check_free(&pool, q, n, owned)?;
         if let Some(user) = self.pool_user_bytes(inner) {
             Self::fill_freed(q, user);
@@ -178,11 +184,13 @@ unsafe impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for De
     }
 
     fn claim(&self, start: usize) -> Result<(), AllocError> {
-        self.pool.lock().claim(start - self.header().min(start))
+        let p = start - self.header().min(start);
+        self.pool.lock_holding(p).claim(p)
     }
 
     fn unclaim(&self, start: usize) {
-        self.pool.lock().unclaim(start - self.header().min(start))
+        let p = start - self.header().min(start);
+        self.pool.lock_holding(p).unclaim(p)
     }
 
     fn reallocate(&self, q: usize, old: usize, new: usize) -> Result<usize, AllocError> {
@@ -193,24 +201,24 @@ unsafe impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for De
             self.deallocate(q, old)?;
             return Ok(0);
         }
-        let p = {
-            let mut pool = self.pool.lock();
+        let (p, owner) = {
+            let mut pool = self.heap_of(q, self.inner_size(old)?);
             let p = self.check_free(&pool, q, old, false)?;
             // Nobody may free or export `q` while it is copied out with no lock held.
             pool.pin(p)?;
-            p
+            (p, pool.heap())
         };
         // Always move, so a stale pointer to the old block is caught by the fill.
         let r = match self.allocate(new) {
             Ok(r) => r,
             Err(e) => {
-                self.pool.lock().unpin(p);
+                owner.lock().unpin(p);
                 return Err(e);
             }
         };
         // SAFETY: `q` has `old` live bytes (pinned), `r` has `new`; distinct live blocks.
         unsafe { std::ptr::copy_nonoverlapping(q as *const u8, r as *mut u8, old.min(new)) };
-        self.pool.lock().unpin(p);
+        owner.lock().unpin(p);
         if let Err(e) = self.deallocate(q, old) {
             // The old block was exported meanwhile (a handler took a view): undo the move.
             self.deallocate(r, new)
@@ -221,17 +229,19 @@ unsafe impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for De
     }
 
     fn block_containing(&self, addr: usize) -> Option<(usize, usize)> {
-        let (start, size) = self.pool.lock().block_containing(addr)?;
+        let (start, size) = self.pool.lock_holding(addr).block_containing(addr)?;
         let user = start + self.header();
         (addr >= user).then(|| (user, size - self.header()))
     }
 
     fn pin(&self, start: usize) -> Result<(), AllocError> {
-        self.pool.lock().pin(start - self.header().min(start))
+        let p = start - self.header().min(start);
+        self.pool.lock_holding(p).pin(p)
     }
 
     fn unpin(&self, start: usize) {
-        self.pool.lock().unpin(start - self.header().min(start))
+        let p = start - self.header().min(start);
+        self.pool.lock_holding(p).unpin(p)
     }
 
     fn alignment(&self) -> usize {
@@ -280,18 +290,18 @@ mod tests {
         d.deallocate(q, 24).unwrap();
         // SAFETY: the block is free pool memory of ours; this is the bug being detected.
         unsafe { ((q + 5) as *mut u8).write(42) };
-        let before = (d.pool().stats(), d.pool().lock().free_list(3));
+        let before = (d.pool().stats(), d.pool().free_list(3));
         match d.allocate(24) {
             Err(AllocError::WriteAfterFree { addr, offset }) => assert_eq!((addr, offset), (q, 5)),
             other => panic!("{other:?}"),
         }
-        assert_eq!((d.pool().stats(), d.pool().lock().free_list(3)), before);
+        assert_eq!((d.pool().stats(), d.pool().free_list(3)), before);
         assert_eq!(
             d.allocate(24).unwrap(),
             q,
             "the refilled block is clean again"
         );
-        d.pool().lock().check_invariants();
+        d.pool().check_invariants();
     }
 
     #[test]
@@ -318,6 +328,6 @@ mod tests {
             );
             d.deallocate(q, n).unwrap();
         }
-        d.pool().lock().check_invariants();
+        d.pool().check_invariants();
     }
 }

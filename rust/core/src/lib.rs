@@ -4,7 +4,8 @@
 //! - [`Pool`]: the second level, SGI's free lists over an `mmap`'d [`Arena`],
 //!   single-threaded and unchecked, as fast as the original;
 //! - [`CheckedPool`]: the same pool validating every call;
-//! - [`SharedPool`]: the checked pool, thread-safe; what Python uses.
+//! - [`SharedPool`]: the checked pool, thread-safe, a heap per thread up to K; what
+//!   Python uses.
 
 pub mod api2;
 pub mod arena;
@@ -15,6 +16,7 @@ pub mod classmap;
 pub mod containers;
 pub mod debug;
 pub mod error;
+pub mod heaps;
 pub mod layout;
 pub mod malloc_alloc;
 pub mod monotonic;
@@ -25,6 +27,7 @@ pub mod shared_pool;
 pub mod stats;
 mod sync;
 pub mod syscalls;
+mod thread_token;
 pub mod tracing;
 pub mod upstream;
 

@@ -1,74 +1,62 @@
-//! The thread-safe pool that Python uses: a `CheckedPool` behind a lock, with every
-//! upstream *allocation* made outside the lock, so an out-of-memory handler that runs
-//! during it may call back into this pool (SGI's handler re-entrancy) without deadlock.
+//! The thread-safe pool that Python uses: SGI pools (`CheckedPool`s) behind locks, one
+//! heap per thread up to K (see `heaps`), with every upstream *allocation* made outside
+//! the locks, so an out-of-memory handler that runs during it may call back into this
+//! pool (SGI's handler re-entrancy) without deadlock.
 //!
-//! Used from one thread it makes exactly the calls of `Pool`, in the same order, so its
-//! addresses, free lists and statistics are those of SPEC §3.
+//! Used from one thread it has one heap and makes exactly the calls of `Pool`, in the
+//! same order, so its addresses, free lists and statistics are those of SPEC §3. Used
+//! from several, each heap is such a pool for the blocks it handed out:
+//! - every heap's conservation equation holds, and so does their sum, which `stats` shows:
+//!   `Σ heap_size == Σ live_bytes + Σ free_bytes + Σ chunk_bytes_left`;
+//! - a block is freed into the heap it came from, whichever thread frees it;
+//! - a thread holds at most one heap lock at a time, so heaps cannot deadlock (the
+//!   inspections that lock them all take them in index order).
 
-use crate::checked::{BlockKind, CheckedPool};
+mod inspect;
+#[cfg(test)]
+mod tests;
+
+use crate::checked::BlockKind;
 use crate::error::AllocError;
+use crate::heaps::{Heap, Heaps, PoolGuard};
 use crate::malloc_alloc::{check_size, MallocAlloc};
 use crate::params::Params;
 use crate::pool::NeedChunk;
 use crate::raw_lock::{RawLock, SpinLock};
-use crate::stats::PoolStats;
 use crate::upstream::Upstream;
-use std::cell::UnsafeCell;
-use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
 pub struct SharedPool<U: Upstream + Clone = Arc<MallocAlloc>, L: RawLock = SpinLock> {
     params: Params,
     upstream: U,
-    lock: L,
-    inner: UnsafeCell<CheckedPool<U>>,
+    heaps: Heaps<U, L>,
 }
 
-// SAFETY: `inner` is reached only through `PoolGuard`, which holds `lock` (mutual exclusion
-// by `RawLock`'s contract); the pool itself may move between threads (`CheckedPool: Send`).
+// SAFETY: the heaps are `Sync` (each behind its lock); `upstream` is only called through
+// `&self`, as every `Upstream` may be, and cloned into heaps made by any thread.
 unsafe impl<U: Upstream + Clone + Send, L: RawLock> Sync for SharedPool<U, L> {}
 // SAFETY: as above; every field is owned.
 unsafe impl<U: Upstream + Clone + Send, L: RawLock> Send for SharedPool<U, L> {}
 
-/// The locked pool; unlocks when dropped.
-pub struct PoolGuard<'a, U: Upstream + Clone, L: RawLock> {
-    pool: &'a SharedPool<U, L>,
-}
-
-impl<U: Upstream + Clone, L: RawLock> Deref for PoolGuard<'_, U, L> {
-    type Target = CheckedPool<U>;
-    #[inline]
-    fn deref(&self) -> &CheckedPool<U> {
-        // SAFETY: this guard holds the lock, so no other reference to `inner` exists.
-        unsafe { &*self.pool.inner.get() }
-    }
-}
-
-impl<U: Upstream + Clone, L: RawLock> DerefMut for PoolGuard<'_, U, L> {
-    #[inline]
-    fn deref_mut(&mut self) -> &mut CheckedPool<U> {
-        // SAFETY: this guard holds the lock, so no other reference to `inner` exists.
-        unsafe { &mut *self.pool.inner.get() }
-    }
-}
-
-impl<U: Upstream + Clone, L: RawLock> Drop for PoolGuard<'_, U, L> {
-    #[inline]
-    fn drop(&mut self) {
-        // SAFETY: the guard was created by `lock()` and holds the lock.
-        unsafe { self.pool.lock.unlock() }
-    }
-}
-
 impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
+    /// One heap: one SGI pool, whatever the threads.
     pub fn new(params: Params, arena_size: usize, upstream: U) -> Result<Self, AllocError> {
-        let inner = CheckedPool::new(params, arena_size, upstream.clone())?;
+        Self::with_heaps(params, arena_size, upstream, 1)
+    }
+
+    /// Up to `heaps` heaps (at least one), each an SGI pool over an arena of `arena_size`
+    /// bytes of its own, made when a thread first needs it: see `heaps`.
+    pub fn with_heaps(
+        params: Params,
+        arena_size: usize,
+        upstream: U,
+        heaps: usize,
+    ) -> Result<Self, AllocError> {
         Ok(Self {
             params,
+            heaps: Heaps::new(params, arena_size, upstream.clone(), heaps)?,
             upstream,
-            lock: L::default(),
-            inner: UnsafeCell::new(inner),
         })
     }
 
@@ -80,11 +68,21 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         &self.upstream
     }
 
-    /// The locked pool, for inspection (statistics, free lists, pictures).
+    /// Heap `i` (0 is the one a single thread uses), locked, if it was made.
+    pub fn lock_heap(&self, i: usize) -> Option<PoolGuard<'_, U, L>> {
+        self.heaps.get(i).map(Heap::lock)
+    }
+
+    /// The heap owning the block `(p, n)`, locked; heap 0 if no heap knows `p` (its errors
+    /// for `(p, n)` are then what one SGI pool would say).
     #[inline]
-    pub fn lock(&self) -> PoolGuard<'_, U, L> {
-        self.lock.lock();
-        PoolGuard { pool: self }
+    pub fn lock_owner(&self, p: usize, n: usize) -> PoolGuard<'_, U, L> {
+        self.heaps.lock_owner(p, n)
+    }
+
+    /// The heap holding the live block that contains `addr`, locked; heap 0 if none does.
+    pub fn lock_holding(&self, addr: usize) -> PoolGuard<'_, U, L> {
+        self.heaps.lock_holding(addr)
     }
 
     /// SPEC §3 `allocate`: 0 for 0 bytes, the upstream above `max_bytes`, else the pool.
@@ -96,14 +94,14 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         }
     }
 
-    /// The allocation fast path, kept small so that callers inline it: one lock, one pop,
-    /// one byte of the block map. `None` for every other case.
+    /// The allocation fast path, kept small so that callers inline it: the caller's heap,
+    /// one lock, one pop, one byte of the block map. `None` for every other case.
     #[inline(always)]
     fn try_pop(&self, n: usize, claimed: bool) -> Option<usize> {
         if n.wrapping_sub(1) >= self.params.max_bytes() {
             return None;
         }
-        self.lock().try_pop(n, claimed)
+        self.heaps.mine().lock().try_pop(n, claimed)
     }
 
     /// `allocate`, the block claimed for a container (see `CheckedPool::claim`) under the
@@ -113,35 +111,44 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         if n == 0 {
             return Ok(0);
         }
+        let heap = self.heaps.mine();
         if n > self.params.max_bytes() {
             check_size(n)?;
             let p = self.upstream.allocate(n, self.params.align())?.as_ptr() as usize;
-            self.lock().insert_large(p, n, claimed);
+            heap.lock().insert_large(p, n, claimed);
             return Ok(p);
         }
         loop {
-            let bytes = match self.lock().allocate_small(n, claimed) {
+            let bytes = match heap.lock().allocate_small(n, claimed) {
                 Ok(p) => return Ok(p),
                 Err(NeedChunk { bytes }) => bytes,
             };
             // The lock is released here: the upstream may run a handler that re-enters.
             let chunk = self.upstream.allocate(bytes, self.params.align())?;
-            self.lock().add_chunk(chunk, bytes);
+            heap.lock().add_chunk(chunk, bytes);
         }
     }
 
+    /// Frees `(p, n)` in the heap that handed it out, whichever thread calls.
     #[inline(always)]
     pub fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError> {
-        if self.lock().try_free(p, n, false) {
+        if self.try_free(p, n, false) {
             return Ok(());
         }
         self.deallocate_checked(p, n)
     }
 
+    /// The free fast path: a live pool block of the caller's own heap's arena, as a
+    /// thread's frees mostly are. Blocks of other heaps take the slow path to their own.
+    #[inline(always)]
+    fn try_free(&self, p: usize, n: usize, claimed: bool) -> bool {
+        self.heaps.mine().lock().try_free(p, n, claimed)
+    }
+
     /// Every free the fast path leaves: upstream blocks, pinned pools, and errors.
     #[inline(never)]
     fn deallocate_checked(&self, p: usize, n: usize) -> Result<(), AllocError> {
-        self.lock().deallocate(p, n)
+        self.lock_owner(p, n).deallocate(p, n)
     }
 
     /// `allocate`, the block handed to a container at once (see `CheckedPool::claim`).
@@ -155,7 +162,7 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
 
     #[inline(always)]
     pub fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
-        if self.lock().try_free(p, n, true) {
+        if self.try_free(p, n, true) {
             return Ok(());
         }
         self.deallocate_owned_checked(p, n)
@@ -166,11 +173,12 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         if p == 0 && n == 0 {
             return Ok(());
         }
-        self.lock().deallocate_owned(p, n)
+        self.lock_owner(p, n).deallocate_owned(p, n)
     }
 
     /// SPEC §3 `reallocate`. On error `p` is still live, unchanged, and the pool's state is
     /// as before except for what the failed allocation itself did (SGI's leftover push).
+    /// The new block comes from the caller's heap, as any allocation does.
     pub fn reallocate(&self, p: usize, old: usize, new: usize) -> Result<usize, AllocError> {
         if p == 0 && old == 0 {
             return self.allocate(new);
@@ -181,8 +189,8 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         }
         let max = self.params.max_bytes();
         check_size(new)?;
-        {
-            let mut pool = self.lock();
+        let owner = {
+            let mut pool = self.lock_owner(p, old);
             let kind = pool.validate(p, old)?;
             if pool.is_pinned(p) {
                 return Err(AllocError::Pinned { addr: p });
@@ -201,22 +209,27 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
             }
             // Nobody may free or export `p` while we copy out of it unlocked.
             pool.pin(p).expect("validated as live");
-        }
+            pool.heap()
+        };
         let q = match self.allocate(new) {
             Ok(q) => q,
             Err(e) => {
-                self.lock().unpin(p);
+                owner.lock().unpin(p);
                 return Err(e);
             }
         };
         // SAFETY: `p` is live and pinned (so no one frees it) with `old` bytes; `q` is a new
         // live block of `new` bytes; distinct live blocks never overlap.
         unsafe { std::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, old.min(new)) };
-        let mut pool = self.lock();
-        pool.unpin(p);
-        if let Err(e) = pool.deallocate(p, old) {
-            // A view of `p` was taken meanwhile: undo the move.
-            pool.deallocate(q, new).expect("q is live and ours");
+        let freed = {
+            let mut pool = owner.lock();
+            pool.unpin(p);
+            pool.deallocate(p, old)
+        };
+        if let Err(e) = freed {
+            // A view of `p` was taken meanwhile: undo the move (in `q`'s heap, maybe
+            // another, so with `p`'s heap unlocked: a thread holds one heap lock at most).
+            self.deallocate(q, new).expect("q is live and ours");
             return Err(e);
         }
         Ok(q)
@@ -231,11 +244,12 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     ) -> Result<usize, AllocError> {
         // While the block moves it is out of the record: no view or free can reach it.
         pool.take_large(p);
+        let owner = pool.heap();
         drop(pool);
         let ptr = NonNull::new(p as *mut u8).expect("validated blocks are not null");
         // SAFETY: `p` is a live upstream block of `old` bytes that nobody else can reach.
         let moved = unsafe { self.upstream.reallocate(ptr, old, new, self.params.align()) };
-        let mut pool = self.lock();
+        let mut pool = owner.lock();
         match moved {
             Ok(q) => {
                 pool.insert_large(q.as_ptr() as usize, new, false);
@@ -246,13 +260,5 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
                 Err(e)
             }
         }
-    }
-
-    pub fn stats(&self) -> PoolStats {
-        self.lock().stats()
-    }
-
-    pub fn release(&self) -> Result<(), AllocError> {
-        self.lock().release()
     }
 }

@@ -165,7 +165,7 @@ impl Harness {
 
     /// The model's name for a real pool address.
     fn region_of(&self, addr: usize) -> Addr {
-        let pool = self.pool.lock();
+        let pool = self.pool.lock_heap(0).unwrap();
         let arena = pool.pool().arena();
         if addr >= arena.base() && addr < arena.base() + arena.reserved() {
             return (0, addr - arena.base());
@@ -242,7 +242,7 @@ impl Harness {
     }
 
     fn compare(&self) {
-        let pool = self.pool.lock();
+        let pool = self.pool.lock_heap(0).unwrap();
         pool.check_invariants();
         pool.check_tiling();
         let core = pool.pool();
@@ -254,7 +254,7 @@ impl Harness {
         );
         drop(pool);
         for (i, list) in self.model.free_list.iter().enumerate() {
-            let real = self.pool.lock().free_list(i);
+            let real = self.pool.free_list(i);
             let real: Vec<Addr> = real.iter().map(|&a| self.region_of(a)).collect();
             let mut model = list.clone();
             model.reverse();

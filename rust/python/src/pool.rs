@@ -25,6 +25,18 @@ use stlalloc_core::{
 /// (or a spin lock on free-threaded builds).
 pub type PyPool = SharedPool<Arc<MallocAlloc>, PyPoolLock>;
 
+/// How many heaps a pool may make. With the GIL, one: the GIL serialises every call
+/// anyway, and users inspecting `free_list(i)` from several threads expect one SGI pool.
+/// Free-threaded, one per core (up to 8), so threads allocate without contention; a pool
+/// used from one thread still has only heap 0.
+fn heaps() -> usize {
+    if cfg!(Py_GIL_DISABLED) {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+    } else {
+        1
+    }
+}
+
 /// SGI's second-level allocator: ``nfreelists = max_bytes // align`` free lists of
 /// ``align``-byte size classes, refilled ``refill`` blocks at a time from chunks of an
 /// ``mmap``'d arena of ``arena_size`` bytes; requests above ``max_bytes`` (and chunks once
@@ -57,7 +69,8 @@ impl PyPoolAllocator {
             None => Py::new(py, PyMallocAllocator::with_limit(None))?,
         };
         let core_upstream = upstream.get().inner.clone();
-        let inner = Arc::new(SharedPool::new(params, arena_size.0, core_upstream).or_raise()?);
+        let pool = SharedPool::with_heaps(params, arena_size.0, core_upstream, heaps());
+        let inner = Arc::new(pool.or_raise()?);
         let blocks: Arc<dyn BlockAllocator> = if debug {
             Arc::new(DebugPool::new(inner.clone()))
         } else {
@@ -165,7 +178,7 @@ impl PyPoolAllocator {
             .ok()
             .filter(|&i| i < n)
             .ok_or_else(|| PyIndexError::new_err(format!("free list {i} out of range 0..{n}")))?;
-        Ok(self.inner.lock().free_list(i))
+        Ok(self.inner.free_list(i))
     }
 
     /// Every region (the arena, then each upstream chunk) as a dict ``kind, base, len,
@@ -173,7 +186,7 @@ impl PyPoolAllocator {
     /// ``"live"``, ``"free"`` or ``"chunk"``, in address order; they tile ``[base,
     /// base+used)``.
     fn layout<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
-        let regions = self.inner.lock().layout();
+        let regions = self.inner.layout();
         regions.into_iter().map(|r| region_dict(py, r)).collect()
     }
 

@@ -876,7 +876,7 @@ mod tests {
             }
             drop(v);
             prop_assert_eq!(live(&p), (0, 0, 0, 0));
-            p.lock().check_invariants();
+            p.check_invariants();
         }
     }
 }

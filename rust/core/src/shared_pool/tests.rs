@@ -1,0 +1,368 @@
+use super::SharedPool;
+use crate::block_allocator::BlockAllocator;
+use crate::{AllocError, MallocAlloc, Params, PoolStats};
+use std::sync::Arc;
+
+const ARENA: usize = 1 << 20;
+
+fn pool(heaps: usize) -> SharedPool {
+    pool_with(heaps, ARENA)
+}
+
+fn pool_with(heaps: usize, arena: usize) -> SharedPool {
+    let upstream = Arc::new(MallocAlloc::new(None));
+    SharedPool::with_heaps(Params::default(), arena, upstream, heaps).unwrap()
+}
+
+/// Runs `f` on a new thread, which exits before this returns.
+fn in_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().unwrap())
+}
+
+/// The heap whose arena holds `p`.
+fn heap_of(pool: &SharedPool, p: usize) -> Option<usize> {
+    (0..pool.max_heaps()).find(|&i| {
+        pool.lock_heap(i).is_some_and(|h| {
+            let a = h.pool().arena();
+            p >= a.base() && p < a.base() + a.reserved()
+        })
+    })
+}
+
+fn heap_stats(pool: &SharedPool) -> Vec<PoolStats> {
+    (0..pool.heap_count())
+        .map(|i| pool.lock_heap(i).unwrap().stats())
+        .collect()
+}
+
+/// A heap's state with its addresses made relative to its arena, to compare heaps.
+fn relative(pool: &SharedPool, i: usize) -> (PoolStats, Vec<Vec<usize>>) {
+    let h = pool.lock_heap(i).unwrap();
+    let base = h.pool().arena().base();
+    let lists = (0..h.params().nfreelists())
+        .map(|c| h.free_list(c).iter().map(|p| p - base).collect())
+        .collect();
+    let mut stats = h.stats();
+    stats.arena_resident = 0;
+    (stats, lists)
+}
+
+/// SPEC §3's example, returning the offsets of the blocks from the arena's base.
+fn spec_example(pool: &SharedPool) -> Vec<usize> {
+    [8, 32, 64, 8]
+        .iter()
+        .map(|&n| pool.allocate(n).unwrap())
+        .collect()
+}
+
+#[test]
+fn one_thread_has_one_heap_exactly_sgi() {
+    let multi = pool(4);
+    let single = pool(1);
+    let a = spec_example(&multi);
+    let b = spec_example(&single);
+    assert_eq!(multi.heap_count(), 1);
+    assert_eq!(multi.stats().heap_size, 2904);
+    assert_eq!(relative(&multi, 0), relative(&single, 0));
+    let base = |p: &SharedPool| p.lock_heap(0).unwrap().pool().arena().base();
+    let offsets = |v: &[usize], p: &SharedPool| v.iter().map(|x| x - base(p)).collect::<Vec<_>>();
+    assert_eq!(offsets(&a, &multi), offsets(&b, &single));
+    multi.check_invariants();
+}
+
+#[test]
+fn a_second_thread_gets_a_heap_of_its_own_exactly_sgi() {
+    let pool = pool(4);
+    let mine = pool.allocate(8).unwrap();
+    let theirs = in_thread(|| spec_example(&pool));
+    assert_eq!(pool.heap_count(), 2);
+    assert_eq!(heap_of(&pool, mine), Some(0));
+    assert!(theirs.iter().all(|&p| heap_of(&pool, p) == Some(1)));
+    // Heap 1 did what a fresh pool does with the same calls.
+    let fresh = self::pool(1);
+    spec_example(&fresh);
+    assert_eq!(relative(&pool, 1), relative(&fresh, 0));
+    // Heap 0 saw only its own call.
+    let s0 = &heap_stats(&pool)[0];
+    assert_eq!((s0.heap_size, s0.live_blocks), (320, 1));
+    pool.check_invariants();
+}
+
+#[test]
+fn frees_from_another_thread_go_to_the_owner_heap() {
+    let pool = pool(4);
+    pool.allocate(8).unwrap();
+    let theirs = in_thread(|| [pool.allocate(24).unwrap(), pool.allocate(24).unwrap()]);
+    let heap0 = relative(&pool, 0);
+    for &p in &theirs {
+        pool.deallocate(p, 24).unwrap();
+    }
+    assert_eq!(relative(&pool, 0), heap0, "heap 0 unchanged");
+    let list = pool.lock_heap(1).unwrap().free_list(2);
+    assert_eq!(&list[..2], &[theirs[1], theirs[0]], "LIFO on heap 1's list");
+    // The heap taken over by the next thread hands the block out again.
+    assert_eq!(in_thread(|| pool.allocate(24).unwrap()), theirs[1]);
+    pool.check_invariants();
+}
+
+#[test]
+fn misuse_across_heaps_is_an_error_leaving_every_heap_unchanged() {
+    let pool = pool(4);
+    let mine = pool.allocate(16).unwrap();
+    let theirs = in_thread(|| {
+        let p = pool.allocate(16).unwrap();
+        pool.deallocate(p, 16).unwrap();
+        (p, pool.allocate(40).unwrap())
+    });
+    let before = heap_stats(&pool);
+    let lists: Vec<_> = (0..16).map(|i| pool.free_list(i)).collect();
+    let cases = [
+        (theirs.0, 16),
+        (theirs.1, 16),
+        (theirs.1 + 8, 40),
+        (mine + 4, 16),
+    ];
+    for (p, n) in cases {
+        assert!(pool.deallocate(p, n).is_err(), "free({p:#x}, {n})");
+        assert!(pool.reallocate(p, n, 100).is_err());
+    }
+    assert!(matches!(
+        pool.deallocate(theirs.0, 16),
+        Err(AllocError::NotLive { .. })
+    ));
+    assert!(matches!(
+        pool.deallocate(theirs.1, 16),
+        Err(AllocError::SizeMismatch { .. })
+    ));
+    let foreign = Box::new(0u64);
+    let addr = &*foreign as *const u64 as usize;
+    assert!(matches!(
+        pool.deallocate(addr, 8),
+        Err(AllocError::Foreign { .. })
+    ));
+    assert_eq!(heap_stats(&pool), before);
+    assert_eq!(
+        (0..16).map(|i| pool.free_list(i)).collect::<Vec<_>>(),
+        lists
+    );
+    pool.check_invariants();
+}
+
+#[test]
+fn large_blocks_and_upstream_chunks_are_found_in_their_heap() {
+    // A one-page arena: most chunks come from upstream, outside any arena.
+    let pool = pool_with(4, 4096);
+    pool.allocate(8).unwrap();
+    let theirs = in_thread(|| {
+        let small: Vec<usize> = (0..200).map(|_| pool.allocate(64).unwrap()).collect();
+        (small, pool.allocate(1000).unwrap())
+    });
+    assert!(pool.lock_heap(1).unwrap().stats().upstream_chunk_bytes > 0);
+    let in_chunk = *theirs.0.last().unwrap();
+    assert_eq!(heap_of(&pool, in_chunk), None);
+    assert_eq!(
+        BlockAllocator::block_containing(&pool, in_chunk + 3),
+        Some((in_chunk, 64))
+    );
+    BlockAllocator::pin(&pool, in_chunk).unwrap();
+    assert!(matches!(
+        pool.deallocate(in_chunk, 64),
+        Err(AllocError::Pinned { .. })
+    ));
+    BlockAllocator::unpin(&pool, in_chunk);
+    assert!(matches!(
+        pool.deallocate(theirs.1, 999),
+        Err(AllocError::SizeMismatch { .. })
+    ));
+    let moved = pool.reallocate(theirs.1, 1000, 5000).unwrap();
+    let s1 = pool.lock_heap(1).unwrap().stats();
+    assert_eq!((s1.large_live_blocks, s1.large_live_bytes), (1, 5000));
+    pool.deallocate(moved, 5000).unwrap();
+    for &p in &theirs.0 {
+        pool.deallocate(p, 64).unwrap();
+    }
+    let s1 = pool.lock_heap(1).unwrap().stats();
+    assert_eq!((s1.live_blocks, s1.large_live_blocks), (0, 0));
+    pool.check_invariants();
+}
+
+#[test]
+fn reallocate_moves_into_the_callers_heap_and_frees_in_the_owners() {
+    let pool = pool(4);
+    pool.allocate(8).unwrap();
+    let p = in_thread(|| pool.allocate(16).unwrap());
+    // SAFETY: `p` is a live block of 16 bytes.
+    unsafe { (p as *mut u64).write(0x5ca1ab1e) };
+    let q = pool.reallocate(p, 16, 100).unwrap();
+    assert_eq!(heap_of(&pool, q), Some(0));
+    // SAFETY: `q` is live with at least 8 bytes, copied from `p`.
+    assert_eq!(unsafe { (q as *const u64).read() }, 0x5ca1ab1e);
+    assert_eq!(pool.lock_heap(1).unwrap().free_list(1)[0], p);
+    pool.check_invariants();
+}
+
+#[test]
+fn stats_are_the_sum_of_the_heaps() {
+    let pool = pool(4);
+    pool.allocate(8).unwrap();
+    in_thread(|| {
+        pool.allocate(64).unwrap();
+        pool.allocate(500).unwrap();
+    });
+    let heaps = heap_stats(&pool);
+    let mut sum = heaps[0].clone();
+    sum.add_heap(&heaps[1]);
+    let mut total = pool.stats();
+    (sum.arena_resident, total.arena_resident) = (0, 0);
+    assert_eq!(total, sum);
+    assert_eq!(total.heap_size, 320 + 2560);
+    assert_eq!(total.arena_reserved, 2 * ARENA);
+    assert_eq!(total.large_live_bytes, 500);
+    let lists = pool.free_list(0);
+    assert_eq!(lists.len(), total.free_list_lengths[0]);
+    assert_eq!(pool.layout().len(), 2);
+    pool.check_invariants();
+}
+
+#[test]
+fn release_needs_every_heap_empty() {
+    let pool = pool(4);
+    let mine = pool.allocate(8).unwrap();
+    let theirs = in_thread(|| pool.allocate(8).unwrap());
+    pool.deallocate(mine, 8).unwrap();
+    let before = heap_stats(&pool);
+    assert!(matches!(
+        pool.release(),
+        Err(AllocError::LiveBlocks { blocks: 1 })
+    ));
+    assert_eq!(heap_stats(&pool), before);
+    pool.deallocate(theirs, 8).unwrap();
+    pool.release().unwrap();
+    let s = pool.stats();
+    assert_eq!((s.heap_size, s.arena_used), (0, 0));
+    pool.check_invariants();
+}
+
+#[test]
+fn an_exited_threads_heap_is_taken_over_with_its_blocks() {
+    let pool = pool(2);
+    pool.allocate(8).unwrap();
+    let (p, q) = in_thread(|| {
+        let p = pool.allocate(32).unwrap();
+        (p, pool.allocate(32).unwrap())
+    });
+    in_thread(|| pool.deallocate(q, 32).unwrap());
+    // Heap 1's slot is free again; the next thread takes it, and its free list.
+    assert_eq!(in_thread(|| pool.allocate(32).unwrap()), q);
+    assert_eq!(pool.heap_count(), 2);
+    pool.deallocate(p, 32).unwrap();
+    pool.deallocate(q, 32).unwrap();
+    pool.check_invariants();
+}
+
+#[test]
+fn one_heap_is_shared_by_every_thread() {
+    let pool = pool(1);
+    let mine = pool.allocate(8).unwrap();
+    let theirs = in_thread(|| pool.allocate(8).unwrap());
+    assert_eq!(pool.heap_count(), 1);
+    assert_eq!(theirs, mine + 8, "the next block of the same list");
+}
+
+#[test]
+fn more_threads_than_heaps_share_without_losing_blocks() {
+    let pool = pool_with(3, 1 << 16);
+    let threads = 8;
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let pool = &pool;
+            s.spawn(move || {
+                let mut live: Vec<(usize, usize, u64)> = Vec::new();
+                let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ t;
+                for i in 0..20_000u64 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    if live.len() < 64 && (x % 3 != 0 || live.is_empty()) {
+                        let n = 1 + (x >> 8) as usize % 200;
+                        let p = pool.allocate(n).unwrap();
+                        // SAFETY: `p` is a new live block of `n >= 8`... or fewer bytes:
+                        // write only its first byte, which exists since `n >= 1`.
+                        unsafe { (p as *mut u8).write(i as u8) };
+                        live.push((p, n, i));
+                    } else {
+                        let (p, n, i) = live.swap_remove((x >> 16) as usize % live.len());
+                        // SAFETY: `p` is live, ours, and its first byte was written.
+                        assert_eq!(unsafe { (p as *const u8).read() }, i as u8);
+                        pool.deallocate(p, n).unwrap();
+                    }
+                }
+                for (p, n, _) in live {
+                    pool.deallocate(p, n).unwrap();
+                }
+            });
+        }
+    });
+    assert!(pool.heap_count() <= 3);
+    let s = pool.stats();
+    assert_eq!((s.live_blocks, s.large_live_blocks), (0, 0));
+    pool.check_invariants();
+    pool.release().unwrap();
+}
+
+#[test]
+fn threads_free_each_others_blocks_concurrently() {
+    let pool = pool(4);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, usize)>(256);
+    std::thread::scope(|s| {
+        let pool = &pool;
+        s.spawn(move || {
+            for i in 0..50_000usize {
+                let n = 8 + i % 150;
+                tx.send((pool.allocate(n).unwrap(), n)).unwrap();
+            }
+        });
+        s.spawn(move || {
+            let mut mine = Vec::new();
+            for (p, n) in rx {
+                pool.deallocate(p, n).unwrap();
+                mine.push(pool.allocate(24).unwrap());
+                if mine.len() > 100 {
+                    mine.drain(..).for_each(|q| pool.deallocate(q, 24).unwrap());
+                }
+            }
+            mine.into_iter()
+                .for_each(|q| pool.deallocate(q, 24).unwrap());
+        });
+    });
+    let s = pool.stats();
+    assert_eq!((s.live_blocks, s.large_live_blocks), (0, 0));
+    pool.check_invariants();
+}
+
+#[test]
+fn a_thread_alternating_between_pools_keeps_its_heap_in_each() {
+    let (a, b) = (pool(4), pool(4));
+    // The main thread takes heap 0 of both; the worker heap 1 of both, switching pools at
+    // every call, so its cached heap is always the other pool's.
+    a.allocate(8).unwrap();
+    b.allocate(8).unwrap();
+    let blocks = in_thread(|| {
+        (0..6)
+            .map(|k| {
+                let pool = if k % 2 == 0 { &a } else { &b };
+                (k % 2, pool.allocate(16).unwrap())
+            })
+            .collect::<Vec<_>>()
+    });
+    for &(which, p) in &blocks {
+        let pool = if which == 0 { &a } else { &b };
+        assert_eq!(heap_of(pool, p), Some(1));
+    }
+    // A pool made where a dropped one was is another pool: no heap of the old one is used.
+    drop(b);
+    let c = pool(4);
+    assert_eq!(heap_of(&c, c.allocate(8).unwrap()), Some(0));
+    a.check_invariants();
+    c.check_invariants();
+}
