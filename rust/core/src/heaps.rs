@@ -184,12 +184,14 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
         if self.rest.is_empty() {
             return &self.first;
         }
-        if let Some(heap) = thread_token::cached_heap(self.id) {
-            // SAFETY: `mine_slow` cached this pointer under this pool's id, which no other
-            // pool has; it points at one of this pool's heaps, which live as long as it.
-            return unsafe { &*heap.cast::<Heap<U, L>>() };
+        match thread_token::cached_heap(self.id) {
+            Some(heap) if heap.is_null() => &self.first,
+            // SAFETY: `cache` stored this pointer under this pool's id, which no other pool
+            // has: it points at a heap of `rest`, boxed, so it stays where it is however the
+            // pool moves, and lives as long as the pool.
+            Some(heap) => unsafe { &*heap.cast::<Heap<U, L>>() },
+            None => self.mine_slow(),
         }
-        self.mine_slow()
     }
 
     /// A thread without a heap cached for this pool: its own slot, else a free one (the
@@ -213,12 +215,20 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
         self.get(shared).unwrap_or(&self.first)
     }
 
-    /// The heap of slot `i`, which the calling thread holds, noted as its own.
+    /// The heap of slot `i`, which the calling thread holds, noted as its own: as null for
+    /// heap 0, which lies inside the pool and moves with it.
     fn cache(&self, i: usize) -> &Heap<U, L> {
         // No heap in a held slot: making it failed; heap 0 serves instead.
-        let heap = self.get(i).unwrap_or(&self.first);
-        thread_token::cache_heap(self.id, std::ptr::from_ref(heap).cast());
-        heap
+        match self.get(i).filter(|_| i > 0) {
+            Some(heap) => {
+                thread_token::cache_heap(self.id, std::ptr::from_ref(heap).cast());
+                heap
+            }
+            None => {
+                thread_token::cache_heap(self.id, std::ptr::null());
+                &self.first
+            }
+        }
     }
 
     /// Heap `i`, made now if it is not yet; `None` if its arena cannot be reserved.

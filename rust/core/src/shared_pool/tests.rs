@@ -366,3 +366,23 @@ fn a_thread_alternating_between_pools_keeps_its_heap_in_each() {
     a.check_invariants();
     c.check_invariants();
 }
+
+#[test]
+fn a_pool_moved_after_use_still_finds_its_heaps() {
+    let pool = pool(4);
+    let first = pool.allocate(8).unwrap();
+    let theirs = in_thread(|| pool.allocate(16).unwrap());
+    // Both threads have a heap of this pool cached; the pool moves under them.
+    let pool = Box::new(pool);
+    let second = pool.allocate(8).unwrap();
+    assert_eq!(second, first + 8, "heap 0's list, in the moved pool");
+    // A refill changes what lies inside the pool itself (the chunk's bounds): it must be
+    // the moved pool's, not a stale copy's. 2 blocks of 64 out of the 160 bytes left.
+    let left = |pool: &SharedPool| heap_stats(pool)[0].chunk_bytes_left;
+    assert_eq!(left(&pool), 160);
+    pool.allocate(64).unwrap();
+    assert_eq!(left(&pool), 32, "the moved pool's chunk was cut");
+    assert_eq!(pool.stats().live_blocks, 4);
+    assert_eq!(in_thread(|| pool.allocate(16).unwrap()), theirs + 16);
+    pool.check_invariants();
+}
