@@ -196,23 +196,53 @@ impl ClassMap {
         (addr < start + size).then_some((start, size))
     }
 
+    /// The first granule at or after `g` where a live block starts, a word of 8 granules
+    /// at a time (the inspections walk whole regions, mostly empty).
+    fn next_start(&self, g: usize) -> Option<usize> {
+        let rest = self.bytes.get(g..)?;
+        // SAFETY: every bit pattern is a valid `u64`; `align_to` splits `rest` exactly.
+        let (head, words, tail) = unsafe { rest.align_to::<u64>() };
+        let live = |b: &u8| *b != 0;
+        if let Some(i) = head.iter().position(live) {
+            return Some(g + i);
+        }
+        let g = g + head.len();
+        if let Some(w) = words.iter().position(|&w| w != 0) {
+            let word = g + 8 * w;
+            return self.bytes[word..word + 8]
+                .iter()
+                .position(live)
+                .map(|i| word + i);
+        }
+        let g = g + 8 * words.len();
+        tail.iter().position(live).map(|i| g + i)
+    }
+
+    /// Every live block as `(granule, byte)`, in address order.
+    fn starts(&self) -> impl Iterator<Item = (usize, u8)> + '_ {
+        let mut g = 0;
+        std::iter::from_fn(move || {
+            let s = self.next_start(g)?;
+            g = s + 1;
+            Some((s, self.bytes[s]))
+        })
+    }
+
     /// Panics unless the module's equations hold: live blocks do not overlap (the bytes
     /// inside a block are 0) and `big` holds exactly the blocks tagged `BIG`.
     pub fn check_invariants(&self) {
         let mut end = 0;
-        for (g, &b) in self.bytes.iter().enumerate().filter(|&(_, &b)| b != 0) {
+        let mut tagged = 0;
+        for (g, b) in self.starts() {
             assert!(g >= end, "granule {g} lies inside the block before it");
+            tagged += usize::from((b & !CLAIMED) as usize == BIG);
             end = g + (self.size_at(g, b) >> self.shift);
             assert!(
                 end <= self.bytes.len(),
                 "the block at granule {g} overruns the region"
             );
         }
-        let tagged = self
-            .bytes
-            .iter()
-            .filter(|&&b| (b & !CLAIMED) as usize == BIG);
-        assert_eq!(tagged.count(), self.big.len(), "|big| == blocks tagged BIG");
+        assert_eq!(tagged, self.big.len(), "|big| == blocks tagged BIG");
         assert!(self
             .big
             .iter()
@@ -221,11 +251,8 @@ impl ClassMap {
 
     /// Every live block as `(start, size)`, in address order.
     pub fn live_blocks(&self) -> Vec<(usize, usize)> {
-        self.bytes
-            .iter()
-            .enumerate()
-            .filter(|&(_, &b)| b != 0)
-            .map(|(g, &b)| (self.base + (g << self.shift), self.size_at(g, b)))
+        self.starts()
+            .map(|(g, b)| (self.base + (g << self.shift), self.size_at(g, b)))
             .collect()
     }
 }
