@@ -106,7 +106,7 @@ impl<U: Upstream> CheckedPool<U> {
     /// needs from upstream first.
     pub fn allocate_small(&mut self, n: usize, claimed: bool) -> Result<usize, NeedChunk> {
         let p = self.pool.allocate_small(n)?.as_ptr() as usize;
-        self.record_new(p, n, claimed);
+        self.record_new(p, self.pool.params().index(n), claimed);
         Ok(p)
     }
 
@@ -220,28 +220,34 @@ impl<U: Upstream> CheckedPool<U> {
         Ok(())
     }
 
-    /// The allocation fast path: the head of `n`'s free list (`1 <= n <= max_bytes`),
-    /// recorded live and claimed for a container or not; `None`, changing nothing, when
-    /// the list is empty and the pool must refill (`allocate_small`).
+    /// The allocation fast path: the head of `n`'s free list, recorded live and claimed
+    /// for a container or not; `None`, changing nothing, when `n` is not in
+    /// `1..=max_bytes` or the list is empty and the pool must refill (`allocate_small`).
     #[inline(always)]
     pub fn try_pop(&mut self, n: usize, claimed: bool) -> Option<usize> {
-        let p = self.pool.pop_free(n)?.as_ptr() as usize;
-        self.record_new(p, n, claimed);
+        if n.wrapping_sub(1) >= self.pool.params().max_bytes() {
+            return None;
+        }
+        let i = self.pool.params().index(n);
+        // SAFETY: `1 <= n <= max_bytes`, so its class `i` is below `nfreelists`.
+        let p = unsafe { self.pool.pop_class(i) }?.as_ptr() as usize;
+        self.record_new(p, i, claimed);
         Some(p)
     }
 
+    /// Counts and marks the new block `p` of class `i`; the map's byte is written last, as
+    /// a byte store makes the compiler read every field of `self` again.
     #[inline(always)]
-    fn record_new(&mut self, p: usize, n: usize, claimed: bool) {
-        let i = self.pool.params().index(n);
+    fn record_new(&mut self, p: usize, i: usize, claimed: bool) {
+        debug_assert!(i < self.live.len());
+        // SAFETY: `i` is `index(n)` of a size `1 <= n <= max_bytes`, below `nfreelists`,
+        // the slice's length.
+        unsafe { *self.live.get_unchecked_mut(i) += 1 };
         if self.arena_map.contains(p) {
             self.arena_map.mark_new(p, i + 1, claimed);
         } else {
             self.record_in_chunk(p, i + 1, claimed);
         }
-        debug_assert!(i < self.live.len());
-        // SAFETY: `i` is `index(n)` of a size `1 <= n <= max_bytes`, below `nfreelists`,
-        // the slice's length.
-        unsafe { *self.live.get_unchecked_mut(i) += 1 };
     }
 
     /// The rare case of a block cut from an upstream chunk (the arena was exhausted).
@@ -262,18 +268,19 @@ impl<U: Upstream> CheckedPool<U> {
             return false;
         }
         let i = params.index(n);
-        if !self.arena_map.try_release(p, i + 1, claimed) {
+        let Some(g) = self.arena_map.live_granule(p, i + 1, claimed) else {
             return false;
-        }
+        };
         debug_assert!(i < self.live.len());
         // SAFETY: as in `record_new`: `n` was checked to be in `1..=max_bytes` above.
         unsafe { *self.live.get_unchecked_mut(i) -= 1 };
-        // SAFETY: `p` was a live pool block of `n`'s class (its map byte said so), and is
-        // forgotten: it is ours to push, and arena addresses are not null.
+        // SAFETY: `p` is a live pool block of class `i` (its map byte says so), forgotten
+        // just below: it is ours to push, and arena addresses are not null.
         unsafe {
             self.pool
-                .deallocate_small(NonNull::new_unchecked(p as *mut u8), n)
+                .push_class(i, NonNull::new_unchecked(p as *mut u8))
         };
+        self.arena_map.forget(g);
         true
     }
 

@@ -23,6 +23,8 @@ pub struct ClassMap {
     base: usize,
     len: usize,
     shift: u32,
+    /// `align - 1`: the offset bits a block's address has clear.
+    mask: usize,
     bytes: Vec<u8>,
     big: HashMap<usize, usize>,
 }
@@ -41,6 +43,7 @@ impl ClassMap {
             base,
             len,
             shift,
+            mask: align - 1,
             bytes: vec![0; len >> shift],
             big: HashMap::new(),
         }
@@ -147,23 +150,24 @@ impl ClassMap {
         }
     }
 
-    /// Forgets the live block of `k >= 1` granules at `addr` if it is one, held by a
-    /// container exactly when `claimed`, and says whether it was: the free fast path.
-    /// `false` changes nothing; `release` then says what is wrong.
+    /// The granule of the live block of `k >= 1` granules at `addr`, held by a container
+    /// exactly when `claimed`, if that is what `addr` is: the free fast path's check, to
+    /// be followed by `forget`. `None` says nothing more; `release` then says what is wrong.
     #[inline(always)]
-    pub fn try_release(&mut self, addr: usize, k: usize, claimed: bool) -> bool {
+    pub fn live_granule(&self, addr: usize, k: usize, claimed: bool) -> Option<usize> {
         let off = addr.wrapping_sub(self.base);
         let want = tag(k) | if claimed { CLAIMED } else { 0 };
-        if off & ((1 << self.shift) - 1) != 0 || k >= BIG {
-            return false;
+        if off & self.mask != 0 || k >= BIG {
+            return None;
         }
-        match self.bytes.get_mut(off >> self.shift) {
-            Some(b) if *b == want => {
-                *b = 0;
-                true
-            }
-            _ => false,
-        }
+        let g = off >> self.shift;
+        (self.bytes.get(g) == Some(&want)).then_some(g)
+    }
+
+    /// Forgets the live block at granule `g`, which `live_granule` found (so not `BIG`).
+    #[inline(always)]
+    pub fn forget(&mut self, g: usize) {
+        self.bytes[g] = 0;
     }
 
     /// Checks that a live block of exactly `size` bytes starts at `addr`, held by a
@@ -319,8 +323,8 @@ mod tests {
             Err(AllocError::SizeMismatch { block_size: 16, .. })
         ));
         assert_eq!(m.live_blocks(), vec![(64, 16), (128, 16)]);
-        assert!(m.try_release(64, 2, true));
-        assert!(!m.try_release(128, 3, false));
+        m.forget(m.live_granule(64, 2, true).unwrap());
+        assert_eq!(m.live_granule(128, 3, false), None);
         m.release(128, 16, false).unwrap();
         assert!(m.live_blocks().is_empty());
         assert!(matches!(
@@ -346,7 +350,7 @@ mod tests {
         assert_eq!(m.block_containing(1599, 1 << 12), Some((0, 1600)));
         assert_eq!(m.block_containing(2615, 1 << 12), Some((1600, 1016)));
         m.check_invariants();
-        assert!(!m.try_release(0, 200, false));
+        assert_eq!(m.live_granule(0, 200, false), None);
         m.release(0, 1600, false).unwrap();
         m.release(1600, 1016, false).unwrap();
         assert!(m.big.is_empty() && m.live_blocks().is_empty());

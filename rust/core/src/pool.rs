@@ -196,12 +196,26 @@ impl<U: Upstream, P: PoolParams> Pool<U, P> {
         }
     }
 
-    /// The head of `n`'s free list (`1 <= n <= max_bytes`), if it has one: `allocate_small`
-    /// without the refill, for callers that keep their fast path apart.
+    /// The head of free list `i`, if it has one: `allocate_small` without the refill, for
+    /// callers that keep their fast path apart.
+    ///
+    /// # Safety
+    /// `i < nfreelists`.
     #[inline(always)]
-    pub fn pop_free(&mut self, n: usize) -> Option<NonNull<u8>> {
-        debug_assert!(n >= 1 && n <= self.params.max_bytes());
-        self.pop(self.params.index(n))
+    pub unsafe fn pop_class(&mut self, i: usize) -> Option<NonNull<u8>> {
+        debug_assert!(i < self.params.nfreelists());
+        self.pop(i)
+    }
+
+    /// Pushes `p` on free list `i`: `deallocate_small` with the class already known.
+    ///
+    /// # Safety
+    /// `p` must be a live block of this pool of class `i` (`class_size(i)` bytes).
+    #[inline(always)]
+    pub unsafe fn push_class(&mut self, i: usize, p: NonNull<u8>) {
+        debug_assert!(i < self.params.nfreelists());
+        // SAFETY: the caller's promise: `i` is a class and `p` a block of it, ours.
+        unsafe { self.push(i, p) };
     }
 
     /// Takes the head of `free_list[i]`, if there is one.

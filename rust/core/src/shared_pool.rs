@@ -98,9 +98,6 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     /// one lock, one pop, one byte of the block map. `None` for every other case.
     #[inline(always)]
     fn try_pop(&self, n: usize, claimed: bool) -> Option<usize> {
-        if n.wrapping_sub(1) >= self.params.max_bytes() {
-            return None;
-        }
         self.heaps.mine().lock().try_pop(n, claimed)
     }
 
