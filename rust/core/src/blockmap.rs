@@ -10,11 +10,10 @@
 //! only where blocks have been live.
 
 use crate::error::AllocError;
+use crate::granules::Granules;
 
 pub struct BlockMap {
-    base: usize,
-    len: usize,
-    shift: u32,
+    region: Granules,
     starts: Vec<u64>,
     ends: Vec<u64>,
     claimed: Vec<u64>,
@@ -71,12 +70,10 @@ fn prev_set(bits: &[u64], g: usize, limit: usize) -> Option<usize> {
 impl BlockMap {
     /// A map of `[base, base+len)` at granularity `align` (a power of two).
     pub fn new(base: usize, len: usize, align: usize) -> Self {
-        let shift = align.trailing_zeros();
-        let words = (len >> shift).div_ceil(64);
+        let region = Granules::new(base, len, align);
+        let words = region.count().div_ceil(64);
         Self {
-            base,
-            len,
-            shift,
+            region,
             starts: vec![0; words],
             ends: vec![0; words],
             claimed: vec![0; words],
@@ -84,37 +81,32 @@ impl BlockMap {
     }
 
     pub fn base(&self) -> usize {
-        self.base
+        self.region.base
     }
 
     #[inline]
     pub fn contains(&self, addr: usize) -> bool {
-        addr.wrapping_sub(self.base) < self.len
-    }
-
-    #[inline]
-    fn granule(&self, addr: usize) -> usize {
-        (addr - self.base) >> self.shift
+        self.region.contains(addr)
     }
 
     /// Records the live block `[addr, addr+size)`; `size` is a positive multiple of `align`.
     #[inline]
     pub fn mark(&mut self, addr: usize, size: usize) {
-        let g = self.granule(addr);
+        let g = self.region.granule(addr);
         set(&mut self.starts, g);
-        set(&mut self.ends, g + (size >> self.shift) - 1);
+        set(&mut self.ends, g + (size >> self.region.shift) - 1);
     }
 
     /// Whether the live block at `addr` is held by a container.
     #[inline]
     pub fn is_claimed(&self, addr: usize) -> bool {
-        get(&self.claimed, self.granule(addr))
+        get(&self.claimed, self.region.granule(addr))
     }
 
     /// Marks (or unmarks) the live block at `addr` as held by a container.
     #[inline]
     pub fn set_claimed(&mut self, addr: usize, claimed: bool) {
-        let g = self.granule(addr);
+        let g = self.region.granule(addr);
         if claimed {
             set(&mut self.claimed, g);
         } else {
@@ -133,9 +125,9 @@ impl BlockMap {
     /// Forgets the live block `[addr, addr+size)`, which `check` accepted.
     #[inline]
     pub fn unmark(&mut self, addr: usize, size: usize) {
-        let g = self.granule(addr);
+        let g = self.region.granule(addr);
         clear(&mut self.starts, g);
-        clear(&mut self.ends, g + (size >> self.shift) - 1);
+        clear(&mut self.ends, g + (size >> self.region.shift) - 1);
     }
 
     /// Ok if a live block of exactly `size` bytes starts at `addr` (inside this region);
@@ -152,12 +144,12 @@ impl BlockMap {
     /// bit shares a word with its start (nearly always): the fast path, with no error built.
     #[inline(always)]
     fn live_exact(&self, addr: usize, size: usize) -> Option<usize> {
-        let off = addr.wrapping_sub(self.base);
-        if off & ((1 << self.shift) - 1) != 0 {
+        let off = addr.wrapping_sub(self.region.base);
+        if off & ((1 << self.region.shift) - 1) != 0 {
             return None;
         }
-        let g = off >> self.shift;
-        let (k, bit) = (size >> self.shift, g & 63);
+        let g = off >> self.region.shift;
+        let (k, bit) = (size >> self.region.shift, g & 63);
         if k == 0 || bit + k > 64 || !get(&self.starts, g) {
             return None;
         }
@@ -168,15 +160,15 @@ impl BlockMap {
     /// `check`, returning the block's first granule.
     #[cold]
     fn locate(&self, addr: usize, size: usize, max_size: usize) -> Result<usize, AllocError> {
-        let align = 1usize << self.shift;
-        if (addr - self.base) & (align - 1) != 0 {
+        let align = 1usize << self.region.shift;
+        if (addr - self.region.base) & (align - 1) != 0 {
             return Err(AllocError::Misaligned { addr, align });
         }
-        let g = self.granule(addr);
+        let g = self.region.granule(addr);
         if !get(&self.starts, g) {
             return Err(AllocError::NotLive { addr });
         }
-        let k = size >> self.shift;
+        let k = size >> self.region.shift;
         let (word, bit) = (g >> 6, g & 63);
         if k >= 1 && bit + k <= 64 {
             // The common case: the block's end bits share one word. Exactly bit k-1 of the
@@ -197,9 +189,9 @@ impl BlockMap {
         size: usize,
         max_size: usize,
     ) -> Result<(), AllocError> {
-        let end = next_set(&self.ends, g, max_size >> self.shift)
+        let end = next_set(&self.ends, g, max_size >> self.region.shift)
             .expect("a live block's end bit lies within max_size");
-        let block_size = (end - g + 1) << self.shift;
+        let block_size = (end - g + 1) << self.region.shift;
         if block_size == size {
             Ok(())
         } else {
@@ -217,21 +209,29 @@ impl BlockMap {
         if !self.contains(addr) {
             return None;
         }
-        let g = self.granule(addr);
-        let limit = max_size >> self.shift;
+        let g = self.region.granule(addr);
+        let limit = max_size >> self.region.shift;
         let s = prev_set(&self.starts, g, limit)?;
         let e = next_set(&self.ends, s, limit)?;
-        (e >= g).then(|| (self.base + (s << self.shift), (e - s + 1) << self.shift))
+        (e >= g).then(|| {
+            (
+                self.region.base + (s << self.region.shift),
+                (e - s + 1) << self.region.shift,
+            )
+        })
     }
 
     /// Every live block as `(start, size)`, in address order.
     pub fn live_blocks(&self) -> Vec<(usize, usize)> {
         let mut out = Vec::new();
-        let total = self.len >> self.shift;
+        let total = self.region.count();
         let mut g = 0;
         while let Some(s) = next_set(&self.starts, g, total - g.min(total)) {
             let e = next_set(&self.ends, s, total - s).expect("every start has an end");
-            out.push((self.base + (s << self.shift), (e - s + 1) << self.shift));
+            out.push((
+                self.region.base + (s << self.region.shift),
+                (e - s + 1) << self.region.shift,
+            ));
             g = e + 1;
         }
         out

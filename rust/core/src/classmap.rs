@@ -12,6 +12,7 @@
 //! exact sizes are kept aside so the byte stays one byte.
 
 use crate::error::AllocError;
+use crate::granules::Granules;
 use std::collections::HashMap;
 
 /// Set in a block's byte while a container holds the block.
@@ -20,9 +21,7 @@ const CLAIMED: u8 = 0x80;
 const BIG: usize = 0x7f;
 
 pub struct ClassMap {
-    base: usize,
-    len: usize,
-    shift: u32,
+    region: Granules,
     /// `align - 1`: the offset bits a block's address has clear.
     mask: usize,
     bytes: Vec<u8>,
@@ -38,29 +37,22 @@ fn tag(k: usize) -> u8 {
 impl ClassMap {
     /// A map of `[base, base+len)` at granularity `align` (a power of two).
     pub fn new(base: usize, len: usize, align: usize) -> Self {
-        let shift = align.trailing_zeros();
+        let region = Granules::new(base, len, align);
         Self {
-            base,
-            len,
-            shift,
+            region,
             mask: align - 1,
-            bytes: vec![0; len >> shift],
+            bytes: vec![0; region.count()],
             big: HashMap::new(),
         }
     }
 
     pub fn base(&self) -> usize {
-        self.base
+        self.region.base
     }
 
     #[inline]
     pub fn contains(&self, addr: usize) -> bool {
-        addr.wrapping_sub(self.base) < self.len
-    }
-
-    #[inline]
-    fn granule(&self, addr: usize) -> usize {
-        (addr - self.base) >> self.shift
+        self.region.contains(addr)
     }
 
     /// The size in bytes of the live block whose byte at granule `g` is `b != 0`.
@@ -69,14 +61,14 @@ impl ClassMap {
             BIG => self.big[&g],
             k => k,
         };
-        k << self.shift
+        k << self.region.shift
     }
 
     /// Records a new live block of `k >= 1` granules at `addr`, claimed for a container or
     /// not: the allocation fast path.
     #[inline]
     pub fn mark_new(&mut self, addr: usize, k: usize, claimed: bool) {
-        let g = self.granule(addr);
+        let g = self.region.granule(addr);
         if k >= BIG {
             self.mark_big(g, k);
         }
@@ -92,12 +84,12 @@ impl ClassMap {
     /// Whether the live block at `addr` is held by a container.
     #[inline]
     pub fn is_claimed(&self, addr: usize) -> bool {
-        self.bytes[self.granule(addr)] & CLAIMED != 0
+        self.bytes[self.region.granule(addr)] & CLAIMED != 0
     }
 
     /// Marks (or unmarks) the live block at `addr` as held by a container.
     pub fn set_claimed(&mut self, addr: usize, claimed: bool) {
-        let g = self.granule(addr);
+        let g = self.region.granule(addr);
         if claimed {
             self.bytes[g] |= CLAIMED;
         } else {
@@ -108,7 +100,7 @@ impl ClassMap {
     /// Forgets the live block at `addr`, which `check` accepted.
     #[inline]
     pub fn unmark(&mut self, addr: usize) {
-        let g = self.granule(addr);
+        let g = self.region.granule(addr);
         if (self.bytes[g] & !CLAIMED) as usize == BIG {
             self.big.remove(&g);
         }
@@ -124,14 +116,14 @@ impl ClassMap {
     /// `check`, returning the block's granule and byte.
     #[inline]
     fn locate(&self, addr: usize, size: usize) -> Result<(usize, u8), AllocError> {
-        let align = 1usize << self.shift;
-        let off = addr.wrapping_sub(self.base);
+        let align = 1usize << self.region.shift;
+        let off = addr.wrapping_sub(self.region.base);
         if off & (align - 1) != 0 {
             return Err(AllocError::Misaligned { addr, align });
         }
-        let g = off >> self.shift;
+        let g = off >> self.region.shift;
         let b = self.bytes[g];
-        let k = size >> self.shift;
+        let k = size >> self.region.shift;
         if b & !CLAIMED == tag(k) && (k < BIG || self.big[&g] == k) {
             return Ok((g, b));
         }
@@ -155,12 +147,12 @@ impl ClassMap {
     /// be followed by `forget`. `None` says nothing more; `release` then says what is wrong.
     #[inline(always)]
     pub fn live_granule(&self, addr: usize, k: usize, claimed: bool) -> Option<usize> {
-        let off = addr.wrapping_sub(self.base);
+        let off = addr.wrapping_sub(self.region.base);
         let want = tag(k) | if claimed { CLAIMED } else { 0 };
         if off & self.mask != 0 || k >= BIG {
             return None;
         }
-        let g = off >> self.shift;
+        let g = off >> self.region.shift;
         (self.bytes.get(g) == Some(&want)).then_some(g)
     }
 
@@ -179,7 +171,7 @@ impl ClassMap {
             (false, true) => return Err(AllocError::NotLive { addr }),
             _ => {}
         }
-        if size >> self.shift >= BIG {
+        if size >> self.region.shift >= BIG {
             self.big.remove(&g);
         }
         self.bytes[g] = 0;
@@ -192,11 +184,11 @@ impl ClassMap {
         if !self.contains(addr) {
             return None;
         }
-        let g = self.granule(addr);
-        let lowest = g.saturating_sub((max_size >> self.shift).saturating_sub(1));
+        let g = self.region.granule(addr);
+        let lowest = g.saturating_sub((max_size >> self.region.shift).saturating_sub(1));
         let s = lowest + self.bytes[lowest..=g].iter().rposition(|&b| b != 0)?;
         let size = self.size_at(s, self.bytes[s]);
-        let start = self.base + (s << self.shift);
+        let start = self.region.base + (s << self.region.shift);
         (addr < start + size).then_some((start, size))
     }
 
@@ -240,7 +232,7 @@ impl ClassMap {
         for (g, b) in self.starts() {
             assert!(g >= end, "granule {g} lies inside the block before it");
             tagged += usize::from((b & !CLAIMED) as usize == BIG);
-            end = g + (self.size_at(g, b) >> self.shift);
+            end = g + (self.size_at(g, b) >> self.region.shift);
             assert!(
                 end <= self.bytes.len(),
                 "the block at granule {g} overruns the region"
@@ -256,7 +248,12 @@ impl ClassMap {
     /// Every live block as `(start, size)`, in address order.
     pub fn live_blocks(&self) -> Vec<(usize, usize)> {
         self.starts()
-            .map(|(g, b)| (self.base + (g << self.shift), self.size_at(g, b)))
+            .map(|(g, b)| {
+                (
+                    self.region.base + (g << self.region.shift),
+                    self.size_at(g, b),
+                )
+            })
             .collect()
     }
 }

@@ -16,6 +16,7 @@ pub mod classmap;
 pub mod containers;
 pub mod debug;
 pub mod error;
+mod granules;
 pub mod heaps;
 pub mod layout;
 pub mod malloc_alloc;
