@@ -257,14 +257,14 @@ impl<U: Upstream> CheckedPool<U> {
         self.map_of_mut(p).mark_new(p, k, claimed);
     }
 
-    /// The free fast path: frees `(p, n)` if it is a live pool block of the arena of
-    /// `n`'s class, held by a container exactly when `claimed`, while nothing is pinned,
-    /// and says whether it did. `false` changes nothing: the full path then frees it or
+    /// The free fast path: frees `(p, n)` if it is a live, unpinned pool block of the
+    /// arena of `n`'s class, held by a container exactly when `claimed`, and says whether
+    /// it did. `false` changes nothing: the full path then frees it or
     /// says what is wrong.
     #[inline(always)]
     pub fn try_free(&mut self, p: usize, n: usize, claimed: bool) -> bool {
         let params = self.pool.params();
-        if n.wrapping_sub(1) >= params.max_bytes() || !self.pins.is_empty() {
+        if n.wrapping_sub(1) >= params.max_bytes() {
             return false;
         }
         let i = params.index(n);
@@ -386,7 +386,11 @@ impl<U: Upstream> CheckedPool<U> {
         }
         match self.block_containing(start) {
             Some((s, _)) if s == start => {
-                *self.pins.entry(start).or_default() += 1;
+                let pins = self.pins.entry(start).or_default();
+                *pins += 1;
+                if *pins == 1 {
+                    self.mark_pinned(start, true);
+                }
                 Ok(())
             }
             _ => Err(AllocError::NotLive { addr: start }),
@@ -398,7 +402,15 @@ impl<U: Upstream> CheckedPool<U> {
             *n -= 1;
             if *n == 0 {
                 self.pins.remove(&start);
+                self.mark_pinned(start, false);
             }
+        }
+    }
+
+    /// Pool blocks carry their pin in the block map too, so the free fast path sees it.
+    fn mark_pinned(&mut self, start: usize, pinned: bool) {
+        if !self.large.contains_key(&start) {
+            self.map_of_mut(start).set_pinned(start, pinned);
         }
     }
 
@@ -512,5 +524,18 @@ impl<U: Upstream> CheckedPool<U> {
             .pins
             .keys()
             .all(|&p| self.block_containing(p).is_some_and(|b| b.0 == p)));
+        let pinned_small = live
+            .iter()
+            .filter(|&&(p, _)| self.map_of(p).is_some_and(|m| m.is_pinned(p)));
+        assert!(
+            pinned_small.clone().all(|(p, _)| self.pins.contains_key(p)),
+            "a block pinned in the map is pinned"
+        );
+        let large_pins = self.pins.keys().filter(|p| self.large.contains_key(p));
+        assert_eq!(
+            pinned_small.count() + large_pins.count(),
+            self.pins.len(),
+            "every pin is in the map or a large block's"
+        );
     }
 }

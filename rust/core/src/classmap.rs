@@ -4,12 +4,15 @@
 //! store to free.
 //!
 //! For every live block of `k` granules starting at granule `g`:
-//!   `tag(byte[g]) == min(k, BIG)`, `byte[g] & CLAIMED` says whether a container holds it,
-//!   `byte[g+1 .. g+k] == 0`; and `big[g] == k` exactly when `k >= BIG`.
+//!   `byte[g] & TAG == min(k, BIG)`, `byte[g] & CLAIMED` says whether a container holds
+//!   it, `byte[g] & PINNED` whether it is exported, `byte[g+1 .. g+k] == 0`; and
+//!   `big[g] == k` exactly when `k >= BIG`.
 //! Every other byte is 0. So live blocks are the nonzero bytes, and since they never
 //! overlap, the block containing an address is the nearest nonzero byte at or before it.
-//! Blocks of `BIG` granules or more exist only with more than 126 size classes; their
-//! exact sizes are kept aside so the byte stays one byte.
+//! A free's fast path compares the byte with the one an unpinned block of its class has:
+//! any flag it should not have sends it to the full check. Blocks of `BIG` granules or more
+//! exist only with more than 62 size classes; their exact sizes are kept aside so the byte
+//! stays one byte.
 
 use crate::error::AllocError;
 use crate::granules::Granules;
@@ -17,8 +20,12 @@ use std::collections::HashMap;
 
 /// Set in a block's byte while a container holds the block.
 const CLAIMED: u8 = 0x80;
+/// Set in a block's byte while the block is exported (pinned): it may not be freed.
+const PINNED: u8 = 0x40;
+/// The bits of a block's byte that hold its tag.
+const TAG: u8 = 0x3f;
 /// The tag of a block of this many granules or more, whose size is in `big`.
-const BIG: usize = 0x7f;
+const BIG: usize = TAG as usize;
 
 pub struct ClassMap {
     region: Granules,
@@ -28,7 +35,7 @@ pub struct ClassMap {
     big: HashMap<usize, usize>,
 }
 
-/// The byte of an unclaimed block of `k` granules.
+/// The byte of an unclaimed, unpinned block of `k` granules.
 #[inline(always)]
 fn tag(k: usize) -> u8 {
     k.min(BIG) as u8
@@ -57,7 +64,7 @@ impl ClassMap {
 
     /// The size in bytes of the live block whose byte at granule `g` is `b != 0`.
     fn size_at(&self, g: usize, b: u8) -> usize {
-        let k = match (b & !CLAIMED) as usize {
+        let k = match (b & TAG) as usize {
             BIG => self.big[&g],
             k => k,
         };
@@ -97,35 +104,42 @@ impl ClassMap {
         }
     }
 
+    /// Whether the live block at `addr` is exported.
+    pub fn is_pinned(&self, addr: usize) -> bool {
+        self.bytes[self.region.granule(addr)] & PINNED != 0
+    }
+
+    /// Marks (or unmarks) the live block at `addr` as exported.
+    pub fn set_pinned(&mut self, addr: usize, pinned: bool) {
+        let g = self.region.granule(addr);
+        if pinned {
+            self.bytes[g] |= PINNED;
+        } else {
+            self.bytes[g] &= !PINNED;
+        }
+    }
+
     /// Forgets the live block at `addr`, which `check` accepted.
     #[inline]
     pub fn unmark(&mut self, addr: usize) {
         let g = self.region.granule(addr);
-        if (self.bytes[g] & !CLAIMED) as usize == BIG {
+        if (self.bytes[g] & TAG) as usize == BIG {
             self.big.remove(&g);
         }
         self.bytes[g] = 0;
     }
 
     /// Ok if a live block of exactly `size` bytes starts at `addr` (inside this region).
-    #[inline]
     pub fn check(&self, addr: usize, size: usize) -> Result<(), AllocError> {
-        self.locate(addr, size).map(|_| ())
-    }
-
-    /// `check`, returning the block's granule and byte.
-    #[inline]
-    fn locate(&self, addr: usize, size: usize) -> Result<(usize, u8), AllocError> {
-        let align = 1usize << self.region.shift;
         let off = addr.wrapping_sub(self.region.base);
-        if off & (align - 1) != 0 {
+        if off & self.mask != 0 {
+            let align = self.mask + 1;
             return Err(AllocError::Misaligned { addr, align });
         }
         let g = off >> self.region.shift;
-        let b = self.bytes[g];
         let k = size >> self.region.shift;
-        if b & !CLAIMED == tag(k) && (k < BIG || self.big[&g] == k) {
-            return Ok((g, b));
+        if self.bytes[g] & TAG == tag(k) && (k < BIG || self.big[&g] == k) {
+            return Ok(());
         }
         Err(self.mismatch(addr, g, size))
     }
@@ -144,7 +158,7 @@ impl ClassMap {
 
     /// The granule of the live block of `k >= 1` granules at `addr`, held by a container
     /// exactly when `claimed`, if that is what `addr` is: the free fast path's check, to
-    /// be followed by `forget`. `None` says nothing more; `release` then says what is wrong.
+    /// be followed by `forget`. `None` says nothing more; `check` then says what is wrong.
     #[inline(always)]
     pub fn live_granule(&self, addr: usize, k: usize, claimed: bool) -> Option<usize> {
         let off = addr.wrapping_sub(self.region.base);
@@ -156,26 +170,11 @@ impl ClassMap {
         (self.bytes.get(g) == Some(&want)).then_some(g)
     }
 
-    /// Forgets the live block at granule `g`, which `live_granule` found (so not `BIG`).
+    /// Forgets the live block at granule `g`, which `live_granule` found (so neither
+    /// `BIG` nor pinned).
     #[inline(always)]
     pub fn forget(&mut self, g: usize) {
         self.bytes[g] = 0;
-    }
-
-    /// Checks that a live block of exactly `size` bytes starts at `addr`, held by a
-    /// container exactly when `claimed`, and forgets it. On error nothing changes.
-    pub fn release(&mut self, addr: usize, size: usize, claimed: bool) -> Result<(), AllocError> {
-        let (g, b) = self.locate(addr, size)?;
-        match (b & CLAIMED != 0, claimed) {
-            (true, false) => return Err(AllocError::Owned { addr }),
-            (false, true) => return Err(AllocError::NotLive { addr }),
-            _ => {}
-        }
-        if size >> self.region.shift >= BIG {
-            self.big.remove(&g);
-        }
-        self.bytes[g] = 0;
-        Ok(())
     }
 
     /// `(start, size)` of the live block containing `addr`, given blocks of at most
@@ -231,7 +230,7 @@ impl ClassMap {
         let mut tagged = 0;
         for (g, b) in self.starts() {
             assert!(g >= end, "granule {g} lies inside the block before it");
-            tagged += usize::from((b & !CLAIMED) as usize == BIG);
+            tagged += usize::from((b & TAG) as usize == BIG);
             end = g + (self.size_at(g, b) >> self.region.shift);
             assert!(
                 end <= self.bytes.len(),
@@ -303,31 +302,40 @@ mod tests {
     }
 
     #[test]
-    fn release_requires_the_claim_it_names() {
+    fn the_fast_path_finds_only_the_claim_it_names() {
         let mut m = ClassMap::new(0, 4096, 8);
         m.mark_new(64, 2, true);
         m.mark_new(128, 2, false);
-        assert!(matches!(
-            m.release(64, 16, false),
-            Err(AllocError::Owned { .. })
-        ));
-        assert!(matches!(
-            m.release(128, 16, true),
-            Err(AllocError::NotLive { .. })
-        ));
-        assert!(matches!(
-            m.release(64, 24, true),
-            Err(AllocError::SizeMismatch { block_size: 16, .. })
-        ));
-        assert_eq!(m.live_blocks(), vec![(64, 16), (128, 16)]);
+        assert_eq!(m.live_granule(64, 2, false), None, "a container's block");
+        assert_eq!(
+            m.live_granule(128, 2, true),
+            None,
+            "not a container's block"
+        );
+        assert_eq!(m.live_granule(64, 3, true), None, "another class");
+        assert_eq!(m.live_granule(68, 2, true), None, "misaligned");
+        assert_eq!(m.live_granule(1 << 20, 2, true), None, "outside the region");
         m.forget(m.live_granule(64, 2, true).unwrap());
-        assert_eq!(m.live_granule(128, 3, false), None);
-        m.release(128, 16, false).unwrap();
+        m.forget(m.live_granule(128, 2, false).unwrap());
         assert!(m.live_blocks().is_empty());
-        assert!(matches!(
-            m.release(128, 16, false),
-            Err(AllocError::NotLive { .. })
-        ));
+        assert_eq!(m.live_granule(128, 2, false), None, "freed");
+    }
+
+    #[test]
+    fn a_pinned_block_is_found_but_not_freed_fast() {
+        let mut m = ClassMap::new(0, 4096, 8);
+        m.mark_new(64, 2, false);
+        m.set_pinned(64, true);
+        assert!(m.is_pinned(64) && !m.is_claimed(64));
+        assert!(
+            m.check(64, 16).is_ok(),
+            "pinned, still a live block of 16 bytes"
+        );
+        assert_eq!(m.block_containing(79, 128), Some((64, 16)));
+        assert_eq!(m.live_granule(64, 2, false), None);
+        m.set_pinned(64, false);
+        assert_eq!(m.live_granule(64, 2, false), Some(8));
+        m.check_invariants();
     }
 
     #[test]
@@ -348,8 +356,8 @@ mod tests {
         assert_eq!(m.block_containing(2615, 1 << 12), Some((1600, 1016)));
         m.check_invariants();
         assert_eq!(m.live_granule(0, 200, false), None);
-        m.release(0, 1600, false).unwrap();
-        m.release(1600, 1016, false).unwrap();
+        m.unmark(0);
+        m.unmark(1600);
         assert!(m.big.is_empty() && m.live_blocks().is_empty());
     }
 }

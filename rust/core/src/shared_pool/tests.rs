@@ -386,3 +386,29 @@ fn a_pool_moved_after_use_still_finds_its_heaps() {
     assert_eq!(in_thread(|| pool.allocate(16).unwrap()), theirs + 16);
     pool.check_invariants();
 }
+
+#[test]
+fn a_pinned_block_refuses_its_free_and_no_other() {
+    let pool = pool(1);
+    let [a, b] = [pool.allocate(24).unwrap(), pool.allocate(24).unwrap()];
+    pool.pin(a).unwrap();
+    pool.pin(a).unwrap();
+    // `b` frees on the fast path while `a` is exported.
+    pool.deallocate(b, 24).unwrap();
+    let before = pool.stats();
+    assert!(matches!(
+        pool.deallocate(a, 24),
+        Err(AllocError::Pinned { .. })
+    ));
+    assert_eq!(pool.stats(), before, "a refused free changes nothing");
+    pool.unpin(a);
+    assert!(matches!(
+        pool.deallocate(a, 24),
+        Err(AllocError::Pinned { .. })
+    ));
+    pool.unpin(a);
+    pool.check_invariants();
+    pool.deallocate(a, 24).unwrap();
+    assert_eq!(pool.allocate(24).unwrap(), a, "LIFO: freed like any block");
+    pool.check_invariants();
+}
