@@ -7,7 +7,8 @@
 //! - `live[i]` is the number of live blocks of class `i` marked in the maps, and
 //!   `|free_list[i]| == pool.class_blocks(i) - live[i]` (so lengths are O(1));
 //! - `large_live_blocks == |large|`, `large_live_bytes == Σ large sizes`;
-//! - every pinned block is live.
+//! - every pinned block is live, and `keys(pins) == {pool blocks PINNED in the maps} ∪
+//!   {pinned large blocks}` (the free fast path reads the map's bit, not `pins`).
 //!
 //! Every operation validates before it mutates, so an error leaves the pool unchanged.
 //! Upstream *allocations* are left to the caller (`NeedChunk`, `insert_large`), so that a
@@ -259,8 +260,7 @@ impl<U: Upstream> CheckedPool<U> {
 
     /// The free fast path: frees `(p, n)` if it is a live, unpinned pool block of the
     /// arena of `n`'s class, held by a container exactly when `claimed`, and says whether
-    /// it did. `false` changes nothing: the full path then frees it or
-    /// says what is wrong.
+    /// it did. `false` changes nothing: the full path then frees it or says what is wrong.
     #[inline(always)]
     pub fn try_free(&mut self, p: usize, n: usize, claimed: bool) -> bool {
         let params = self.pool.params();
