@@ -6,7 +6,8 @@ use std::alloc::{handle_alloc_error, Layout};
 use std::ptr::NonNull;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use stlalloc_core::{
-    LibcMalloc, MallocAlloc, Params, Pool, RawLock, Sgi, SharedPool, SpinLock, DEFAULT_ARENA_SIZE,
+    AllocError, LibcMalloc, MallocAlloc, Params, Pool, RawLock, Sgi, SharedPool, SpinLock,
+    DEFAULT_ARENA_SIZE,
 };
 
 /// Every block the workloads ask for is at most 128 bytes of 8-byte values: 8-byte
@@ -88,18 +89,34 @@ impl<L: RawLock> RawAlloc for Shared<'_, L> {
     // Inlined into the workload's loop, as C++ inlines `__pool_alloc`'s header code.
     #[inline(always)]
     fn allocate(&mut self, n: usize) -> NonNull<u8> {
+        // The error is moved into the cold arm, so the loop never drops a `Result`.
         match self.0.allocate(n) {
             Ok(p) => NonNull::new(p as *mut u8).unwrap_or_else(|| out_of_memory(n)),
-            Err(_) => out_of_memory(n),
+            Err(e) => pool_out_of_memory(e, n),
         }
     }
 
     #[inline(always)]
     unsafe fn deallocate(&mut self, p: NonNull<u8>, n: usize) {
-        let freed = self.0.deallocate(p.as_ptr() as usize, n);
-        // The workloads free only what they allocated: a refusal is a bug in them.
-        assert!(freed.is_ok(), "shared pool refused a free: {freed:?}");
+        // The workloads free only what they allocated: a refusal is a bug in them. Matched,
+        // not asserted: the error is dropped only where there is one, out of the loop.
+        if let Err(e) = self.0.deallocate(p.as_ptr() as usize, n) {
+            refused(e)
+        }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn pool_out_of_memory(e: AllocError, n: usize) -> ! {
+    drop(e);
+    out_of_memory(n)
+}
+
+#[cold]
+#[inline(never)]
+fn refused(e: AllocError) -> ! {
+    panic!("shared pool refused a free: {e:?}")
 }
 
 /// mimalloc, the general-purpose allocator to beat, called through its `GlobalAlloc`.
