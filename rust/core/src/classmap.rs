@@ -91,32 +91,31 @@ impl ClassMap {
     /// Whether the live block at `addr` is held by a container.
     #[inline]
     pub fn is_claimed(&self, addr: usize) -> bool {
-        self.bytes[self.region.granule(addr)] & CLAIMED != 0
+        self.flag(addr, CLAIMED)
     }
 
     /// Marks (or unmarks) the live block at `addr` as held by a container.
     pub fn set_claimed(&mut self, addr: usize, claimed: bool) {
-        let g = self.region.granule(addr);
-        if claimed {
-            self.bytes[g] |= CLAIMED;
-        } else {
-            self.bytes[g] &= !CLAIMED;
-        }
+        self.set_flag(addr, CLAIMED, claimed);
     }
 
     /// Whether the live block at `addr` is exported.
     pub fn is_pinned(&self, addr: usize) -> bool {
-        self.bytes[self.region.granule(addr)] & PINNED != 0
+        self.flag(addr, PINNED)
     }
 
     /// Marks (or unmarks) the live block at `addr` as exported.
     pub fn set_pinned(&mut self, addr: usize, pinned: bool) {
-        let g = self.region.granule(addr);
-        if pinned {
-            self.bytes[g] |= PINNED;
-        } else {
-            self.bytes[g] &= !PINNED;
-        }
+        self.set_flag(addr, PINNED, pinned);
+    }
+
+    fn flag(&self, addr: usize, flag: u8) -> bool {
+        self.bytes[self.region.granule(addr)] & flag != 0
+    }
+
+    fn set_flag(&mut self, addr: usize, flag: u8, on: bool) {
+        let b = &mut self.bytes[self.region.granule(addr)];
+        *b = if on { *b | flag } else { *b & !flag };
     }
 
     /// Forgets the live block at `addr`, which `check` accepted.
