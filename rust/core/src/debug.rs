@@ -263,6 +263,25 @@ mod tests {
     }
 
     #[test]
+    fn across_heaps_blocks_free_into_their_own_and_stale_writes_show() {
+        let upstream = Arc::new(MallocAlloc::new(None));
+        let pool = SharedPool::<_, SpinLock>::with_heaps(Params::default(), 1 << 16, upstream, 4);
+        let d = DebugPool::new(Arc::new(pool.unwrap()));
+        d.allocate(8).unwrap(); // the main thread holds heap 0
+        let theirs = std::thread::scope(|s| s.spawn(|| d.allocate(40).unwrap()).join().unwrap());
+        assert_eq!(d.pool().heap_count(), 2);
+        // Freed from this thread into heap 1, filled; a stale write is caught when heap 1
+        // hands the block out again, to the next thread that takes heap 1.
+        d.deallocate(theirs, 40).unwrap();
+        // SAFETY: the block's memory is still the pool's, mapped and writable (freed, not
+        // returned to the system): the write a buggy caller would make after the free.
+        unsafe { (theirs as *mut u8).write(1) };
+        let again = std::thread::scope(|s| s.spawn(|| d.allocate(40)).join().unwrap());
+        assert!(matches!(again, Err(AllocError::WriteAfterFree { .. })));
+        d.pool().check_invariants();
+    }
+
+    #[test]
     fn cookie_catches_a_wrong_size_even_within_the_class() {
         let d = debug_pool();
         let q = d.allocate(20).unwrap();
