@@ -6,6 +6,7 @@ use crate::errors::OrRaise;
 use crate::gil_lock::PyPoolLock;
 use crate::malloc::PyMallocAllocator;
 use crate::registry;
+use crate::stats::{stats_class, syscalls_dict};
 use crate::view::make_view;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -131,97 +132,39 @@ impl PyMonotonicAllocator {
 #[derive(PartialEq)]
 pub struct PyMonotonicStats(MonotonicStats);
 
-#[pymethods]
-impl PyMonotonicStats {
-    #[getter]
-    fn align(&self) -> usize {
-        self.0.align
+stats_class! {
+    PyMonotonicStats, "MonotonicStats",
+    fields {
+        align: usize,
+        /// Blocks handed out and neither deallocated nor released, and their rounded sizes.
+        live_blocks: usize,
+        live_bytes: usize,
+        allocations: u64,
+        deallocations: u64,
+        /// Blocks still live when ``release()`` retired them all.
+        released_blocks: u64,
+        releases: u64,
+        /// Bytes below every break: live blocks, retired ones, alignment padding.
+        bytes_used: usize,
+        arena_reserved: usize,
+        /// The arena's break.
+        arena_used: usize,
+        /// Arena bytes resident in RAM (``mincore``).
+        arena_resident: usize,
+        upstream_buffers: usize,
+        upstream_bytes: usize,
+        /// The size of the next upstream buffer: it doubles with each one (pmr's growth).
+        next_buffer_size: usize,
     }
-    /// Blocks handed out and neither deallocated nor released, and their rounded sizes.
-    #[getter]
-    fn live_blocks(&self) -> usize {
-        self.0.live_blocks
-    }
-    #[getter]
-    fn live_bytes(&self) -> usize {
-        self.0.live_bytes
-    }
-    #[getter]
-    fn allocations(&self) -> u64 {
-        self.0.allocations
-    }
-    #[getter]
-    fn deallocations(&self) -> u64 {
-        self.0.deallocations
-    }
-    /// Blocks still live when ``release()`` retired them all.
-    #[getter]
-    fn released_blocks(&self) -> u64 {
-        self.0.released_blocks
-    }
-    #[getter]
-    fn releases(&self) -> u64 {
-        self.0.releases
-    }
-    /// Bytes below every break: live blocks, retired ones, alignment padding.
-    #[getter]
-    fn bytes_used(&self) -> usize {
-        self.0.bytes_used
-    }
-    #[getter]
-    fn arena_reserved(&self) -> usize {
-        self.0.arena_reserved
-    }
-    /// The arena's break.
-    #[getter]
-    fn arena_used(&self) -> usize {
-        self.0.arena_used
-    }
-    /// Arena bytes resident in RAM (``mincore``).
-    #[getter]
-    fn arena_resident(&self) -> usize {
-        self.0.arena_resident
-    }
-    #[getter]
-    fn upstream_buffers(&self) -> usize {
-        self.0.upstream_buffers
-    }
-    #[getter]
-    fn upstream_bytes(&self) -> usize {
-        self.0.upstream_bytes
-    }
-    /// The size of the next upstream buffer: it doubles with each one (pmr's growth).
-    #[getter]
-    fn next_buffer_size(&self) -> usize {
-        self.0.next_buffer_size
-    }
-    /// System calls the arena made: ``{"mmap": .., "munmap": .., "mprotect": .., "madvise": ..}``.
-    #[getter]
-    fn syscalls<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        for (name, count) in self.0.syscalls.entries() {
-            d.set_item(name, count)?;
+    repr [
+        live_blocks, live_bytes, allocations, deallocations, released_blocks, releases,
+        bytes_used, arena_used, upstream_buffers, upstream_bytes, next_buffer_size,
+    ]
+    more {
+        /// System calls the arena made: ``{"mmap": .., "munmap": .., "mprotect": .., "madvise": ..}``.
+        #[getter]
+        fn syscalls<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+            syscalls_dict(py, &self.0.syscalls)
         }
-        Ok(d)
-    }
-
-    fn __repr__(&self) -> String {
-        let s = &self.0;
-        format!(
-            "MonotonicStats(live_blocks={}, live_bytes={}, allocations={}, deallocations={}, \
-             released_blocks={}, releases={}, bytes_used={}, arena_used={}, \
-             upstream_buffers={}, upstream_bytes={}, next_buffer_size={})",
-            s.live_blocks,
-            s.live_bytes,
-            s.allocations,
-            s.deallocations,
-            s.released_blocks,
-            s.releases,
-            s.bytes_used,
-            s.arena_used,
-            s.upstream_buffers,
-            s.upstream_bytes,
-            s.next_buffer_size
-        )
     }
 }
