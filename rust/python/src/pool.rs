@@ -6,7 +6,6 @@ use crate::errors::OrRaise;
 use crate::fastcall::{Fallbacks, FastPair};
 use crate::gil_lock::PyPoolLock;
 use crate::malloc::PyMallocAllocator;
-use crate::registry;
 use crate::stats::PyPoolStats;
 use crate::view::make_view;
 use pyo3::exceptions::{PyIndexError, PyMemoryError, PyValueError};
@@ -17,6 +16,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use std::sync::Arc;
 use stlalloc_core::debug::DebugPool;
 use stlalloc_core::layout::{Region, RegionKind, SpanKind};
+use stlalloc_core::lending::registry;
 use stlalloc_core::{
     AllocError, BlockAllocator, MallocAlloc, Params, SharedPool, DEFAULT_ARENA_SIZE,
 };
