@@ -190,17 +190,6 @@ impl PyPoolAllocator {
         regions.into_iter().map(|r| region_dict(py, r)).collect()
     }
 
-    /// Draws the pool: ``format="text"`` for a terminal, ``"svg"`` for an image.
-    #[pyo3(signature = (format = "text", **kwargs))]
-    fn render<'py>(
-        slf: &Bound<'py, Self>,
-        format: &str,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let render = slf.py().import("stlalloc._render")?.getattr("render")?;
-        render.call((slf, format), kwargs)
-    }
-
     /// Gives every arena page and upstream chunk back to the system (SGI never does).
     /// Refused with AllocatorError while any block is live.
     fn release(&self) -> PyResult<()> {
