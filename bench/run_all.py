@@ -74,12 +74,9 @@ def merged(rows: list[dict]) -> list[dict]:
         if key in out:
             out[key]["runs"] += r["runs"]
         else:
-            out[key] = dict(r, runs=list(r.get("runs", [])))
+            out[key] = dict(r, runs=list(r["runs"]))
     for r in out.values():
-        if r["runs"]:
-            r["median"] = round(statistics.median(r["runs"]), 3)
-        else:
-            del r["runs"]  # a row that could not run (a container this build lacks)
+        r["median"] = round(statistics.median(r["runs"]), 3)
     return list(out.values())
 
 
@@ -138,7 +135,7 @@ class Results:
 
     def median(self, lang: str, workload: str, allocator: str) -> float | None:
         r = self.by.get((lang, workload, allocator))
-        return r["median"] if r and r.get("available", True) else None
+        return r["median"] if r else None
 
     def speed(
         self, lang: str, workload: str, allocator: str, base: tuple[str, str]
@@ -192,9 +189,6 @@ def python_table(res: Results) -> list[str]:
         if r["lang"] not in ("native", "python"):
             continue
         name = f"native {r['workload']}" if r["lang"] == "native" else r["workload"]
-        if not r.get("available", True):
-            lines.append(f"| {name} | {r['allocator']} | — | | — | {r['note']} |")
-            continue
         lines.append(
             f"| {name} | {r['allocator']} | {r['median']:.2f} | {r['unit']} | "
             f"{fmt(r.get('ratio'), '×')} | {r['baseline']} |"

@@ -1,6 +1,6 @@
 """The framework under the containers: tracing what Vector and List ask of their allocator,
 containers backed by Python allocators (and kept memory-safe when those misbehave), and
-allocator equality in splice. Skipped until Vector / List are merged."""
+allocator equality in splice."""
 
 import gc
 
@@ -8,9 +8,6 @@ import pytest
 
 import stlalloc
 from stlalloc import AllocatorError, PoolAllocator, TracingAllocator
-
-needs_list = pytest.mark.skipif(not hasattr(stlalloc, "List"), reason="List not merged yet")
-needs_vector = pytest.mark.skipif(not hasattr(stlalloc, "Vector"), reason="Vector not merged yet")
 
 
 class Delegating:
@@ -33,7 +30,6 @@ class Delegating:
         return s.live_blocks + s.large_live_blocks
 
 
-@needs_list
 def test_tracing_a_list_of_1000_shows_one_node_allocation_per_element():
     t = TracingAllocator(PoolAllocator())
     lst = stlalloc.List(range(1000), dtype="int64", allocator=t)
@@ -50,7 +46,6 @@ def test_tracing_a_list_of_1000_shows_one_node_allocation_per_element():
     assert sorted(e.address for e in events) == sorted(nodes)
 
 
-@needs_vector
 def test_tracing_a_vector_growing_to_17_shows_the_sgi_growth():
     t = TracingAllocator(PoolAllocator())
     v = stlalloc.Vector(dtype="int64", allocator=t)
@@ -67,7 +62,6 @@ def test_tracing_a_vector_growing_to_17_shows_the_sgi_growth():
     assert t.events()[-1].address != v.data() and t.events()[-2].result == v.data()
 
 
-@needs_vector
 def test_a_vector_over_a_python_allocator():
     a = Delegating()
     v = stlalloc.Vector(range(100), dtype="int64", allocator=a)
@@ -81,7 +75,6 @@ def test_a_vector_over_a_python_allocator():
     assert a.live() == 0
 
 
-@needs_list
 def test_a_list_over_a_python_allocator():
     a = Delegating()
     lst = stlalloc.List("abc", allocator=a)
@@ -92,7 +85,6 @@ def test_a_list_over_a_python_allocator():
     assert a.live() == 0
 
 
-@needs_vector
 def test_a_bad_address_leaves_the_vector_unchanged():
     a = Delegating()
     v = stlalloc.Vector([1, 2, 3], dtype="int64", allocator=a)
@@ -106,7 +98,6 @@ def test_a_bad_address_leaves_the_vector_unchanged():
     assert list(v) == [1, 2, 3, *range(10)]
 
 
-@needs_list
 def test_a_bad_address_leaves_the_list_unchanged():
     a = Delegating()
     lst = stlalloc.List([1, 2, 3], dtype="int64", allocator=a)
@@ -119,7 +110,6 @@ def test_a_bad_address_leaves_the_list_unchanged():
     assert (list(lst), lst.node_addresses()) == before
 
 
-@needs_list
 def test_a_python_allocator_may_look_at_the_container_while_it_allocates():
     seen = []
 
@@ -134,7 +124,6 @@ def test_a_python_allocator_may_look_at_the_container_while_it_allocates():
     assert seen == [0, 1, 2] and list(lst) == [1, 2, 3]
 
 
-@needs_list
 def test_splice_moves_nodes_between_equal_allocators_only():
     a = Delegating()
     x, y = stlalloc.List([1, 2], allocator=a), stlalloc.List([3], allocator=a)
@@ -153,7 +142,6 @@ def test_splice_moves_nodes_between_equal_allocators_only():
     assert a.live() == 0 and pool.stats().live_blocks == 0
 
 
-@needs_vector
 def test_a_vector_over_a_monotonic_allocator_retires_each_old_block():
     mono = stlalloc.MonotonicAllocator()
     v = stlalloc.Vector(dtype="int64", allocator=mono)
@@ -168,7 +156,6 @@ def test_a_vector_over_a_monotonic_allocator_retires_each_old_block():
     mono.release()
 
 
-@needs_list
 def test_an_allocator_that_refers_to_its_list_is_collected_with_it():
     import weakref
 

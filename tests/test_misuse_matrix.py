@@ -289,13 +289,7 @@ def test_debug_pool_catches_a_write_into_a_block_never_handed_out():
 # Blocks held by containers: the allocator's public API refuses them
 # --------------------------------------------------------------------------------------
 
-needs_containers = pytest.mark.skipif(
-    not (hasattr(stlalloc, "Vector") and hasattr(stlalloc, "List")),
-    reason="containers not built yet",
-)
 
-
-@needs_containers
 @pytest.mark.parametrize("kind", KINDS)
 def test_container_blocks_are_refused_by_their_allocator(kind):
     a = make(kind)
@@ -343,7 +337,6 @@ def test_container_blocks_are_refused_by_their_allocator(kind):
     assert a.stats().live_blocks == 0
 
 
-@needs_containers
 def test_container_constructor_and_cross_allocator_misuse_changes_nothing():
     pool, other = PoolAllocator(arena_size=1 << 14), PoolAllocator(arena_size=1 << 14)
     a = stlalloc.List([1, 2], dtype="int64", allocator=pool)
@@ -418,7 +411,6 @@ def test_writing_a_malloc_view_of_a_pool_chunk_cannot_crash():
     assert run.returncode == 0, f"exit {run.returncode}: {run.stderr[-1500:]}"
 
 
-@needs_containers
 def test_a_malloc_allocator_cannot_touch_a_pools_large_blocks():
     pool = PoolAllocator()
     big = pool.allocate(500)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import json
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -28,6 +30,8 @@ def import_stlalloc(name: str) -> types.ModuleType:
 
 
 probe = import_stlalloc("probe")
+child = import_stlalloc("probe._child")
+claims = import_stlalloc("probe.claims")
 
 needs_glibc = pytest.mark.skipif(
     probe.glibc_version() is None, reason="the probes observe glibc malloc on 64-bit Linux"
@@ -52,9 +56,39 @@ def test_strace_parsing_counts_only_memory_calls_between_the_marks() -> None:
         '100 access("/stlalloc-probe/loop-ends", F_OK) = -1 ENOENT',
         "100 munmap(0x7f0, 135168) = 0",
     ]
-    assert probe._memory_syscalls_between_marks(lines) == 2
-    assert probe._memory_syscalls_between_marks(lines[:3]) is None
-    assert probe._first_break_move(["brk(NULL) = 0x1000", "brk(0x22000) = 0x22000"]) == 0x21000
+    assert child.memory_syscalls_between_marks(lines) == 2
+    assert child.memory_syscalls_between_marks(lines[:3]) is None
+    assert child.first_break_move(["brk(NULL) = 0x1000", "brk(0x22000) = 0x22000"]) == 0x21000
+
+
+def test_the_child_module_loads_nothing_that_moves_mallocs_thresholds() -> None:
+    # What the child runs, loaded but not run (another __name__): it must import neither
+    # typing nor dataclasses nor the package (their imports malloc and free big blocks).
+    heavy = ("typing", "dataclasses", "stlalloc")
+    boot = (
+        "import marshal, sys\n"
+        "exec(marshal.loads(sys.stdin.buffer.read()), {'__name__': 'loaded'})\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", boot],
+        input=child._child_bytecode(),
+        capture_output=True,
+        check=True,
+    )
+    assert out.stdout.decode().strip() == "[]"
+
+
+@needs_glibc
+def test_the_child_module_runs_as_a_file_too() -> None:
+    # The module the child runs is a script of its own: `python -I -S _measure.py NAME PARAMS`.
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", child._MEASURE, "chunk_header", "{}"],
+        capture_output=True,
+        check=True,
+    )
+    figures = json.loads(out.stdout)
+    assert figures["small"][0]["request"] == 0, figures
 
 
 @pytest.fixture(scope="module")
@@ -170,14 +204,14 @@ def test_the_pool_has_no_header_fewer_faults_and_keeps_its_memory() -> None:
     ids=lambda call: call.__name__,
 )
 def test_without_glibc_every_probe_says_why(monkeypatch: pytest.MonkeyPatch, call) -> None:
-    monkeypatch.setattr(probe, "glibc_version", lambda: None)
+    monkeypatch.setattr(claims, "glibc_version", lambda: None)
     with pytest.raises(NotImplementedError, match="glibc"):
         call()
 
 
 @needs_glibc
 def test_without_strace_the_probes_rest_on_break_and_maps(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(probe.shutil, "which", lambda name: None)
+    monkeypatch.setattr(child.shutil, "which", lambda name: None)
     calls = probe.probe_library_calls(calls=100_000)
     assert calls.traced_syscalls is None and calls.verdict, calls.explain
     pad = probe.probe_top_pad()

@@ -1,9 +1,10 @@
 """The allocator protocol: a Python object with allocate(n) and deallocate(p, n) backs a
 container through an adaptor that validates every address it returns.
 
-Containers live on other branches, so the adaptor is driven the way a container drives it:
+Here the adaptor is driven the way a container drives it, with no container in between:
 ``_native._protocol_roundtrip`` (allocate, write, read, deallocate, as a container would) and
-``TracingAllocator(obj)``, whose blocks come through the same adaptor.
+``TracingAllocator(obj)``, whose blocks come through the same adaptor
+(``test_framework_containers.py`` backs real containers with such objects).
 """
 
 import gc

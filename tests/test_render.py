@@ -80,3 +80,12 @@ def test_svg_render_has_one_shape_per_block():
 def test_unknown_format_is_refused():
     with pytest.raises(ValueError, match="format"):
         stlalloc.PoolAllocator().render("bmp")
+
+
+def test_render_is_the_package_function_the_pools_share():
+    # The extension returns the layout; the package draws it and lends pools the method.
+    pool, _ = busy_pool()
+    assert stlalloc.PoolAllocator.render is stlalloc.render
+    assert pool.render("svg", row_bytes=512) == stlalloc.render(pool, "svg", row_bytes=512)
+    with pytest.raises(ValueError, match="format must be"):
+        stlalloc.render(pool, "png")

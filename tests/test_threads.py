@@ -386,28 +386,12 @@ def test_oom_handler_of_one_thread_reenters_the_pool_while_others_use_it():
 
 
 # --------------------------------------------------------------------------------------
-# Containers: used once the package has them
+# Containers
 # --------------------------------------------------------------------------------------
 
 
-def container_params():
-    out = []
-    for kind in ("Vector", "List"):
-        for dtype in ("int64", "object"):
-            out.append(
-                pytest.param(
-                    kind,
-                    dtype,
-                    marks=pytest.mark.skipif(
-                        not hasattr(stlalloc, kind), reason=f"stlalloc.{kind} not built yet"
-                    ),
-                    id=f"{kind}-{dtype}",
-                )
-            )
-    return out
-
-
-@pytest.mark.parametrize(("kind", "dtype"), container_params())
+@pytest.mark.parametrize("dtype", ["int64", "object"])
+@pytest.mark.parametrize("kind", ["Vector", "List"])
 def test_eight_threads_push_and_pop_on_one_container(kind, dtype):
     # Every value pushed is unique (thread, step): at the end, what was popped plus what
     # is left must be exactly what was pushed — nothing lost, nothing duplicated. Reads,
@@ -500,7 +484,6 @@ def test_eight_threads_push_and_pop_on_one_container(kind, dtype):
     print(f"\n8 threads on one {kind}({dtype}): {dict(ops)}")
 
 
-@pytest.mark.skipif(not hasattr(stlalloc, "List"), reason="stlalloc.List not built yet")
 def test_threads_splice_lists_between_each_other():
     # Lists of one allocator move their nodes between each other in O(1) (splice) while
     # others push onto them: the total number of elements is invariant.

@@ -12,6 +12,7 @@ from test_probe import import_stlalloc
 
 tour = import_stlalloc("tour")
 probe = import_stlalloc("probe")
+claims = import_stlalloc("probe.claims")
 
 needs_glibc = pytest.mark.skipif(
     probe.glibc_version() is None, reason="the tour observes glibc malloc on 64-bit Linux"
@@ -66,6 +67,6 @@ def test_json_prints_the_data_of_every_claim(capsys: pytest.CaptureFixture[str])
 def test_without_glibc_the_tour_explains_and_fails(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(probe, "glibc_version", lambda: None)
+    monkeypatch.setattr(claims, "glibc_version", lambda: None)
     assert tour.main([]) == 2
     assert "glibc" in capsys.readouterr().err

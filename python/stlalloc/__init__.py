@@ -9,6 +9,7 @@
 - :class:`TracingAllocator`: any allocator, every call recorded as an :class:`AllocatorEvent`;
 - the allocator protocol: any object with ``allocate(n)`` and ``deallocate(p, n)`` can back
   a container; :mod:`stlalloc.testing` checks it against the C++ allocator requirements;
+- :func:`render`: a pool's arena drawn block by block, also ``PoolAllocator.render``;
 - :mod:`stlalloc.probe`: live evidence of how glibc ``malloc`` uses ``brk`` and ``mmap``.
 """
 
@@ -29,6 +30,7 @@ from stlalloc._native import (
     Vector,
     default_pool,
 )
+from stlalloc._render import render
 
 __all__ = [
     "DEFAULT_ARENA_SIZE",
@@ -44,9 +46,13 @@ __all__ = [
     "TracingAllocator",
     "Vector",
     "default_pool",
+    "render",
 ]
 
 MutableSequence.register(Vector)
+# The extension returns the layout and the package draws it: the binding imports nothing
+# from the package, and `pool.render()` is this module's `render(pool)`.
+PoolAllocator.render = render  # type: ignore[method-assign]
 
 # `stlalloc.probe` (SPEC §6) and `stlalloc.testing` (§8) load on first use: importing
 # stlalloc stays cheap, and `stlalloc.probe` works without importing it by name.

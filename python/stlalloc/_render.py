@@ -1,8 +1,9 @@
 """Pictures of a pool: the arena and upstream chunks, block by block.
 
-``PoolAllocator.render()`` calls :func:`render`. Both formats draw the same data, the
-pool's ``layout()``: live blocks, free blocks by free list, the uncarved rest of the chunk
-and the break.
+:func:`render` is ``stlalloc.render``, and ``PoolAllocator.render`` too (the package sets
+the method when it is imported: the extension calls nothing in the package). Both formats
+draw the same data, the pool's ``layout()`` and ``stats()``: live blocks, free blocks by
+free list, the uncarved rest of the chunk and the break.
 """
 
 from __future__ import annotations

@@ -59,11 +59,6 @@ class Row:
     baseline: str
     iterations: int = 0
     runs: list[float] = field(default_factory=list)
-    note: str = ""
-
-    @property
-    def available(self) -> bool:
-        return not self.note
 
     @property
     def median(self) -> float:
@@ -78,7 +73,7 @@ class Group:
     workload: str
     unit: str
     rows: list[Row]
-    measures: list[Measure | None]
+    measures: list[Measure]
 
 
 def _native_measure(workload: str, allocator: str, scale: float) -> Measure:
@@ -183,14 +178,6 @@ def _appends(make: Callable[[], object], method: str) -> Measure:
     return measure
 
 
-def _container(name: str) -> tuple[type | None, str]:
-    """``stlalloc.<name>`` if this build has it, else why not (it is being written)."""
-    cls = getattr(stlalloc, name, None)
-    if cls is None:
-        return None, f"not available: this build of stlalloc has no {name}"
-    return cls, ""
-
-
 def python_groups() -> list[Group]:
     pair = [
         ("MallocAllocator", _pair(stlalloc.MallocAllocator(), 24)),
@@ -198,24 +185,14 @@ def python_groups() -> list[Group]:
         ("bytearray(24)", _bytearray(24)),
         ("PyMem_Malloc+Free (ctypes)", _pymem(24)),
     ]
-    vector, vector_note = _container("Vector")
-    pushes: list[tuple[str, Measure | None, str]] = [
-        ("array('q').append", _appends(lambda: array("q"), "append"), ""),
-        ("list.append", _appends(list, "append"), ""),
-        (
-            "Vector.push_back",
-            _appends(lambda: vector(dtype="int64"), "push_back") if vector else None,
-            vector_note,
-        ),
+    pushes: list[tuple[str, Measure]] = [
+        ("array('q').append", _appends(lambda: array("q"), "append")),
+        ("list.append", _appends(list, "append")),
+        ("Vector.push_back", _appends(lambda: stlalloc.Vector(dtype="int64"), "push_back")),
     ]
-    linked, linked_note = _container("List")
-    nodes: list[tuple[str, Measure | None, str]] = [
-        ("deque.append", _appends(deque, "append"), ""),
-        (
-            "List.push_back",
-            _appends(lambda: linked(dtype="int64"), "push_back") if linked else None,
-            linked_note,
-        ),
+    nodes: list[tuple[str, Measure]] = [
+        ("deque.append", _appends(deque, "append")),
+        ("List.push_back", _appends(lambda: stlalloc.List(dtype="int64"), "push_back")),
     ]
     groups = [
         Group(
@@ -233,11 +210,8 @@ def python_groups() -> list[Group]:
                 "python",
                 workload,
                 "ns/call",
-                [
-                    Row("python", workload, name, "ns/call", base, note=note)
-                    for name, _, note in entries
-                ],
-                [m for _, m, _ in entries],
+                [Row("python", workload, name, "ns/call", base) for name, _ in entries],
+                [m for _, m in entries],
             )
         )
     return groups
@@ -245,7 +219,7 @@ def python_groups() -> list[Group]:
 
 def ratio(row: Row, base: Row | None) -> float | None:
     """Speed against the baseline, > 1 is better (less time, or fewer bytes per node)."""
-    if base is None or not (row.available and base.available) or row.median <= 0:
+    if base is None or row.median <= 0:
         return None
     return base.median / row.median
 
@@ -278,8 +252,6 @@ def run_groups(groups: list[Group], runs: int, calls: int, progress: Progress) -
     for g in groups:
         for r in range(runs):
             for row, measure in zip(g.rows, g.measures, strict=True):
-                if measure is None:
-                    continue
                 progress.step(f"{g.lang} {g.workload}: {row.allocator} (run {r + 1}/{runs})")
                 value, row.iterations = measure(calls)
                 row.runs.append(value)
@@ -309,11 +281,6 @@ def table(rows: list[Row]) -> str:
     ]
     for r in rows:
         b = base.get((r.lang, r.workload, r.baseline))
-        if not r.available:
-            lines.append(
-                f"{r.workload:<20} {r.allocator:<28} {'-':>10} {'':<10} {'-':>7}  {r.note}"
-            )
-            continue
         x = ratio(r, b)
         speed = f"{x:.2f}x" if x is not None else "-"
         name = f"{r.lang}:{r.workload}" if r.lang == "native" else r.workload
@@ -327,23 +294,18 @@ def json_lines(rows: list[Row]) -> str:
     base = {(r.lang, r.workload, r.allocator): r for r in rows}
     out = []
     for r in rows:
+        x = ratio(r, base.get((r.lang, r.workload, r.baseline)))
         obj: dict[str, object] = {
             "lang": r.lang,
             "allocator": r.allocator,
             "workload": r.workload,
             "unit": r.unit,
+            "median": round(r.median, 3),
+            "runs": [round(v, 3) for v in r.runs],
+            "iterations": r.iterations,
+            "baseline": r.baseline,
+            "ratio": None if x is None else round(x, 3),
         }
-        if r.available:
-            x = ratio(r, base.get((r.lang, r.workload, r.baseline)))
-            obj.update(
-                median=round(r.median, 3),
-                runs=[round(v, 3) for v in r.runs],
-                iterations=r.iterations,
-                baseline=r.baseline,
-                ratio=None if x is None else round(x, 3),
-            )
-        else:
-            obj.update(available=False, note=r.note)
         out.append(json.dumps(obj))
     return "\n".join(out)
 
@@ -409,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     # Python-level rows first, on a heap that the native workloads have not churned yet.
     groups = python_groups() + native_groups(args.scale)
-    total = args.runs * sum(m is not None for g in groups for m in g.measures)
+    total = args.runs * sum(len(g.measures) for g in groups)
     progress = Progress(total, quiet=False)
     try:
         run_groups(groups, args.runs, calls, progress)

@@ -3,7 +3,7 @@
 //!   stlalloc-bench [--workloads a,b] [--allocators x,y] [--runs N] [--scale F] [--json]
 
 use std::process::{Command, ExitCode};
-use stlalloc_bench::{run, Allocator, Workload};
+use stlalloc_workloads::{run, Allocator, Workload};
 
 const USAGE: &str = "usage: stlalloc-bench [--workloads a,b,...] [--allocators x,y,...] [--runs N]
                       [--scale F] [--json]";

@@ -19,6 +19,7 @@ pub mod error;
 mod granules;
 pub mod heaps;
 pub mod layout;
+pub mod lending;
 pub mod malloc_alloc;
 pub mod monotonic;
 pub mod params;

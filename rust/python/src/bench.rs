@@ -1,15 +1,15 @@
 //! `_bench(workload, allocator, scale)`: one run of a SPEC §7 workload in Rust, on the
 //! allocators Python has, so `python -m stlalloc bench` shows native figures without a
-//! Python call per operation. The workloads themselves live in `stlalloc_bench`.
+//! Python call per operation. The workloads themselves live in `stlalloc_workloads`.
 
 use crate::pool::PyPool;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::sync::{Arc, OnceLock};
-use stlalloc_bench::alloc::{core_pool, Malloc, Shared};
-use stlalloc_bench::{run_single_threaded, Sample, Workload};
 use stlalloc_core::{MallocAlloc, Params, SharedPool, DEFAULT_ARENA_SIZE};
+use stlalloc_workloads::alloc::{core_pool, Malloc, Shared};
+use stlalloc_workloads::{run_single_threaded, Sample, Workload};
 
 /// The pool as Python gets it (a `PoolAllocator()`: default parameters, its lock), kept for
 /// the process like the other allocators' instances, and apart from `default_pool()` so

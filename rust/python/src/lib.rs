@@ -17,7 +17,6 @@ mod malloc;
 mod monotonic;
 mod pool;
 mod protocol;
-mod registry;
 mod seq;
 mod stats;
 mod tracing;

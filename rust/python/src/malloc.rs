@@ -5,12 +5,12 @@ use crate::convert::{Addr, Size};
 use crate::errors::OrRaise;
 use crate::fastcall::{Fallbacks, FastPair};
 use crate::handler::PyHandler;
-use crate::registry;
 use crate::stats::PyMallocStats;
 use crate::view::make_view;
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 use std::sync::{Arc, Mutex};
+use stlalloc_core::lending::registry;
 use stlalloc_core::{AllocError, BlockAllocator, MallocAlloc};
 
 /// SGI's first-level allocator: libc ``malloc``/``free``/``realloc`` with the

@@ -5,13 +5,13 @@ use crate::convert::{Addr, Size};
 use crate::errors::OrRaise;
 use crate::gil_lock::PyPoolLock;
 use crate::malloc::PyMallocAllocator;
-use crate::registry;
 use crate::stats::{stats_class, syscalls_dict};
 use crate::view::make_view;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3::{PyTraverseError, PyVisit};
 use std::sync::Arc;
+use stlalloc_core::lending::registry;
 use stlalloc_core::monotonic::{Monotonic, MonotonicStats};
 use stlalloc_core::{BlockAllocator, MallocAlloc, DEFAULT_ARENA_SIZE};
 

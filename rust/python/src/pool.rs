@@ -6,7 +6,6 @@ use crate::errors::OrRaise;
 use crate::fastcall::{Fallbacks, FastPair};
 use crate::gil_lock::PyPoolLock;
 use crate::malloc::PyMallocAllocator;
-use crate::registry;
 use crate::stats::PyPoolStats;
 use crate::view::make_view;
 use pyo3::exceptions::{PyIndexError, PyMemoryError, PyValueError};
@@ -17,6 +16,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use std::sync::Arc;
 use stlalloc_core::debug::DebugPool;
 use stlalloc_core::layout::{Region, RegionKind, SpanKind};
+use stlalloc_core::lending::registry;
 use stlalloc_core::{
     AllocError, BlockAllocator, MallocAlloc, Params, SharedPool, DEFAULT_ARENA_SIZE,
 };
@@ -188,17 +188,6 @@ impl PyPoolAllocator {
     fn layout<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         let regions = self.inner.layout();
         regions.into_iter().map(|r| region_dict(py, r)).collect()
-    }
-
-    /// Draws the pool: ``format="text"`` for a terminal, ``"svg"`` for an image.
-    #[pyo3(signature = (format = "text", **kwargs))]
-    fn render<'py>(
-        slf: &Bound<'py, Self>,
-        format: &str,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let render = slf.py().import("stlalloc._render")?.getattr("render")?;
-        render.call((slf, format), kwargs)
     }
 
     /// Gives every arena page and upstream chunk back to the system (SGI never does).

@@ -2,15 +2,16 @@
 //! `deallocate(p, n)` can back a container, through `PyProtocolAllocator`.
 //!
 //! Memory safety does not rest on the object. Every address it returns must lie, with all
-//! `n` bytes, inside a live block of a built-in allocator (`registry`) that no container
-//! holds and no view pins, and must not overlap a block already handed to a container;
-//! anything else is an `AllocatorError` and the container never sees the address. An
-//! accepted block is *lent*: the adaptor claims its backing block (`BlockAllocator::claim`,
-//! as containers claim theirs) until the last block carved from it comes back. While lent,
-//! no Python code can free, resize or view the backing block, and the loan keeps the
-//! backing allocator alive even if Python drops it. Claiming rather than pinning matters:
-//! a pinned block could still be viewed and overwritten, and the object's own
-//! `deallocate` must be able to free the block once it is given back (unclaimed first).
+//! `n` bytes, inside a live block of a built-in allocator that no container holds and no
+//! view pins, and must not overlap a block already handed to a container; anything else is
+//! an `AllocatorError` and the container never sees the address. An accepted block is
+//! *lent*: the ledger of `stlalloc_core::lending` claims its backing block
+//! (`BlockAllocator::claim`, as containers claim theirs) until the last block carved from
+//! it comes back. While lent, no Python code can free, resize or view the backing block,
+//! and the loan keeps the backing allocator alive even if Python drops it. Claiming rather
+//! than pinning matters: a pinned block could still be viewed and overwritten, and the
+//! object's own `deallocate` must be able to free the block once it is given back
+//! (unclaimed first).
 //!
 //! Python code runs with no lock of this crate held: the adaptor locks only around map
 //! updates, before or after calling the object, so the object may use any allocator or
@@ -34,10 +35,10 @@ use pyo3::prelude::*;
 use pyo3::types::PyWeakrefReference;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use stlalloc_core::lending::{self, unavailable};
 use stlalloc_core::{AllocError, BlockAllocator, HandlerError};
 
 mod hooks;
-mod loans;
 
 pub use hooks::{_block_view, _protocol_roundtrip};
 
@@ -71,16 +72,8 @@ pub struct PyProtocolAllocator {
     key: usize,
     alignment: usize,
     held: Mutex<BTreeMap<usize, Held>>,
-    /// The allocator of the last backing block lent (see `lend_backing`).
-    hint: Mutex<Option<Weak<dyn BlockAllocator>>>,
-}
-
-fn unavailable(addr: usize, len: usize, why: impl Into<String>) -> AllocError {
-    AllocError::NotAvailable {
-        addr,
-        len,
-        why: why.into(),
-    }
+    /// The allocator of the last backing block lent.
+    hint: lending::Hint,
 }
 
 /// The adaptor of `obj`, made on first use: `TypeError` unless it has callable
@@ -155,7 +148,7 @@ impl PyProtocolAllocator {
                 align: self.alignment,
             });
         }
-        let backing = loans::lend(p, n, &self.hint)?;
+        let backing = lending::lend(p, n, &self.hint)?;
         let held = Held {
             size: n,
             backing,
@@ -221,7 +214,7 @@ impl PyProtocolAllocator {
     fn give_back(&self, p: usize, n: usize, backing: usize) {
         Python::attach(|py| {
             let object = self.object(py);
-            loans::unlend(p, backing, object.is_none());
+            lending::unlend(p, backing, object.is_none());
             let Some(object) = object else {
                 return;
             };
@@ -251,8 +244,8 @@ fn free_to_use(p: usize) -> impl Fn(&Held) -> Result<(), AllocError> {
 
 // SAFETY: every block handed out lies inside a live built-in block claimed for the loan
 // (so no one else frees, moves, views or lends it, and the loan keeps its allocator alive),
-// and blocks handed out never overlap (checked against the loan's claims); the object's code
-// never decides what the adaptor hands out without that validation. Claims, pins and
+// and blocks handed out never overlap (the invariants of `stlalloc_core::lending`'s ledger);
+// the object's code never decides what the adaptor hands out without that validation. Claims, pins and
 // `block_containing` are the adaptor's own record.
 unsafe impl BlockAllocator for PyProtocolAllocator {
     fn allocate(&self, n: usize) -> Result<usize, AllocError> {

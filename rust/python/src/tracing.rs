@@ -5,12 +5,12 @@ use crate::alloc_arg::AllocatorArg;
 use crate::builtin;
 use crate::convert::{Addr, Size};
 use crate::errors::{AllocatorError, OrRaise};
-use crate::registry;
 use crate::view::make_view;
 use pyo3::exceptions::{PyBufferError, PyMemoryError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 use std::sync::Arc;
+use stlalloc_core::lending::registry;
 use stlalloc_core::tracing::{Event, Failure, FailureKind, Op, Tracing};
 use stlalloc_core::BlockAllocator;
 

@@ -1,12 +1,11 @@
 //! Hooks for tests and benchmarks: a container's calls without a container, and views
 //! that only ever expose memory a built-in allocator vouches for.
 
-use super::unavailable;
 use crate::alloc_arg::AllocatorArg;
 use crate::errors::to_py;
-use crate::registry;
 use crate::view::make_view;
 use pyo3::prelude::*;
+use stlalloc_core::lending::{registry, unavailable};
 
 /// Test and benchmark hook: adapts `allocator` as a container does, then `repeat` times
 /// allocates `n` bytes for a container (`allocate_owned`), writes and reads them back, and

@@ -1,6 +1,7 @@
-//! stlalloc-bench: the workloads of SPEC §7 over the allocators of stlalloc-core, system
-//! `malloc` and mimalloc, for the `stlalloc-bench` binary and for the Python extension
-//! (`stlalloc._native._bench`), which share this one implementation.
+//! stlalloc-workloads: the workloads of SPEC §7 over the allocators of stlalloc-core,
+//! system `malloc` and mimalloc (feature `mimalloc`), for the `stlalloc-bench` binary and
+//! for the Python extension (`stlalloc._native._bench`), which share this one
+//! implementation.
 //!
 //! Workloads and allocators are named as in `bench/cpp`, so the reports line up; [`run`]
 //! runs one workload once on one allocator's process-wide instance.
