@@ -8,13 +8,15 @@
 - :class:`MonotonicAllocator`: ``std::pmr::monotonic_buffer_resource``, a pure break pointer;
 - :class:`TracingAllocator`: any allocator, every call recorded as an :class:`AllocatorEvent`;
 - the allocator protocol: any object with ``allocate(n)`` and ``deallocate(p, n)`` can back
-  a container; :mod:`stlalloc.testing` checks it against the C++ allocator requirements;
+  a container (:class:`Allocator` types it); :mod:`stlalloc.testing` checks it against the
+  C++ allocator requirements;
 - :func:`render`: a pool's arena drawn block by block, also ``PoolAllocator.render``;
 - :mod:`stlalloc.probe`: live evidence of how glibc ``malloc`` uses ``brk`` and ``mmap``.
 """
 
 from collections.abc import MutableSequence
 
+from stlalloc._allocator import Allocator
 from stlalloc._native import (
     DEFAULT_ARENA_SIZE,
     AllocatorError,
@@ -34,6 +36,7 @@ from stlalloc._render import render
 
 __all__ = [
     "DEFAULT_ARENA_SIZE",
+    "Allocator",
     "AllocatorError",
     "AllocatorEvent",
     "List",

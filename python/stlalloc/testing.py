@@ -304,7 +304,7 @@ def check_allocator(
     except _Broken as e:
         raise AssertionError(str(e)) from None
     checked = [ADDRESS, SIZE, ALIGNED, DISJOINT, CONTENTS, DEALLOCATE]
-    skipped = []
+    skipped: list[str] = []
     (checked if has_reallocate else skipped).append(REALLOCATE)
     checked.append(EQUALITY)
     (checked if misuse else skipped).append(MISUSE)

@@ -536,7 +536,7 @@ def _spacing(addresses: ctypes.Array[Any]) -> int:
 
 def _measure_malloc_side(blocks: int, block_bytes: int) -> dict[str, Any]:
     lib, tape = _Libc(), _MapsTape()
-    pointers = (ctypes.c_void_p * blocks)()
+    pointers: ctypes.Array[Any] = (ctypes.c_void_p * blocks)()
     before = tape.snap()
     rss, faults = _rss_bytes(), _minor_faults()
     moves = _malloc_many(lib, pointers, (block_bytes,))
