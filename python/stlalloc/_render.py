@@ -9,7 +9,10 @@ free list, the uncarved rest of the chunk and the break.
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from stlalloc._native import PoolAllocator
 
 # Free lists drawn as hex digits (list 0..15), then letters; beyond that '+'.
 _CLASS_CHARS = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -37,7 +40,7 @@ _PALETTE = [
 _LIVE_COLOUR, _CHUNK_COLOUR = "#d62728", "#e0e0e0"
 
 
-def render(pool: Any, format: str = "text", **options: Any) -> str:
+def render(pool: PoolAllocator, format: Literal["text", "svg"] = "text", **options: Any) -> str:
     """Draw ``pool`` as ``"text"`` (for a terminal) or ``"svg"`` (an image)."""
     if format == "text":
         return _text(pool, **options)
