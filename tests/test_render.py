@@ -85,7 +85,7 @@ def test_unknown_format_is_refused():
 def test_render_is_the_package_function_the_pools_share():
     # The extension returns the layout; the package draws it and lends pools the method.
     pool, _ = busy_pool()
-    assert stlalloc.PoolAllocator.render is stlalloc.render
+    assert stlalloc.PoolAllocator.render.__module__ == "stlalloc._render"
     assert pool.render("svg", row_bytes=512) == stlalloc.render(pool, "svg", row_bytes=512)
     with pytest.raises(ValueError, match="format must be"):
         stlalloc.render(pool, "png")

@@ -32,7 +32,7 @@ from stlalloc._native import (
     Vector,
     default_pool,
 )
-from stlalloc._render import render
+from stlalloc._render import render, render_method
 
 __all__ = [
     "DEFAULT_ARENA_SIZE",
@@ -54,8 +54,8 @@ __all__ = [
 
 MutableSequence.register(Vector)
 # The extension returns the layout and the package draws it: the binding imports nothing
-# from the package, and `pool.render()` is this module's `render(pool)`.
-PoolAllocator.render = render  # type: ignore[method-assign]
+# from the package, and `pool.render()` is `render(pool)`.
+PoolAllocator.render = render_method  # type: ignore[method-assign]
 
 # `stlalloc.probe` (SPEC §6) and `stlalloc.testing` (§8) load on first use: importing
 # stlalloc stays cheap, and `stlalloc.probe` works without importing it by name.

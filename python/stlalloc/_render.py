@@ -1,9 +1,9 @@
 """Pictures of a pool: the arena and upstream chunks, block by block.
 
-:func:`render` is ``stlalloc.render``, and ``PoolAllocator.render`` too (the package sets
-the method when it is imported: the extension calls nothing in the package). Both formats
-draw the same data, the pool's ``layout()`` and ``stats()``: live blocks, free blocks by
-free list, the uncarved rest of the chunk and the break.
+:func:`render` is ``stlalloc.render``; :func:`render_method` is ``PoolAllocator.render``,
+which the package sets when it is imported (the extension calls nothing in the package).
+Both formats draw the same data, the pool's ``layout()`` and ``stats()``: live blocks, free
+blocks by free list, the uncarved rest of the chunk and the break.
 """
 
 from __future__ import annotations
@@ -47,6 +47,11 @@ def render(pool: PoolAllocator, format: Literal["text", "svg"] = "text", **optio
     if format == "svg":
         return _svg(pool, **options)
     raise ValueError(f"format must be 'text' or 'svg', not {format!r}")
+
+
+def render_method(self: Any, format: str = "text", **options: Any) -> str:
+    """Draws the pool: ``format="text"`` for a terminal, ``"svg"`` for an image."""
+    return render(self, format, **options)
 
 
 def _header(pool: Any) -> list[str]:
