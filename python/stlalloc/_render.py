@@ -49,7 +49,9 @@ def render(pool: PoolAllocator, format: Literal["text", "svg"] = "text", **optio
     raise ValueError(f"format must be 'text' or 'svg', not {format!r}")
 
 
-def render_method(self: Any, format: str = "text", **options: Any) -> str:
+def render_method(
+    self: PoolAllocator, format: Literal["text", "svg"] = "text", **options: Any
+) -> str:
     """Draws the pool: ``format="text"`` for a terminal, ``"svg"`` for an image."""
     return render(self, format, **options)
 
