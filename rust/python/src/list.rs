@@ -35,6 +35,8 @@ fn wrap<T: Elem>(list: CoreList<T>) -> AnyList {
     T::wrap(Typed::new(list))
 }
 
+const LIST_INDEX: &str = "List indices must be integers";
+
 /// ``std::list``: a doubly linked list, one node per element, each node one block of
 /// ``node_size()`` bytes (prev, next, value) from ``allocator`` (default: ``default_pool()``).
 ///
@@ -260,7 +262,7 @@ impl StdList {
         py: Python<'py>,
         i: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let i = subscript(i, "List")?;
+        let i = subscript(i, LIST_INDEX)?;
         each!(&self.inner, t => t.get(py, i))
     }
 
@@ -270,12 +272,12 @@ impl StdList {
         i: &Bound<'_, PyAny>,
         x: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let i = subscript(i, "List")?;
+        let i = subscript(i, LIST_INDEX)?;
         each!(&self.inner, t => t.set(py, i, x))
     }
 
     fn __delitem__(&self, py: Python<'_>, i: &Bound<'_, PyAny>) -> PyResult<()> {
-        let i = subscript(i, "List")?;
+        let i = subscript(i, LIST_INDEX)?;
         each!(&self.inner, t => t.delete(py, i))
     }
 

@@ -49,6 +49,8 @@ fn items_equal(a: &[Bound<'_, PyAny>], b: &[Bound<'_, PyAny>]) -> PyResult<bool>
     Ok(true)
 }
 
+const VECTOR_INDEX: &str = "Vector indices must be integers or slices";
+
 /// ``std::vector`` over an allocator: one contiguous block of ``capacity() * 8`` bytes.
 ///
 /// ``dtype`` is ``"int64"``, ``"float64"`` or ``"object"``; ``allocator`` a PoolAllocator or
@@ -204,7 +206,7 @@ impl PyVector {
                 each!(&self.store, t => Self::with_items(allocator, t.get_slice(py, spec)?))?;
             return Ok(Bound::new(py, part)?.into_any());
         }
-        let i = subscript(key, "Vector")?;
+        let i = subscript(key, VECTOR_INDEX)?;
         each!(&self.store, t => t.get(py, i))
     }
 
@@ -218,7 +220,7 @@ impl PyVector {
             let spec = SliceSpec::unpack(slice)?;
             return each!(&self.store, t => t.set_slice(py, spec, items_from(py, value)?));
         }
-        let i = subscript(key, "Vector")?;
+        let i = subscript(key, VECTOR_INDEX)?;
         each!(&self.store, t => t.set(i, value))
     }
 
@@ -228,7 +230,7 @@ impl PyVector {
             let spec = SliceSpec::unpack(slice)?;
             return each!(&self.store, t => t.del_slice(py, spec));
         }
-        let i = subscript(key, "Vector")?;
+        let i = subscript(key, VECTOR_INDEX)?;
         each!(&self.store, t => t.del(py, i))
     }
 
