@@ -237,6 +237,19 @@ pub fn py_eq(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<bool> {
     }
 }
 
+/// `a == b` for two sequences of objects, as lists compare.
+pub fn items_equal(a: &[Bound<'_, PyAny>], b: &[Bound<'_, PyAny>]) -> PyResult<bool> {
+    if a.len() != b.len() {
+        return Ok(false);
+    }
+    for (x, y) in a.iter().zip(b) {
+        if !py_eq(x, y)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// The elements of `iterable`, converted. Ranges of ints become numbers without a Python
 /// call per element; lists and tuples are read in place; anything else is iterated.
 pub fn collect<T: Elem>(iterable: &Bound<'_, PyAny>) -> PyResult<Vec<T>> {

@@ -6,7 +6,7 @@ mod typed;
 
 use crate::alloc_arg::AllocatorArg;
 use crate::dtype::{by_dtype, each, each_pair, ByDtype, Dtype, Family};
-use crate::elem::Elem;
+use crate::elem::{items_equal, Elem};
 use crate::seq::subscript;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -302,15 +302,7 @@ impl StdList {
         }
         let a = each!(&a.inner, t => t.objects(py))?;
         let b = each!(&b.inner, t => t.objects(py))?;
-        if a.len() != b.len() {
-            return Ok(false);
-        }
-        for (x, y) in a.iter().zip(&b) {
-            if !crate::elem::py_eq(x, y)? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        items_equal(&a, &b)
     }
 
     /// ``List([1, 2], dtype='int64')``; a List inside itself shows as ``[...]``.

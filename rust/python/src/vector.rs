@@ -7,7 +7,7 @@ use crate::alloc_arg::AllocatorArg;
 use crate::buffer;
 use crate::convert::Size;
 use crate::dtype::{by_dtype, each, each_pair, ByDtype, Family};
-use crate::elem::{self, py_eq, Elem};
+use crate::elem::{self, items_equal, Elem};
 use crate::seq::{clamped, subscript, SliceSpec};
 use crate::typed_vector::Typed;
 use pyo3::basic::CompareOp;
@@ -34,19 +34,6 @@ fn items_from<T: Elem>(py: Python<'_>, iterable: &Bound<'_, PyAny>) -> PyResult<
         }
     }
     elem::collect(iterable)
-}
-
-/// `a == b` for two sequences of objects, as lists compare.
-fn items_equal(a: &[Bound<'_, PyAny>], b: &[Bound<'_, PyAny>]) -> PyResult<bool> {
-    if a.len() != b.len() {
-        return Ok(false);
-    }
-    for (x, y) in a.iter().zip(b) {
-        if !py_eq(x, y)? {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }
 
 const VECTOR_INDEX: &str = "Vector indices must be integers or slices";
