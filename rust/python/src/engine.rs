@@ -39,7 +39,9 @@ pub struct Locked<S> {
 pub struct Guard<'a, S> {
     // Field order matters: the lock is released before the deferred values are dropped.
     slot: GilMutexGuard<'a, Slot<S>>,
-    deferred: Vec<Box<dyn Send>>,
+    /// What was deferred, as one value (pairs of earlier and later ones), so that a guard
+    /// with nothing deferred (the fast paths) is small and drops nothing.
+    deferred: Option<Box<dyn Send>>,
 }
 
 impl<S> Locked<S> {
@@ -53,7 +55,7 @@ impl<S> Locked<S> {
     pub fn lock(&self, py: Python<'_>) -> PyResult<Guard<'_, S>> {
         Ok(Guard {
             slot: self.slot.lock(py)?,
-            deferred: Vec::new(),
+            deferred: None,
         })
     }
 
@@ -61,7 +63,7 @@ impl<S> Locked<S> {
     pub fn try_lock(&self) -> Option<Guard<'_, S>> {
         Some(Guard {
             slot: self.slot.try_lock()?,
-            deferred: Vec::new(),
+            deferred: None,
         })
     }
 }
@@ -69,7 +71,11 @@ impl<S> Locked<S> {
 impl<S> Guard<'_, S> {
     /// Drops `owed` after the lock is released.
     pub fn defer(&mut self, owed: impl Send + 'static) {
-        self.deferred.push(Box::new(owed));
+        let owed: Box<dyn Send> = Box::new(owed);
+        self.deferred = Some(match self.deferred.take() {
+            None => owed,
+            Some(earlier) => Box::new((earlier, owed)),
+        });
     }
 
     /// Changes whenever the state was borrowed for writing.

@@ -61,6 +61,8 @@ pub use gil_mutex::{GilMutex, GilMutexGuard};
 #[cfg(Py_GIL_DISABLED)]
 pub use free_threaded::{GilMutex, GilMutexGuard};
 
+#[cold]
+#[inline(never)]
 fn reentered() -> pyo3::PyErr {
     pyo3::exceptions::PyRuntimeError::new_err(
         "a container was used by code it called while it was busy",

@@ -113,6 +113,7 @@ impl<T: Elem> Typed<T> {
 
     /// Links `node` with `link`; a node of another allocator comes back refused, to be
     /// freed after unlocking.
+    #[inline]
     fn link<'a>(
         &'a self,
         py: Python<'_>,
@@ -132,6 +133,7 @@ impl<T: Elem> Typed<T> {
         }
     }
 
+    #[inline]
     pub fn push(&self, py: Python<'_>, obj: &Bound<'_, PyAny>, front: bool) -> PyResult<()> {
         let node = Detached::new(&self.alloc, T::from_py(obj)?).or_raise()?;
         if front {
