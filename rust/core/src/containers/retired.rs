@@ -10,6 +10,11 @@
 //! held. Only a container's own `Drop` frees directly: nobody can hold a lock on a container
 //! being destroyed.
 //!
+//! Invariants (checked by `deferred_tests`, with an allocator that counts its frees):
+//! - frees during any `&mut self` method of a container `== 0`;
+//! - frees once everything the methods handed back is dropped `==` blocks handed back
+//!   (`Retired::pending` is `Some`), so nothing is lost on the way.
+//!
 //! A block the allocator refuses to take back is leaked: it stays a live block of its
 //! allocator, and nobody uses it any more.
 
