@@ -1,9 +1,9 @@
 //! Container elements, one Rust type per dtype: `i64` for "int64", `f64` for "float64",
-//! `Py<PyAny>` for "object". Conversions raise what `array.array('q')` / `array('d')`
-//! raise: a non-integer into int64 (str, float) `TypeError`, an int out of range
-//! `OverflowError`; ints are accepted into float64.
+//! `Py<PyAny>` for "object", the same for every container. Conversions raise what
+//! `array.array('q')` / `array('d')` raise: a non-integer into int64 (str, float)
+//! `TypeError`, an int out of range `OverflowError`; ints are accepted into float64.
 
-use crate::dtype::Dtype;
+use crate::dtype::{ByDtype, Dtype, Family};
 use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyInt, PyList, PyRange, PyRangeMethods, PyTuple};
 use pyo3::{ffi, PyTraverseError, PyVisit};
@@ -23,7 +23,15 @@ pub trait Elem: Sized + Send + Sync + 'static {
     const DTYPE: Dtype;
     /// The buffer-protocol format of numeric elements; `None` exports no buffer.
     const FORMAT: Option<&'static CStr>;
+    /// Python's `<` computed in Rust, for numbers; objects compare by calling Python.
+    const NATIVE_LT: Option<fn(&Self, &Self) -> bool>;
 
+    /// The engine of family `F` for this element type, if `d` holds that one.
+    fn select<F: Family>(d: &ByDtype<F>) -> Option<&F::Of<Self>>;
+    fn wrap<F: Family>(engine: F::Of<Self>) -> ByDtype<F>;
+
+    /// May run Python code (`__index__`, `__float__`): never call it with a container
+    /// locked.
     fn from_py(obj: &Bound<'_, PyAny>) -> PyResult<Self>;
     fn into_py(self, py: Python<'_>) -> Bound<'_, PyAny>;
     /// A copy (for objects a new reference: only an incref, safe under any lock).
@@ -45,9 +53,24 @@ pub trait Elem: Sized + Send + Sync + 'static {
     }
 }
 
+fn lt<T: PartialOrd>(a: &T, b: &T) -> bool {
+    a < b
+}
+
 impl Elem for i64 {
     const DTYPE: Dtype = Dtype::Int64;
     const FORMAT: Option<&'static CStr> = Some(c"q");
+    const NATIVE_LT: Option<fn(&Self, &Self) -> bool> = Some(lt);
+
+    fn select<F: Family>(d: &ByDtype<F>) -> Option<&F::Of<Self>> {
+        match d {
+            ByDtype::Int(e) => Some(e),
+            _ => None,
+        }
+    }
+    fn wrap<F: Family>(engine: F::Of<Self>) -> ByDtype<F> {
+        ByDtype::Int(engine)
+    }
 
     #[inline]
     fn from_py(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
@@ -103,6 +126,17 @@ fn sort_key(x: f64) -> f64 {
 impl Elem for f64 {
     const DTYPE: Dtype = Dtype::Float64;
     const FORMAT: Option<&'static CStr> = Some(c"d");
+    const NATIVE_LT: Option<fn(&Self, &Self) -> bool> = Some(lt);
+
+    fn select<F: Family>(d: &ByDtype<F>) -> Option<&F::Of<Self>> {
+        match d {
+            ByDtype::Float(e) => Some(e),
+            _ => None,
+        }
+    }
+    fn wrap<F: Family>(engine: F::Of<Self>) -> ByDtype<F> {
+        ByDtype::Float(engine)
+    }
 
     #[inline]
     fn from_py(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
@@ -151,6 +185,17 @@ impl Elem for f64 {
 impl Elem for Py<PyAny> {
     const DTYPE: Dtype = Dtype::Object;
     const FORMAT: Option<&'static CStr> = None;
+    const NATIVE_LT: Option<fn(&Self, &Self) -> bool> = None;
+
+    fn select<F: Family>(d: &ByDtype<F>) -> Option<&F::Of<Self>> {
+        match d {
+            ByDtype::Object(e) => Some(e),
+            _ => None,
+        }
+    }
+    fn wrap<F: Family>(engine: F::Of<Self>) -> ByDtype<F> {
+        ByDtype::Object(engine)
+    }
 
     fn from_py(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(obj.clone().unbind())
@@ -190,6 +235,19 @@ pub fn py_eq(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<bool> {
     } else {
         Ok(r == 1)
     }
+}
+
+/// `a == b` for two sequences of objects, as lists compare.
+pub fn items_equal(a: &[Bound<'_, PyAny>], b: &[Bound<'_, PyAny>]) -> PyResult<bool> {
+    if a.len() != b.len() {
+        return Ok(false);
+    }
+    for (x, y) in a.iter().zip(b) {
+        if !py_eq(x, y)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The elements of `iterable`, converted. Ranges of ints become numbers without a Python

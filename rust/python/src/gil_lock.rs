@@ -50,18 +50,28 @@ mod gil {
 }
 
 /// A container's lock, by the same argument: on a GIL-enabled interpreter the GIL (which
-/// `lock` asks for as a `Python` token) already excludes other callers, so the lock is a
-/// re-entrancy check with plain loads and stores; on a free-threaded one it is a mutex that
-/// waits without blocking the interpreter. Containers never run Python code while locked.
+/// `lock` asks for as a `Python` token) already excludes other callers, so the lock only
+/// tells a re-entry, with plain loads and stores; on a free-threaded one it is a mutex that
+/// waits without blocking the interpreter, and that knows its owner thread so that a
+/// re-entry is told rather than waited for forever. Containers never run Python code while
+/// locked (see `engine`), so a re-entry is a bug; it is a `RuntimeError`, never a panic.
 #[cfg(not(Py_GIL_DISABLED))]
 pub use gil_mutex::{GilMutex, GilMutexGuard};
 
 #[cfg(Py_GIL_DISABLED)]
 pub use free_threaded::{GilMutex, GilMutexGuard};
 
+#[cold]
+#[inline(never)]
+fn reentered() -> pyo3::PyErr {
+    pyo3::exceptions::PyRuntimeError::new_err(
+        "a container was used by code it called while it was busy",
+    )
+}
+
 #[cfg(not(Py_GIL_DISABLED))]
 mod gil_mutex {
-    use pyo3::Python;
+    use pyo3::{PyResult, Python};
     use std::cell::UnsafeCell;
     use std::ops::{Deref, DerefMut};
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,10 +98,10 @@ mod gil_mutex {
             }
         }
 
+        /// `RuntimeError` while another guard exists (a re-entry: see the type's notes).
         #[inline]
-        pub fn lock(&self, _py: Python<'_>) -> GilMutexGuard<'_, T> {
-            self.try_lock()
-                .expect("a container was re-entered while locked")
+        pub fn lock(&self, _py: Python<'_>) -> PyResult<GilMutexGuard<'_, T>> {
+            self.try_lock().ok_or_else(super::reentered)
         }
 
         /// `None` while another guard exists.
@@ -133,28 +143,82 @@ mod gil_mutex {
 #[cfg(Py_GIL_DISABLED)]
 mod free_threaded {
     use pyo3::sync::MutexExt;
-    use pyo3::Python;
+    use pyo3::{PyResult, Python};
+    use std::ops::{Deref, DerefMut};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Mutex, MutexGuard, PoisonError};
 
-    pub type GilMutexGuard<'a, T> = MutexGuard<'a, T>;
+    thread_local! {
+        static ME: u8 = const { 0 };
+    }
 
-    pub struct GilMutex<T>(Mutex<T>);
+    /// This thread's identity: the address of its thread-local, never 0.
+    fn me() -> usize {
+        ME.with(|m| m as *const u8 as usize)
+    }
+
+    pub struct GilMutex<T> {
+        mutex: Mutex<T>,
+        /// The thread holding `mutex`, 0 when none.
+        owner: AtomicUsize,
+    }
+
+    pub struct GilMutexGuard<'a, T> {
+        guard: MutexGuard<'a, T>,
+        owner: &'a AtomicUsize,
+    }
 
     impl<T> GilMutex<T> {
         pub fn new(value: T) -> Self {
-            Self(Mutex::new(value))
+            Self {
+                mutex: Mutex::new(value),
+                owner: AtomicUsize::new(0),
+            }
         }
 
-        /// Waits without blocking the interpreter; poisoning is ignored (containers are
-        /// consistent after any panic).
-        pub fn lock(&self, py: Python<'_>) -> GilMutexGuard<'_, T> {
-            self.0
+        /// Waits without blocking the interpreter; `RuntimeError` if this thread holds it
+        /// already. Poisoning is ignored (containers are consistent after any panic).
+        pub fn lock(&self, py: Python<'_>) -> PyResult<GilMutexGuard<'_, T>> {
+            // Only this thread can have stored its own identity, so the check is exact.
+            if self.owner.load(Ordering::Relaxed) == me() {
+                return Err(super::reentered());
+            }
+            let guard = self
+                .mutex
                 .lock_py_attached(py)
-                .unwrap_or_else(PoisonError::into_inner)
+                .unwrap_or_else(PoisonError::into_inner);
+            Ok(self.owned(guard))
         }
 
         pub fn try_lock(&self) -> Option<GilMutexGuard<'_, T>> {
-            self.0.try_lock().ok()
+            self.mutex.try_lock().ok().map(|g| self.owned(g))
+        }
+
+        fn owned<'a>(&'a self, guard: MutexGuard<'a, T>) -> GilMutexGuard<'a, T> {
+            self.owner.store(me(), Ordering::Relaxed);
+            GilMutexGuard {
+                guard,
+                owner: &self.owner,
+            }
+        }
+    }
+
+    impl<T> Deref for GilMutexGuard<'_, T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            &self.guard
+        }
+    }
+
+    impl<T> DerefMut for GilMutexGuard<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            &mut self.guard
+        }
+    }
+
+    impl<T> Drop for GilMutexGuard<'_, T> {
+        fn drop(&mut self) {
+            self.owner.store(0, Ordering::Relaxed);
         }
     }
 }

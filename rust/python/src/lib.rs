@@ -8,6 +8,7 @@ mod builtin;
 mod convert;
 mod dtype;
 mod elem;
+mod engine;
 mod errors;
 mod fastcall;
 mod gil_lock;

@@ -2,97 +2,40 @@
 //! the chosen allocator (one per element). The logic is the core's `List`; this layer
 //! converts, locks and raises (see `typed` for the locking rules).
 
-mod element;
 mod typed;
 
 use crate::alloc_arg::AllocatorArg;
-use crate::dtype::Dtype;
-use element::Element;
-use pyo3::exceptions::{PyIndexError, PyOverflowError, PyTypeError, PyValueError};
+use crate::dtype::{by_dtype, each, each_pair, ByDtype, Dtype, Family};
+use crate::elem::{items_equal, Elem};
+use crate::seq::subscript;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
 use pyo3::types::PyList;
 use pyo3::{PyTraverseError, PyVisit};
 use std::sync::{Mutex, PoisonError};
-use stlalloc_core::containers::list::{Cursor, List};
+use stlalloc_core::containers::list::Cursor;
 use typed::{Alloc, CoreList, Typed};
 
-/// The list of each dtype: the element type is fixed at construction.
-enum AnyList {
-    Int(Typed<i64>),
-    Float(Typed<f64>),
-    Obj(Typed<Py<PyAny>>),
+/// The list engines, one per element type.
+struct Lists;
+
+impl Family for Lists {
+    type Of<T: Elem> = Typed<T>;
 }
 
-/// Runs `$body` with `$t` bound to the typed list, whatever its element type.
-macro_rules! each {
-    ($any:expr, $t:ident => $body:expr) => {
-        match $any {
-            AnyList::Int($t) => $body,
-            AnyList::Float($t) => $body,
-            AnyList::Obj($t) => $body,
-        }
-    };
+type AnyList = ByDtype<Lists>;
+
+fn build(dtype: Dtype, alloc: &Alloc, iterable: Option<&Bound<'_, PyAny>>) -> PyResult<AnyList> {
+    by_dtype!(dtype, T => Ok(T::wrap(Typed::<T>::new(Typed::build(alloc, iterable, false)?))))
 }
 
-/// Runs `$body` with two typed lists of the same element type, else `$other`.
-macro_rules! each_pair {
-    ($a:expr, $b:expr, ($x:ident, $y:ident) => $body:expr, _ => $other:expr) => {
-        match ($a, $b) {
-            (AnyList::Int($x), AnyList::Int($y)) => $body,
-            (AnyList::Float($x), AnyList::Float($y)) => $body,
-            (AnyList::Obj($x), AnyList::Obj($y)) => $body,
-            _ => $other,
-        }
-    };
+fn wrap<T: Elem>(list: CoreList<T>) -> AnyList {
+    T::wrap(Typed::new(list))
 }
 
-impl From<CoreList<i64>> for AnyList {
-    fn from(list: CoreList<i64>) -> Self {
-        Self::Int(Typed::new(list))
-    }
-}
-
-impl From<CoreList<f64>> for AnyList {
-    fn from(list: CoreList<f64>) -> Self {
-        Self::Float(Typed::new(list))
-    }
-}
-
-impl From<CoreList<Py<PyAny>>> for AnyList {
-    fn from(list: CoreList<Py<PyAny>>) -> Self {
-        Self::Obj(Typed::new(list))
-    }
-}
-
-impl AnyList {
-    fn build(dtype: Dtype, alloc: &Alloc, iterable: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
-        Ok(match dtype {
-            Dtype::Int64 => Typed::<i64>::build(alloc, iterable, false)?.into(),
-            Dtype::Float64 => Typed::<f64>::build(alloc, iterable, false)?.into(),
-            Dtype::Object => Typed::<Py<PyAny>>::build(alloc, iterable, false)?.into(),
-        })
-    }
-}
-
-/// An index argument: `IndexError` (not `OverflowError`) for ints beyond any index, as
-/// `list` does.
-struct Index(isize);
-
-impl<'a, 'py> FromPyObject<'a, 'py> for Index {
-    type Error = PyErr;
-
-    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
-        obj.extract().map(Index).map_err(|e| {
-            if e.is_instance_of::<PyOverflowError>(obj.py()) {
-                PyIndexError::new_err("cannot fit 'int' into an index-sized integer")
-            } else {
-                e
-            }
-        })
-    }
-}
+const LIST_INDEX: &str = "List indices must be integers";
 
 /// ``std::list``: a doubly linked list, one node per element, each node one block of
 /// ``node_size()`` bytes (prev, next, value) from ``allocator`` (default: ``default_pool()``).
@@ -142,7 +85,7 @@ impl StdList {
     ) -> PyResult<Self> {
         let dtype = Dtype::parse(dtype)?;
         let alloc = AllocatorArg::from_py(py, allocator)?;
-        let inner = AnyList::build(dtype, &alloc.core, iterable)?;
+        let inner = build(dtype, &alloc.core, iterable)?;
         Ok(Self::from_parts(inner, dtype, alloc.object))
     }
 
@@ -159,15 +102,11 @@ impl StdList {
 
     /// Bytes of one node: prev, next and the 8-byte value.
     fn node_size(&self) -> usize {
-        match self.dtype {
-            Dtype::Int64 => List::<i64, Alloc>::node_size(),
-            Dtype::Float64 => List::<f64, Alloc>::node_size(),
-            Dtype::Object => List::<Py<PyAny>, Alloc>::node_size(),
-        }
+        by_dtype!(self.dtype, T => CoreList::<T>::node_size())
     }
 
     /// The address of every node, in list order.
-    fn node_addresses(&self, py: Python<'_>) -> Vec<usize> {
+    fn node_addresses(&self, py: Python<'_>) -> PyResult<Vec<usize>> {
         each!(&self.inner, t => t.node_addresses(py))
     }
 
@@ -248,7 +187,7 @@ impl StdList {
     }
 
     /// Reverses the order by relinking.
-    fn reverse(&self, py: Python<'_>) {
+    fn reverse(&self, py: Python<'_>) -> PyResult<()> {
         each!(&self.inner, t => t.reverse(py))
     }
 
@@ -277,13 +216,13 @@ impl StdList {
                    _ => Err(self.dtype_mismatch(other, "merge")))
     }
 
-    fn clear(&self, py: Python<'_>) {
+    fn clear(&self, py: Python<'_>) -> PyResult<()> {
         each!(&self.inner, t => t.clear(py))
     }
 
     /// A new List with the same values, dtype and allocator.
     fn copy(&self, py: Python<'_>) -> PyResult<Self> {
-        let inner = each!(&self.inner, t => AnyList::from(t.copy(py)?));
+        let inner = each!(&self.inner, t => wrap(t.copy(py)?));
         Ok(Self::from_parts(
             inner,
             self.dtype,
@@ -313,28 +252,40 @@ impl StdList {
         Ok(!each!(&self.inner, t => t.find(py, x, true))?.is_empty())
     }
 
-    fn __len__(&self, py: Python<'_>) -> usize {
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
         each!(&self.inner, t => t.len(py))
     }
 
     /// Element ``i`` (negative from the end), walking from the nearer end.
-    fn __getitem__<'py>(&self, py: Python<'py>, i: Index) -> PyResult<Bound<'py, PyAny>> {
-        each!(&self.inner, t => t.get(py, i.0))
+    fn __getitem__<'py>(
+        &self,
+        py: Python<'py>,
+        i: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let i = subscript(i, LIST_INDEX)?;
+        each!(&self.inner, t => t.get(py, i))
     }
 
-    fn __setitem__(&self, py: Python<'_>, i: Index, x: &Bound<'_, PyAny>) -> PyResult<()> {
-        each!(&self.inner, t => t.set(py, i.0, x))
+    fn __setitem__(
+        &self,
+        py: Python<'_>,
+        i: &Bound<'_, PyAny>,
+        x: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let i = subscript(i, LIST_INDEX)?;
+        each!(&self.inner, t => t.set(py, i, x))
     }
 
-    fn __delitem__(&self, py: Python<'_>, i: Index) -> PyResult<()> {
-        each!(&self.inner, t => t.delete(py, i.0))
+    fn __delitem__(&self, py: Python<'_>, i: &Bound<'_, PyAny>) -> PyResult<()> {
+        let i = subscript(i, LIST_INDEX)?;
+        each!(&self.inner, t => t.delete(py, i))
     }
 
-    fn __iter__(slf: Bound<'_, Self>) -> ListIterator {
+    fn __iter__(slf: Bound<'_, Self>) -> PyResult<ListIterator> {
         ListIterator::new(slf, false)
     }
 
-    fn __reversed__(slf: Bound<'_, Self>) -> ListIterator {
+    fn __reversed__(slf: Bound<'_, Self>) -> PyResult<ListIterator> {
         ListIterator::new(slf, true)
     }
 
@@ -345,21 +296,13 @@ impl StdList {
         }
         let py = slf.py();
         let (a, b) = (slf.get(), other.get());
-        let native = each_pair!(&a.inner, &b.inner, (x, y) => x.native_eq(py, y), _ => None);
+        let native = each_pair!(&a.inner, &b.inner, (x, y) => x.native_eq(py, y)?, _ => None);
         if let Some(equal) = native {
             return Ok(equal);
         }
         let a = each!(&a.inner, t => t.objects(py))?;
         let b = each!(&b.inner, t => t.objects(py))?;
-        if a.len() != b.len() {
-            return Ok(false);
-        }
-        for (x, y) in a.iter().zip(&b) {
-            if !(x.is(y) || x.eq(y)?) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        items_equal(&a, &b)
     }
 
     /// ``List([1, 2], dtype='int64')``; a List inside itself shows as ``[...]``.
@@ -420,12 +363,12 @@ pub struct ListIterator {
 }
 
 impl ListIterator {
-    fn new(list: Bound<'_, StdList>, backward: bool) -> Self {
-        let cursor = each!(&list.get().inner, t => t.cursor(list.py(), backward));
-        Self {
+    fn new(list: Bound<'_, StdList>, backward: bool) -> PyResult<Self> {
+        let cursor = each!(&list.get().inner, t => t.cursor(list.py(), backward))?;
+        Ok(Self {
             list: list.unbind(),
             cursor: Mutex::new(Some(cursor)),
-        }
+        })
     }
 }
 
@@ -450,7 +393,7 @@ impl ListIterator {
             }
             // The value becomes a Python object only once no lock is held.
             drop(slot);
-            value?.map(|v| v.into_py(py)).transpose()
+            Ok(value?.map(|v| v.into_py(py)))
         })
     }
 

@@ -17,12 +17,13 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 }
 
 /// `obj` as a subscript index: anything with `__index__`; otherwise `TypeError` as a
-/// list raises it, and an int too large for an index `IndexError`.
-pub fn subscript(obj: &Bound<'_, PyAny>, container: &str) -> PyResult<isize> {
+/// list raises it (`rule`: "Vector indices must be integers or slices", say), and an int
+/// too large for an index `IndexError`.
+pub fn subscript(obj: &Bound<'_, PyAny>, rule: &str) -> PyResult<isize> {
     // SAFETY: `obj` is a valid object; PyIndex_Check only reads its type.
     if unsafe { ffi::PyIndex_Check(obj.as_ptr()) } == 0 {
         return Err(PyTypeError::new_err(format!(
-            "{container} indices must be integers or slices, not {}",
+            "{rule}, not {}",
             type_name(obj)
         )));
     }

@@ -1,18 +1,13 @@
 //! The engine behind the Python `Vector`, one per element type: a core `Vector<T>` behind
-//! a lock, used so that Python can never see it half-changed nor deadlock on it.
-//!
-//! Rules (each guards against Python code re-entering the vector, or another thread):
-//! - no Python code runs while the lock is held. Values are converted before locking;
-//!   elements are compared, converted to objects and dropped (a decref may run `__del__`)
-//!   after unlocking; storage is allocated unlocked (the allocator may call a Python
-//!   out-of-memory handler) and adopted under the lock again (`make_room`);
-//! - while a buffer is exported the storage neither moves nor is freed (`BufferError`),
-//!   and its block is pinned in the allocator, so the allocator refuses to free it too;
-//! - `version` counts content changes, so that `sort` with a key, which runs Python
-//!   unlocked, can tell whether the vector changed meanwhile.
+//! the engine's lock (`engine` states the rules). What is particular to vectors:
+//! - storage is allocated unlocked and adopted under the lock again (`make_room`); the old
+//!   block is freed after unlocking, deferred to the guard;
+//! - while a buffer is exported the storage neither moves nor is freed (`BufferError`);
+//!   the allocator refuses to free it too, as the vector claimed it.
 
 use crate::buffer::Region;
 use crate::elem::{py_eq, Elem, Probe};
+use crate::engine::{Guard, Locked};
 use crate::errors::OrRaise;
 use crate::seq::{insertion_point, resolve, search_bounds, Positions, SliceSpec};
 use pyo3::exceptions::{PyBufferError, PyIndexError, PyValueError};
@@ -20,9 +15,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use pyo3::{PyTraverseError, PyVisit};
 use std::mem;
-use std::ops::Range;
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::Arc;
 use stlalloc_core::containers::vector::{Storage, Vector};
 use stlalloc_core::{AllocError, BlockAllocator};
 
@@ -33,10 +27,7 @@ struct State<T> {
     vec: CoreVec<T>,
     /// Buffers exported and not yet released.
     exports: usize,
-    version: u64,
 }
-
-type Guard<'a, T> = MutexGuard<'a, State<T>>;
 
 impl<T> State<T> {
     fn check_movable(&self) -> PyResult<()> {
@@ -47,24 +38,10 @@ impl<T> State<T> {
         }
         Ok(())
     }
-
-    fn changed(&mut self) {
-        self.version = self.version.wrapping_add(1);
-    }
-
-    /// Removes `range`; elements that own references come back to be dropped unlocked.
-    fn take(&mut self, range: Range<usize>) -> Vec<T> {
-        if mem::needs_drop::<T>() {
-            self.vec.drain(range)
-        } else {
-            self.vec.erase(range);
-            Vec::new()
-        }
-    }
 }
 
 pub struct Typed<T> {
-    state: Mutex<State<T>>,
+    state: Locked<State<T>>,
     alloc: Alloc,
 }
 
@@ -73,83 +50,91 @@ fn index_error(msg: &str) -> PyErr {
 }
 
 impl<T: Elem> Typed<T> {
-    /// A vector of `items` with capacity exactly `items.len()`, as C++ copies a range.
+    /// A vector of `items` with capacity exactly `items.len()`, as C++ copies a range. Made
+    /// before any lock exists, so it may allocate and free as it goes.
     pub fn from_items(alloc: Alloc, items: Vec<T>) -> PyResult<Self> {
         let mut vec = Vector::with_capacity_in(items.len(), alloc.clone()).or_raise()?;
-        vec.extend_from_vec(items).or_raise()?;
+        drop(vec.extend_from_vec(items).or_raise()?);
         Ok(Self {
-            state: Mutex::new(State {
-                vec,
-                exports: 0,
-                version: 0,
-            }),
+            state: Locked::new(State { vec, exports: 0 }),
             alloc,
         })
     }
 
     #[inline]
-    fn lock(&self) -> Guard<'_, T> {
-        // Nothing panics between reading and writing the state, so a poisoned lock still
-        // guards a consistent vector.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self, py: Python<'_>) -> PyResult<Guard<'_, State<T>>> {
+        self.state.lock(py)
     }
 
     /// The lock, with room for what `need` asks (`grown_capacity`-style: the capacity to
     /// move to, or `None`). The block is allocated unlocked, then adopted if the vector
-    /// still needs exactly that; otherwise it is freed and the request recomputed.
+    /// still needs exactly that; otherwise it is freed and the request recomputed. The
+    /// block let go of (the old one, or the refused new one) is freed once the returned
+    /// guard unlocks.
     fn make_room(
         &self,
+        py: Python<'_>,
         need: impl Fn(&CoreVec<T>) -> Result<Option<usize>, AllocError>,
-    ) -> PyResult<Guard<'_, T>> {
+    ) -> PyResult<Guard<'_, State<T>>> {
         loop {
-            let g = self.lock();
+            let g = self.lock(py)?;
             let Some(cap) = need(&g.vec).or_raise()? else {
                 return Ok(g);
             };
             g.check_movable()?;
             drop(g);
-            let storage = Storage::allocate(&*self.alloc, cap).or_raise()?;
-            let mut g = self.lock();
-            if g.exports == 0 && need(&g.vec).or_raise()? == Some(cap) {
-                g.vec.adopt(storage).or_raise()?;
-                return Ok(g);
+            let storage = Storage::allocate(self.alloc.clone(), cap).or_raise()?;
+            let mut g = self.lock(py)?;
+            if g.exports > 0 || need(&g.vec).or_raise()? != Some(cap) {
+                // Changed meanwhile (by the allocator's code, or another thread): the block
+                // is freed once unlocked, and the need is computed again.
+                g.defer(storage);
+                continue;
             }
-            // Changed meanwhile (by the handler, or another thread): `storage` is freed
-            // here, which runs no Python, and the need is computed again.
+            let (old, adopted) = g.vec.adopt(storage);
+            g.defer(old);
+            adopted.or_raise()?;
+            return Ok(g);
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.lock().vec.len()
+    pub fn len(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.lock(py)?.vec.len())
     }
 
-    pub fn capacity(&self) -> usize {
-        self.lock().vec.capacity()
+    pub fn capacity(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.lock(py)?.vec.capacity())
     }
 
-    pub fn data(&self) -> usize {
-        self.lock().vec.data()
+    pub fn data(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.lock(py)?.vec.data())
+    }
+
+    /// Copies of every element (new references for objects) and the version they show.
+    fn snapshot_versioned(&self, py: Python<'_>) -> PyResult<(Vec<T>, u64)> {
+        let g = self.lock(py)?;
+        Ok((g.vec.iter().map(|e| e.clone_ref(py)).collect(), g.version()))
     }
 
     /// Copies of every element (new references for objects).
-    pub fn snapshot(&self, py: Python<'_>) -> Vec<T> {
-        self.lock().vec.iter().map(|e| e.clone_ref(py)).collect()
+    pub fn snapshot(&self, py: Python<'_>) -> PyResult<Vec<T>> {
+        Ok(self.snapshot_versioned(py)?.0)
     }
 
     /// The elements as Python objects, made after unlocking.
-    pub fn py_items<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyAny>> {
-        let items = self.snapshot(py);
-        items.into_iter().map(|e| e.into_py(py)).collect()
+    pub fn py_items<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let items = self.snapshot(py)?;
+        Ok(items.into_iter().map(|e| e.into_py(py)).collect())
     }
 
     /// Element `i`, if there is one now (iterators re-check the length each step).
-    pub fn item(&self, py: Python<'_>, i: usize) -> Option<T> {
-        self.lock().vec.get(i).map(|e| e.clone_ref(py))
+    pub fn item(&self, py: Python<'_>, i: usize) -> PyResult<Option<T>> {
+        Ok(self.lock(py)?.vec.get(i).map(|e| e.clone_ref(py)))
     }
 
     pub fn get<'py>(&self, py: Python<'py>, i: isize) -> PyResult<Bound<'py, PyAny>> {
         let item = {
-            let g = self.lock();
+            let g = self.lock(py)?;
             let j =
                 resolve(i, g.vec.len()).ok_or_else(|| index_error("Vector index out of range"))?;
             g.vec[j].clone_ref(py)
@@ -159,7 +144,7 @@ impl<T: Elem> Typed<T> {
 
     pub fn front<'py>(&self, py: Python<'py>, back: bool) -> PyResult<Bound<'py, PyAny>> {
         let item = {
-            let g = self.lock();
+            let g = self.lock(py)?;
             let end = if back { g.vec.last() } else { g.vec.first() };
             let which = if back { "back" } else { "front" };
             end.map(|e| e.clone_ref(py))
@@ -168,63 +153,58 @@ impl<T: Elem> Typed<T> {
         Ok(item.into_py(py))
     }
 
-    pub fn get_slice(&self, py: Python<'_>, spec: SliceSpec) -> Vec<T> {
-        let g = self.lock();
+    pub fn get_slice(&self, py: Python<'_>, spec: SliceSpec) -> PyResult<Vec<T>> {
+        let g = self.lock(py)?;
         let pos = spec.fit(g.vec.len());
-        pos.iter().map(|i| g.vec[i].clone_ref(py)).collect()
+        Ok(pos.iter().map(|i| g.vec[i].clone_ref(py)).collect())
     }
 
     #[inline]
     pub fn push(&self, x: &Bound<'_, PyAny>) -> PyResult<()> {
         let item = T::from_py(x)?;
         let item = {
-            let mut g = self.lock();
+            let mut g = self.lock(x.py())?;
             match g.vec.push_within_capacity(item) {
-                Ok(()) => {
-                    g.changed();
-                    return Ok(());
-                }
+                Ok(()) => return Ok(()),
                 Err(item) => item,
             }
         };
-        self.push_growing(item)
+        self.push_growing(x.py(), item)
     }
 
     #[cold]
-    fn push_growing(&self, item: T) -> PyResult<()> {
-        let mut g = self.make_room(|v| v.grown_capacity(0, 1))?;
+    fn push_growing(&self, py: Python<'_>, item: T) -> PyResult<()> {
+        let mut g = self.make_room(py, |v| v.grown_capacity(0, 1))?;
         if g.vec.push_within_capacity(item).is_err() {
             unreachable!("make_room made room for one more");
         }
-        g.changed();
         Ok(())
     }
 
-    pub fn extend(&self, items: Vec<T>) -> PyResult<()> {
+    pub fn extend(&self, py: Python<'_>, items: Vec<T>) -> PyResult<()> {
         let k = items.len();
-        let mut g = self.make_room(|v| v.grown_capacity(0, k))?;
-        // Room was made, so this cannot allocate.
-        g.vec.extend_from_vec(items).or_raise()?;
-        g.changed();
+        let mut g = self.make_room(py, |v| v.grown_capacity(0, k))?;
+        // Room was made, so nothing moves.
+        let old = g.vec.extend_from_vec(items).or_raise()?;
+        g.defer(old);
         Ok(())
     }
 
     pub fn insert(&self, i: isize, x: &Bound<'_, PyAny>) -> PyResult<()> {
         let item = T::from_py(x)?;
-        let mut g = self.make_room(|v| v.grown_capacity(0, 1))?;
+        let mut g = self.make_room(x.py(), |v| v.grown_capacity(0, 1))?;
         let at = insertion_point(i, g.vec.len());
-        g.vec.insert(at, item).or_raise()?;
-        g.changed();
+        let old = g.vec.insert(at, item).or_raise()?;
+        g.defer(old);
         Ok(())
     }
 
     pub fn set(&self, i: isize, x: &Bound<'_, PyAny>) -> PyResult<()> {
         let item = T::from_py(x)?;
         let old = {
-            let mut g = self.lock();
+            let mut g = self.lock(x.py())?;
             let j = resolve(i, g.vec.len())
                 .ok_or_else(|| index_error("Vector assignment index out of range"))?;
-            g.changed();
             mem::replace(&mut g.vec[j], item)
         };
         drop(old);
@@ -233,19 +213,19 @@ impl<T: Elem> Typed<T> {
 
     /// `v[slice] = items`: a step-1 slice is replaced by any number of items (C++: erase,
     /// then insert, growing as that would); an extended slice needs exactly as many.
-    pub fn set_slice(&self, spec: SliceSpec, items: Vec<T>) -> PyResult<()> {
+    pub fn set_slice(&self, py: Python<'_>, spec: SliceSpec, items: Vec<T>) -> PyResult<()> {
         let k = items.len();
         let old = if spec.is_contiguous() {
-            let mut g = self.make_room(|v| {
+            let mut g = self.make_room(py, |v| {
                 let r = spec.fit(v.len()).contiguous().expect("step 1");
                 v.grown_capacity(r.len(), k)
             })?;
             let r = spec.fit(g.vec.len()).contiguous().expect("step 1");
-            let old = g.vec.splice(r, items).or_raise()?;
-            g.changed();
+            let (old, retired) = g.vec.splice(r, items).or_raise()?;
+            g.defer(retired);
             old
         } else {
-            let mut g = self.lock();
+            let mut g = self.lock(py)?;
             let pos = spec.fit(g.vec.len());
             if pos.count != k {
                 return Err(PyValueError::new_err(format!(
@@ -253,7 +233,6 @@ impl<T: Elem> Typed<T> {
                     pos.count
                 )));
             }
-            g.changed();
             pos.iter()
                 .zip(items)
                 .map(|(i, x)| mem::replace(&mut g.vec[i], x))
@@ -263,55 +242,53 @@ impl<T: Elem> Typed<T> {
         Ok(())
     }
 
-    pub fn del(&self, i: isize) -> PyResult<()> {
+    pub fn del(&self, py: Python<'_>, i: isize) -> PyResult<()> {
         let old = {
-            let mut g = self.lock();
+            let mut g = self.lock(py)?;
             let j = resolve(i, g.vec.len())
                 .ok_or_else(|| index_error("Vector assignment index out of range"))?;
-            g.changed();
             g.vec.remove(j)
         };
         drop(old);
         Ok(())
     }
 
-    pub fn del_slice(&self, spec: SliceSpec) {
+    pub fn del_slice(&self, py: Python<'_>, spec: SliceSpec) -> PyResult<()> {
         let old = {
-            let mut g = self.lock();
+            let mut g = self.lock(py)?;
             let pos = spec.fit(g.vec.len());
-            g.changed();
             match pos.contiguous() {
-                Some(r) => g.take(r),
-                None => Self::take_strided(&mut g, pos),
+                Some(r) => g.vec.erase(r),
+                None => Self::take_strided(&mut g.vec, pos),
             }
         };
         drop(old);
+        Ok(())
     }
 
     /// Removes the positions of an extended slice, keeping the rest in order: survivors
     /// are swapped down over the removed elements, which end up at the tail.
-    fn take_strided(g: &mut State<T>, pos: Positions) -> Vec<T> {
+    fn take_strided(vec: &mut CoreVec<T>, pos: Positions) -> Vec<T> {
         let (first, stride) = pos.ascending();
         let removed = |i: usize| (i - first) % stride == 0 && (i - first) / stride < pos.count;
-        let len = g.vec.len();
+        let len = vec.len();
         let mut w = first;
         for i in first..len {
             if !removed(i) {
-                g.vec.swap(w, i);
+                vec.swap(w, i);
                 w += 1;
             }
         }
-        g.take(w..len)
+        vec.erase(w..len)
     }
 
     pub fn pop<'py>(&self, py: Python<'py>, i: isize) -> PyResult<Bound<'py, PyAny>> {
         let item = {
-            let mut g = self.lock();
+            let mut g = self.lock(py)?;
             if g.vec.is_empty() {
                 return Err(index_error("pop from empty Vector"));
             }
             let j = resolve(i, g.vec.len()).ok_or_else(|| index_error("pop index out of range"))?;
-            g.changed();
             g.vec.remove(j)
         };
         Ok(item.into_py(py))
@@ -326,17 +303,17 @@ impl<T: Elem> Typed<T> {
         start: isize,
         stop: isize,
     ) -> PyResult<Option<usize>> {
-        let bounds = search_bounds(start, stop, self.len());
+        let bounds = search_bounds(start, stop, self.len(py)?);
         match T::probe(x) {
             Probe::Never => Ok(None),
             Probe::Equal(v) => {
-                let g = self.lock();
+                let g = self.lock(py)?;
                 let end = bounds.end.min(g.vec.len());
                 Ok((bounds.start..end).find(|&i| g.vec[i].native_eq(&v) == Some(true)))
             }
             Probe::Python => {
                 for i in bounds {
-                    let Some(item) = self.item(py, i) else { break };
+                    let Some(item) = self.item(py, i)? else { break };
                     if py_eq(&item.into_py(py), x)? {
                         return Ok(Some(i));
                     }
@@ -350,7 +327,7 @@ impl<T: Elem> Typed<T> {
         match T::probe(x) {
             Probe::Never => Ok(0),
             Probe::Equal(v) => {
-                let g = self.lock();
+                let g = self.lock(py)?;
                 Ok(g.vec
                     .iter()
                     .filter(|e| e.native_eq(&v) == Some(true))
@@ -359,7 +336,7 @@ impl<T: Elem> Typed<T> {
             Probe::Python => {
                 let mut n = 0;
                 let mut i = 0;
-                while let Some(item) = self.item(py, i) {
+                while let Some(item) = self.item(py, i)? {
                     n += usize::from(py_eq(&item.into_py(py), x)?);
                     i += 1;
                 }
@@ -374,21 +351,17 @@ impl<T: Elem> Typed<T> {
             return Err(PyValueError::new_err("Vector.remove(x): x not in Vector"));
         };
         let old = {
-            let mut g = self.lock();
+            let mut g = self.lock(py)?;
             // The comparison ran Python code, which may have shrunk the vector.
-            (i < g.vec.len()).then(|| {
-                g.changed();
-                g.vec.remove(i)
-            })
+            (i < g.vec.len()).then(|| g.vec.remove(i))
         };
         drop(old);
         Ok(())
     }
 
-    pub fn reverse(&self) {
-        let mut g = self.lock();
-        g.vec.reverse();
-        g.changed();
+    pub fn reverse(&self, py: Python<'_>) -> PyResult<()> {
+        self.lock(py)?.vec.reverse();
+        Ok(())
     }
 
     /// A stable sort, as `list.sort`. Numbers without a key sort natively under the lock;
@@ -400,18 +373,12 @@ impl<T: Elem> Typed<T> {
         key: Option<&Bound<'_, PyAny>>,
         reverse: bool,
     ) -> PyResult<()> {
-        if key.is_none() {
-            let mut g = self.lock();
-            if T::sort_native(&mut g.vec, reverse) {
-                g.changed();
-                return Ok(());
-            }
+        if key.is_none() && T::NATIVE_LT.is_some() {
+            let mut g = self.lock(py)?;
+            T::sort_native(&mut g.vec, reverse);
+            return Ok(());
         }
-        let (items, version) = {
-            let g = self.lock();
-            let items: Vec<T> = g.vec.iter().map(|e| e.clone_ref(py)).collect();
-            (items, g.version)
-        };
+        let (items, version) = self.snapshot_versioned(py)?;
         let list = PyList::new(py, items.into_iter().map(|e| e.into_py(py)))?;
         let kwargs = PyDict::new(py);
         kwargs.set_item("key", key)?;
@@ -422,11 +389,8 @@ impl<T: Elem> Typed<T> {
             .map(|o| T::from_py(&o))
             .collect::<PyResult<Vec<T>>>()?;
         let old: Vec<T> = {
-            let mut g = self.lock();
-            if g.version != version {
-                return Err(PyValueError::new_err("Vector modified during sort"));
-            }
-            g.changed();
+            let mut g = self.lock(py)?;
+            g.check_unchanged(version, "Vector", "sort")?;
             g.vec
                 .iter_mut()
                 .zip(sorted)
@@ -449,59 +413,51 @@ impl<T: Elem> Typed<T> {
             None => T::default_value(py),
         };
         let old = {
-            let mut g = self.make_room(|v| v.grown_capacity(0, n.saturating_sub(v.len())))?;
-            let len = g.vec.len();
-            g.changed();
-            if n < len {
-                g.take(n..len)
-            } else {
-                g.vec.resize_with(n, || fill.clone_ref(py)).or_raise()?;
-                Vec::new()
-            }
+            let mut g = self.make_room(py, |v| v.grown_capacity(0, n.saturating_sub(v.len())))?;
+            let (old, retired) = g.vec.resize_with(n, || fill.clone_ref(py)).or_raise()?;
+            g.defer(retired);
+            old
         };
-        drop(old);
+        drop((old, fill));
         Ok(())
     }
 
     /// `reserve(n)`: capacity becomes exactly `n` if it was smaller.
-    pub fn reserve(&self, n: usize) -> PyResult<()> {
-        self.make_room(|v| Ok((n > v.capacity()).then_some(n)))
+    pub fn reserve(&self, py: Python<'_>, n: usize) -> PyResult<()> {
+        self.make_room(py, |v| Ok((n > v.capacity()).then_some(n)))
             .map(drop)
     }
 
     /// `shrink_to_fit()`: capacity becomes the length; no storage when empty.
-    pub fn shrink_to_fit(&self) -> PyResult<()> {
-        self.make_room(|v| Ok((v.capacity() > v.len()).then_some(v.len())))
+    pub fn shrink_to_fit(&self, py: Python<'_>) -> PyResult<()> {
+        self.make_room(py, |v| Ok((v.capacity() > v.len()).then_some(v.len())))
             .map(drop)
     }
 
-    /// `clear()`: drops every element, keeps the capacity. Also what breaks GC cycles.
-    pub fn clear(&self) {
-        let old = {
-            let mut g = self.lock();
-            let len = g.vec.len();
-            g.changed();
-            g.take(0..len)
-        };
+    /// `clear()`: drops every element (after unlocking), keeps the capacity.
+    pub fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        let old = self.lock(py)?.vec.clear();
         drop(old);
+        Ok(())
     }
 
     /// Both vectors' elements compared natively, or `None` when Python must compare them.
-    pub fn native_equals(&self, py: Python<'_>, other: &Self) -> Option<bool> {
-        // One lock at a time: `other` may be `self`, and two locks could deadlock.
-        let mine = self.snapshot(py);
-        let g = other.lock();
+    pub fn native_equals(&self, py: Python<'_>, other: &Self) -> PyResult<Option<bool>> {
+        // One lock at a time: `other` may be `self`.
+        let mine = self.snapshot(py)?;
+        let g = other.lock(py)?;
         if mine.len() != g.vec.len() {
-            return Some(false);
+            return Ok(Some(false));
         }
-        mine.iter()
+        Ok(mine
+            .iter()
             .zip(g.vec.iter())
             .map(|(a, b)| a.native_eq(b))
-            .try_fold(true, |all, eq| Some(all && eq?))
+            .try_fold(true, |all, eq| Some(all && eq?)))
     }
 
-    /// Pins the storage and describes it for a buffer; `release_export` undoes it.
-    pub fn export(&self) -> PyResult<Region> {
+    /// Counts an export and describes the storage for a buffer; `release_export` undoes it.
+    pub fn export(&self, py: Python<'_>) -> PyResult<Region> {
         let Some(format) = T::FORMAT else {
             return Err(PyBufferError::new_err(format!(
                 "a Vector of dtype '{}' exports no buffer",
@@ -510,7 +466,7 @@ impl<T: Elem> Typed<T> {
         };
         // The storage is claimed by the vector, so the allocator refuses to free it; the
         // export count keeps the vector itself from moving or freeing it.
-        let mut g = self.lock();
+        let mut g = self.lock(py)?;
         let data = g.vec.data();
         g.exports += 1;
         let buf = if data == 0 {
@@ -527,18 +483,29 @@ impl<T: Elem> Typed<T> {
         })
     }
 
-    pub fn release_export(&self) {
-        self.lock().exports -= 1;
+    /// Called when a buffer is released, which runs no code of the vector's, so the lock is
+    /// free (`engine`); were it not, the count would stay up, which only refuses moves.
+    pub fn release_export(&self, py: Python<'_>) {
+        if let Ok(mut g) = self.lock(py) {
+            g.exports -= 1;
+        }
     }
 
     /// Visits every referenced object. A vector locked elsewhere is skipped rather than
     /// waited for: its references then count as external, which only delays collection.
     pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        let g = match self.state.try_lock() {
-            Ok(g) => g,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(TryLockError::WouldBlock) => return Ok(()),
-        };
-        g.vec.iter().try_for_each(|e| e.visit(visit))
+        if !mem::needs_drop::<T>() {
+            return Ok(());
+        }
+        match self.state.try_lock() {
+            Some(g) => g.vec.iter().try_for_each(|e| e.visit(visit)),
+            None => Ok(()),
+        }
+    }
+
+    /// For the garbage collector: drops every element, after unlocking.
+    pub fn clear_for_gc(&self) {
+        let old = self.state.try_lock().map(|mut g| g.vec.clear());
+        drop(old);
     }
 }

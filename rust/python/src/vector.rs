@@ -6,8 +6,8 @@
 use crate::alloc_arg::AllocatorArg;
 use crate::buffer;
 use crate::convert::Size;
-use crate::dtype::Dtype;
-use crate::elem::{self, py_eq, Elem};
+use crate::dtype::{by_dtype, each, each_pair, ByDtype, Family};
+use crate::elem::{self, items_equal, Elem};
 use crate::seq::{clamped, subscript, SliceSpec};
 use crate::typed_vector::Typed;
 use pyo3::basic::CompareOp;
@@ -17,87 +17,26 @@ use pyo3::{ffi, PyTraverseError, PyVisit};
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-enum Store {
-    Int(Typed<i64>),
-    Float(Typed<f64>),
-    Object(Typed<Py<PyAny>>),
+/// The vector engines, one per element type.
+struct Vectors;
+
+impl Family for Vectors {
+    type Of<T: Elem> = Typed<T>;
 }
 
-/// Runs `$body` with `$t` bound to the store's `Typed<T>`, whatever its `T`.
-macro_rules! each {
-    ($store:expr, $t:ident => $body:expr) => {
-        match $store {
-            Store::Int($t) => $body,
-            Store::Float($t) => $body,
-            Store::Object($t) => $body,
-        }
-    };
-}
-
-/// The element types a `Store` can hold.
-trait Stored: Elem {
-    fn select(store: &Store) -> Option<&Typed<Self>>;
-    fn wrap(typed: Typed<Self>) -> Store;
-}
-
-impl Stored for i64 {
-    fn select(store: &Store) -> Option<&Typed<Self>> {
-        match store {
-            Store::Int(t) => Some(t),
-            _ => None,
-        }
-    }
-    fn wrap(typed: Typed<Self>) -> Store {
-        Store::Int(typed)
-    }
-}
-
-impl Stored for f64 {
-    fn select(store: &Store) -> Option<&Typed<Self>> {
-        match store {
-            Store::Float(t) => Some(t),
-            _ => None,
-        }
-    }
-    fn wrap(typed: Typed<Self>) -> Store {
-        Store::Float(typed)
-    }
-}
-
-impl Stored for Py<PyAny> {
-    fn select(store: &Store) -> Option<&Typed<Self>> {
-        match store {
-            Store::Object(t) => Some(t),
-            _ => None,
-        }
-    }
-    fn wrap(typed: Typed<Self>) -> Store {
-        Store::Object(typed)
-    }
-}
+type Store = ByDtype<Vectors>;
 
 /// The elements of `iterable` as `T`; a Vector of the same dtype is copied directly.
-fn items_from<T: Stored>(py: Python<'_>, iterable: &Bound<'_, PyAny>) -> PyResult<Vec<T>> {
+fn items_from<T: Elem>(py: Python<'_>, iterable: &Bound<'_, PyAny>) -> PyResult<Vec<T>> {
     if let Ok(v) = iterable.cast::<PyVector>() {
         if let Some(t) = T::select(&v.get().store) {
-            return Ok(t.snapshot(py));
+            return t.snapshot(py);
         }
     }
     elem::collect(iterable)
 }
 
-/// `a == b` for two sequences of objects, as lists compare.
-fn items_equal(a: &[Bound<'_, PyAny>], b: &[Bound<'_, PyAny>]) -> PyResult<bool> {
-    if a.len() != b.len() {
-        return Ok(false);
-    }
-    for (x, y) in a.iter().zip(b) {
-        if !py_eq(x, y)? {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
+const VECTOR_INDEX: &str = "Vector indices must be integers or slices";
 
 /// ``std::vector`` over an allocator: one contiguous block of ``capacity() * 8`` bytes.
 ///
@@ -113,7 +52,7 @@ pub struct PyVector {
 }
 
 impl PyVector {
-    fn with_items<T: Stored>(allocator: AllocatorArg, items: Vec<T>) -> PyResult<Self> {
+    fn with_items<T: Elem>(allocator: AllocatorArg, items: Vec<T>) -> PyResult<Self> {
         let typed = Typed::from_items(allocator.core.clone(), items)?;
         Ok(Self {
             store: T::wrap(typed),
@@ -121,7 +60,7 @@ impl PyVector {
         })
     }
 
-    fn build<T: Stored>(
+    fn build<T: Elem>(
         py: Python<'_>,
         allocator: AllocatorArg,
         iterable: Option<&Bound<'_, PyAny>>,
@@ -133,38 +72,27 @@ impl PyVector {
         Self::with_items(allocator, items)
     }
 
-    fn dtype_of(&self) -> Dtype {
-        match self.store {
-            Store::Int(_) => Dtype::Int64,
-            Store::Float(_) => Dtype::Float64,
-            Store::Object(_) => Dtype::Object,
-        }
+    fn item<'py>(&self, py: Python<'py>, i: usize) -> PyResult<Option<Bound<'py, PyAny>>> {
+        Ok(each!(&self.store, t => t.item(py, i)?.map(|e| e.into_py(py))))
     }
 
-    fn item<'py>(&self, py: Python<'py>, i: usize) -> Option<Bound<'py, PyAny>> {
-        each!(&self.store, t => t.item(py, i).map(|e| e.into_py(py)))
-    }
-
-    fn py_items<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyAny>> {
+    fn py_items<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
         each!(&self.store, t => t.py_items(py))
     }
 
     /// Equality with a Vector or a list, as lists compare; `None` for anything else.
     fn equals(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<Option<bool>> {
         if let Ok(o) = other.cast::<PyVector>() {
-            let native = match (&self.store, &o.get().store) {
-                (Store::Int(a), Store::Int(b)) => a.native_equals(py, b),
-                (Store::Float(a), Store::Float(b)) => a.native_equals(py, b),
-                _ => None,
-            };
+            let native = each_pair!(&self.store, &o.get().store,
+                                    (a, b) => a.native_equals(py, b)?, _ => None);
             if native.is_some() {
                 return Ok(native);
             }
-            return items_equal(&self.py_items(py), &o.get().py_items(py)).map(Some);
+            return items_equal(&self.py_items(py)?, &o.get().py_items(py)?).map(Some);
         }
         if let Ok(list) = other.cast::<PyList>() {
             let theirs: Vec<_> = list.iter().collect();
-            return items_equal(&self.py_items(py), &theirs).map(Some);
+            return items_equal(&self.py_items(py)?, &theirs).map(Some);
         }
         Ok(None)
     }
@@ -180,19 +108,15 @@ impl PyVector {
         dtype: &str,
         allocator: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let dtype = Dtype::parse(dtype)?;
+        let dtype = crate::dtype::Dtype::parse(dtype)?;
         let allocator = AllocatorArg::from_py(py, allocator)?;
-        match dtype {
-            Dtype::Int64 => Self::build::<i64>(py, allocator, iterable),
-            Dtype::Float64 => Self::build::<f64>(py, allocator, iterable),
-            Dtype::Object => Self::build::<Py<PyAny>>(py, allocator, iterable),
-        }
+        by_dtype!(dtype, T => Self::build::<T>(py, allocator, iterable))
     }
 
     /// ``"int64"``, ``"float64"`` or ``"object"``.
     #[getter]
     fn dtype(&self) -> &'static str {
-        self.dtype_of().name()
+        self.store.dtype().name()
     }
 
     /// The allocator the storage comes from.
@@ -224,17 +148,17 @@ impl PyVector {
     }
 
     /// Grows the storage to exactly ``n`` elements if it is smaller.
-    fn reserve(&self, n: Size) -> PyResult<()> {
-        each!(&self.store, t => t.reserve(n.0))
+    fn reserve(&self, py: Python<'_>, n: Size) -> PyResult<()> {
+        each!(&self.store, t => t.reserve(py, n.0))
     }
 
-    fn capacity(&self) -> usize {
-        each!(&self.store, t => t.capacity())
+    fn capacity(&self, py: Python<'_>) -> PyResult<usize> {
+        each!(&self.store, t => t.capacity(py))
     }
 
     /// Moves to storage of exactly ``len`` elements; frees it when empty.
-    fn shrink_to_fit(&self) -> PyResult<()> {
-        each!(&self.store, t => t.shrink_to_fit())
+    fn shrink_to_fit(&self, py: Python<'_>) -> PyResult<()> {
+        each!(&self.store, t => t.shrink_to_fit(py))
     }
 
     /// Truncates to ``n`` elements, or appends copies of ``value`` (default 0, 0.0, None).
@@ -244,17 +168,17 @@ impl PyVector {
     }
 
     /// Removes every element; the capacity stays.
-    fn clear(&self) {
-        each!(&self.store, t => t.clear())
+    fn clear(&self, py: Python<'_>) -> PyResult<()> {
+        each!(&self.store, t => t.clear(py))
     }
 
     /// The storage address; 0 when there is none.
-    fn data(&self) -> usize {
-        each!(&self.store, t => t.data())
+    fn data(&self, py: Python<'_>) -> PyResult<usize> {
+        each!(&self.store, t => t.data(py))
     }
 
-    fn __len__(&self) -> usize {
-        each!(&self.store, t => t.len())
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        each!(&self.store, t => t.len(py))
     }
 
     fn __getitem__<'py>(
@@ -265,10 +189,11 @@ impl PyVector {
         if let Ok(slice) = key.cast::<PySlice>() {
             let spec = SliceSpec::unpack(slice)?;
             let allocator = self.allocator.clone_ref(py);
-            let part = each!(&self.store, t => Self::with_items(allocator, t.get_slice(py, spec)))?;
+            let part =
+                each!(&self.store, t => Self::with_items(allocator, t.get_slice(py, spec)?))?;
             return Ok(Bound::new(py, part)?.into_any());
         }
-        let i = subscript(key, "Vector")?;
+        let i = subscript(key, VECTOR_INDEX)?;
         each!(&self.store, t => t.get(py, i))
     }
 
@@ -280,25 +205,25 @@ impl PyVector {
     ) -> PyResult<()> {
         if let Ok(slice) = key.cast::<PySlice>() {
             let spec = SliceSpec::unpack(slice)?;
-            return each!(&self.store, t => t.set_slice(spec, items_from(py, value)?));
+            return each!(&self.store, t => t.set_slice(py, spec, items_from(py, value)?));
         }
-        let i = subscript(key, "Vector")?;
+        let i = subscript(key, VECTOR_INDEX)?;
         each!(&self.store, t => t.set(i, value))
     }
 
     fn __delitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = key.py();
         if let Ok(slice) = key.cast::<PySlice>() {
             let spec = SliceSpec::unpack(slice)?;
-            each!(&self.store, t => t.del_slice(spec));
-            return Ok(());
+            return each!(&self.store, t => t.del_slice(py, spec));
         }
-        let i = subscript(key, "Vector")?;
-        each!(&self.store, t => t.del(i))
+        let i = subscript(key, VECTOR_INDEX)?;
+        each!(&self.store, t => t.del(py, i))
     }
 
     /// Appends every element of ``iterable``, growing at most once.
     fn extend(&self, py: Python<'_>, iterable: &Bound<'_, PyAny>) -> PyResult<()> {
-        each!(&self.store, t => t.extend(items_from(py, iterable)?))
+        each!(&self.store, t => t.extend(py, items_from(py, iterable)?))
     }
 
     fn __iadd__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -343,8 +268,8 @@ impl PyVector {
         each!(&self.store, t => t.position(py, x, 0, isize::MAX)).map(|p| p.is_some())
     }
 
-    fn reverse(&self) {
-        each!(&self.store, t => t.reverse())
+    fn reverse(&self, py: Python<'_>) -> PyResult<()> {
+        each!(&self.store, t => t.reverse(py))
     }
 
     /// Stable sort in place, as ``list.sort``.
@@ -362,13 +287,13 @@ impl PyVector {
         }
     }
 
-    fn __reversed__(slf: Bound<'_, Self>) -> VectorIterator {
-        let len = slf.get().__len__();
-        VectorIterator {
+    fn __reversed__(slf: Bound<'_, Self>) -> PyResult<VectorIterator> {
+        let len = slf.get().__len__(slf.py())?;
+        Ok(VectorIterator {
             vector: slf.unbind(),
             next: AtomicUsize::new(len),
             reverse: true,
-        }
+        })
     }
 
     fn __richcmp__(
@@ -402,21 +327,23 @@ impl PyVector {
             return Ok("Vector(...)".to_string());
         }
         let me = slf.get();
-        let items = PyList::new(slf.py(), me.py_items(slf.py()))
+        let items = me
+            .py_items(slf.py())
+            .and_then(|items| PyList::new(slf.py(), items))
             .and_then(|l| l.repr().map(|r| r.to_string()));
         // SAFETY: paired with the successful `Py_ReprEnter` above.
         unsafe { ffi::Py_ReprLeave(slf.as_ptr()) };
         Ok(format!(
             "Vector({}, dtype='{}')",
             items?,
-            me.dtype_of().name()
+            me.store.dtype().name()
         ))
     }
 
     /// A copy over the same allocator, with capacity equal to its length.
     fn copy(&self, py: Python<'_>) -> PyResult<Self> {
         let allocator = self.allocator.clone_ref(py);
-        each!(&self.store, t => Self::with_items(allocator, t.snapshot(py)))
+        each!(&self.store, t => Self::with_items(allocator, t.snapshot(py)?))
     }
 
     fn __copy__(&self, py: Python<'_>) -> PyResult<Self> {
@@ -431,21 +358,21 @@ impl PyVector {
         flags: c_int,
     ) -> PyResult<()> {
         let me = slf.get();
-        let region = each!(&me.store, t => t.export())?;
+        let region = each!(&me.store, t => t.export(slf.py()))?;
         let owner = slf.clone().into_any();
         // SAFETY: the storage is pinned and cannot move or be freed until the matching
         // `__releasebuffer__`, and the view keeps this vector alive until then.
         let filled = unsafe { buffer::fill(view, flags, &region, owner) };
         if filled.is_err() {
-            each!(&me.store, t => t.release_export());
+            each!(&me.store, t => t.release_export(slf.py()));
         }
         filled
     }
 
     /// # Safety
     /// Called by CPython once per filled view.
-    unsafe fn __releasebuffer__(&self, view: *mut ffi::Py_buffer) {
-        each!(&self.store, t => t.release_export());
+    unsafe fn __releasebuffer__(&self, py: Python<'_>, view: *mut ffi::Py_buffer) {
+        each!(&self.store, t => t.release_export(py));
         // SAFETY: `view` was filled by `__getbuffer__`.
         unsafe { buffer::release(view) }
     }
@@ -456,7 +383,7 @@ impl PyVector {
     }
 
     fn __clear__(&self) {
-        each!(&self.store, t => t.clear())
+        each!(&self.store, t => t.clear_for_gc())
     }
 }
 
@@ -479,22 +406,24 @@ impl VectorIterator {
         slf
     }
 
-    fn __next__<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         let v = self.vector.get();
         let pos = self.next.load(Ordering::Relaxed);
         let (at, after, done) = if self.reverse {
-            let at = pos.checked_sub(1)?;
+            let Some(at) = pos.checked_sub(1) else {
+                return Ok(None);
+            };
             (at, at, 0)
         } else {
             if pos == EXHAUSTED {
-                return None;
+                return Ok(None);
             }
             (pos, pos + 1, EXHAUSTED)
         };
-        let item = v.item(py, at);
+        let item = v.item(py, at)?;
         self.next
             .store(if item.is_some() { after } else { done }, Ordering::Relaxed);
-        item
+        Ok(item)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

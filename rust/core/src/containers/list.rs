@@ -19,9 +19,13 @@
 //!
 //! Every operation either completes or leaves the list as it was: nodes are allocated
 //! before anything is linked, and a panicking comparison cannot leave a broken chain.
-//! A node whose block the allocator refuses to free (a view of it is exported) is leaked:
-//! it stays a live block of its allocator and the list forgets it.
+//!
+//! No `&mut self` method frees a node (see [`super::retired`]): an unlinked node comes back
+//! as an [`Unlinked`] (its value and its [`Retired`] block), or inside another list
+//! (`take`, `extract_if`, `unique_by`), and its block is freed when that is dropped, by then
+//! outside any lock the caller held. Only `Drop` of the list frees directly.
 
+use super::retired::Retired;
 use crate::block_allocator::BlockAllocator;
 use crate::error::AllocError;
 use std::fmt;
@@ -86,16 +90,48 @@ fn alloc_node<T, A: BlockAllocator>(alloc: &A, value: T) -> Result<NonNull<Node<
 }
 
 /// Moves the value out of an unlinked node and frees its block; if the allocator refuses
-/// the block, it is leaked (see the module notes).
+/// the block, it is leaked (see [`super::retired`]).
 ///
 /// # Safety
 /// `node` must be an unlinked node allocated by `alloc_node` from `alloc`, not yet freed.
 unsafe fn free_node<T, A: BlockAllocator>(alloc: &A, node: NonNull<Node<T>>) -> T {
-    // SAFETY: the node is initialised and owned by the caller; its value is read once, and
-    // the block is not touched again.
-    let value = unsafe { std::ptr::read(&raw const (*node.as_ptr()).value) };
-    let _ = alloc.deallocate_owned(node.as_ptr() as usize, size_of::<Node<T>>());
+    // SAFETY: per the caller.
+    let (value, addr) = unsafe { take_value(node) };
+    let _ = alloc.deallocate_owned(addr, size_of::<Node<T>>());
     value
+}
+
+/// Moves the value out of an unlinked node, leaving its block (whose address comes back)
+/// for the caller to free.
+///
+/// # Safety
+/// `node` must be an initialised, unlinked node owned by the caller, never used again.
+unsafe fn take_value<T>(node: NonNull<Node<T>>) -> (T, usize) {
+    // SAFETY: the node is initialised and owned by the caller; its value is read once, and
+    // the node is not touched again.
+    let value = unsafe { std::ptr::read(&raw const (*node.as_ptr()).value) };
+    (value, node.as_ptr() as usize)
+}
+
+/// A node taken out of a list: its value, and its block, freed when this is dropped (or
+/// by [`Unlinked::into_value`]), which the caller does once it holds no lock.
+#[must_use = "dropping an Unlinked frees its node, which may run the allocator's code: \
+              keep it until the list is unlocked"]
+pub struct Unlinked<T, A: BlockAllocator> {
+    value: T,
+    block: Retired<A>,
+}
+
+impl<T, A: BlockAllocator> Unlinked<T, A> {
+    pub fn value(&self) -> &T {
+        &self.value
+    }
+
+    /// Frees the node and returns its value.
+    pub fn into_value(self) -> T {
+        drop(self.block);
+        self.value
+    }
 }
 
 /// A node allocated and filled but not yet in a list, so that a caller can allocate
@@ -114,14 +150,27 @@ impl<'a, T, A: BlockAllocator> Detached<'a, T, A> {
         })
     }
 
-    /// Gives up ownership of the node, checking it may be freed by `alloc`.
-    fn into_node_for(self, alloc: &A) -> Result<NonNull<Node<T>>, AllocError> {
+    /// Gives up ownership of the node if `alloc` may free it; else hands itself back, to
+    /// be freed where the caller sees fit.
+    fn into_node_for(self, alloc: &A) -> Result<NonNull<Node<T>>, Self> {
         if !self.alloc.same_as(alloc) {
-            return Err(AllocError::AllocatorMismatch);
+            return Err(self);
         }
         let node = self.node;
         std::mem::forget(self);
         Ok(node)
+    }
+}
+
+impl<T, A: BlockAllocator> fmt::Debug for Detached<'_, T, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Detached({:p})", self.node)
+    }
+}
+
+impl<T: fmt::Debug, A: BlockAllocator> fmt::Debug for Unlinked<T, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Unlinked({:?}, {:?})", self.value, self.block)
     }
 }
 
@@ -264,16 +313,18 @@ impl<T, A: BlockAllocator> List<T, A> {
         Some(node)
     }
 
-    /// Unlinks `node` and frees it, returning its value.
+    /// Unlinks `node` and hands it back with its block still to free.
     ///
     /// # Safety
     /// `node` must be a node of this list.
-    unsafe fn erase(&mut self, node: NonNull<Node<T>>) -> T {
-        // SAFETY: per the caller; once unlinked, the node is ours to free.
-        unsafe {
-            let node = self.unlink(node);
-            free_node(&self.alloc, node)
-        }
+    unsafe fn erase(&mut self, node: NonNull<Node<T>>) -> Unlinked<T, A>
+    where
+        A: Clone,
+    {
+        // SAFETY: per the caller; once unlinked, the node is ours.
+        let (value, addr) = unsafe { take_value(self.unlink(node)) };
+        let block = Retired::block(self.alloc.clone(), addr, Self::node_size());
+        Unlinked { value, block }
     }
 
     // ---- std::list operations ----
@@ -322,16 +373,22 @@ impl<T, A: BlockAllocator> List<T, A> {
         unsafe { self.link_before(at, node) };
     }
 
-    /// [`Self::push_back`] with a node allocated beforehand; an error if it comes from an
-    /// allocator unequal to this list's (the node is then freed).
-    pub fn push_back_node(&mut self, node: Detached<'_, T, A>) -> Result<(), AllocError> {
+    /// [`Self::push_back`] with a node allocated beforehand. A node of an allocator unequal
+    /// to this list's is refused: it comes back, unlinked, as the error.
+    pub fn push_back_node<'a>(
+        &mut self,
+        node: Detached<'a, T, A>,
+    ) -> Result<(), Detached<'a, T, A>> {
         let node = node.into_node_for(&self.alloc)?;
         // SAFETY: the node is unlinked and freeable by our allocator.
         unsafe { self.link_before(None, node) };
         Ok(())
     }
 
-    pub fn push_front_node(&mut self, node: Detached<'_, T, A>) -> Result<(), AllocError> {
+    pub fn push_front_node<'a>(
+        &mut self,
+        node: Detached<'a, T, A>,
+    ) -> Result<(), Detached<'a, T, A>> {
         let node = node.into_node_for(&self.alloc)?;
         // SAFETY: as for `push_back_node`; `head` is None or a node of this list.
         unsafe { self.link_before(self.head, node) };
@@ -342,7 +399,11 @@ impl<T, A: BlockAllocator> List<T, A> {
     ///
     /// # Panics
     /// If `i > len`.
-    pub fn insert_node(&mut self, i: usize, node: Detached<'_, T, A>) -> Result<(), AllocError> {
+    pub fn insert_node<'a>(
+        &mut self,
+        i: usize,
+        node: Detached<'a, T, A>,
+    ) -> Result<(), Detached<'a, T, A>> {
         self.check_insert_index(i);
         let node = node.into_node_for(&self.alloc)?;
         // SAFETY: the node is unlinked and freeable by our allocator; `i <= len`.
@@ -350,20 +411,29 @@ impl<T, A: BlockAllocator> List<T, A> {
         Ok(())
     }
 
-    pub fn pop_back(&mut self) -> Option<T> {
+    pub fn pop_back(&mut self) -> Option<Unlinked<T, A>>
+    where
+        A: Clone,
+    {
         let tail = self.tail?;
         // SAFETY: `tail` is a node of this list.
         Some(unsafe { self.erase(tail) })
     }
 
-    pub fn pop_front(&mut self) -> Option<T> {
+    pub fn pop_front(&mut self) -> Option<Unlinked<T, A>>
+    where
+        A: Clone,
+    {
         let head = self.head?;
         // SAFETY: `head` is a node of this list.
         Some(unsafe { self.erase(head) })
     }
 
     /// Removes and returns element `i`, if there is one.
-    pub fn remove_at(&mut self, i: usize) -> Option<T> {
+    pub fn remove_at(&mut self, i: usize) -> Option<Unlinked<T, A>>
+    where
+        A: Clone,
+    {
         let node = self.node_at(i)?;
         // SAFETY: `node_at` returns nodes of this list.
         Some(unsafe { self.erase(node) })
@@ -472,10 +542,6 @@ impl<T, A: BlockAllocator> List<T, A> {
         }
         std::mem::swap(&mut self.head, &mut self.tail);
         self.touch();
-    }
-
-    pub fn clear(&mut self) {
-        while self.pop_front().is_some() {}
     }
 
     /// Moves every node into a new list with the same allocator, leaving this one empty;
@@ -752,7 +818,13 @@ unsafe fn merge_sort_chain<T>(mut head: Link<T>, less: &mut impl FnMut(&T, &T) -
 
 impl<T, A: BlockAllocator> Drop for List<T, A> {
     fn drop(&mut self) {
-        self.clear();
+        while let Some(head) = self.head {
+            // SAFETY: `head` is a node of this list; once unlinked it is ours to free.
+            drop(unsafe {
+                let node = self.unlink(head);
+                free_node(&self.alloc, node)
+            });
+        }
     }
 }
 

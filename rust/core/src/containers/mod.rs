@@ -1,2 +1,6 @@
 pub mod list;
+pub mod retired;
 pub mod vector;
+
+#[cfg(test)]
+mod deferred_tests;

@@ -4,7 +4,9 @@
 //! Growth follows libstdc++'s `_M_check_len`: when `k` more elements do not fit, the new
 //! capacity is `size + max(size, k)` (so `push` goes 0, 1, 2, 4, 8, …). Each growth
 //! allocates the new block, moves the elements (a bitwise copy), then deallocates the old
-//! block: the call sequence a tracing allocator sees from C++.
+//! block: the call sequence a tracing allocator sees from C++. The deallocation is the
+//! caller's: the old block comes back as a [`Retired`] (see [`super::retired`]), freed when
+//! the caller drops it, so that no method of a vector runs its allocator's `deallocate`.
 //!
 //! Invariants (checked by `check_invariants` in the tests):
 //! - `len <= cap`;
@@ -14,14 +16,14 @@
 //! - the elements `[0, len)` are initialized and owned by the vector; `[len, cap)` are not.
 //!
 //! Strong guarantee: every operation that can fail allocates before it changes anything,
-//! so an `AllocError` leaves the vector as it was. If the allocator refuses to free the old
-//! block (a view pins it), the move is abandoned: the elements were copied, not taken, so
-//! the vector simply stays on its old block and the new one is freed.
+//! so an `AllocError` leaves the vector as it was.
 //!
 //! A caller that must not hold its own lock while the allocator runs (an out-of-memory
-//! handler may re-enter it) grows in two steps: [`Vector::grown_capacity`] with the lock,
-//! [`Storage::allocate`] without it, [`Vector::adopt`] with it again.
+//! handler or a Python allocator may re-enter it) grows in three steps:
+//! [`Vector::grown_capacity`] with the lock, [`Storage::allocate`] without it,
+//! [`Vector::adopt`] with it again, and drops what `adopt` retires once unlocked.
 
+use super::retired::Retired;
 use crate::block_allocator::BlockAllocator;
 use crate::error::AllocError;
 use std::marker::PhantomData;
@@ -39,19 +41,20 @@ fn bytes_for<T>(cap: usize) -> Result<usize, AllocError> {
 /// A block for `cap` elements of `T`, allocated ahead of [`Vector::adopt`]. Freed when
 /// dropped unless a vector adopted it.
 #[must_use = "a Storage is freed when dropped; pass it to Vector::adopt"]
-pub struct Storage<'a, T> {
-    alloc: &'a dyn BlockAllocator,
+pub struct Storage<T, A: BlockAllocator> {
+    block: Retired<A>,
     addr: usize,
     cap: usize,
     _elems: PhantomData<T>,
 }
 
-impl<'a, T> Storage<'a, T> {
+impl<T, A: BlockAllocator> Storage<T, A> {
     /// A block of `cap * size_of::<T>()` bytes from `alloc` (none for `cap == 0`).
-    pub fn allocate(alloc: &'a dyn BlockAllocator, cap: usize) -> Result<Self, AllocError> {
-        let addr = alloc.allocate_owned(bytes_for::<T>(cap)?)?;
+    pub fn allocate(alloc: A, cap: usize) -> Result<Self, AllocError> {
+        let bytes = bytes_for::<T>(cap)?;
+        let addr = alloc.allocate_owned(bytes)?;
         Ok(Self {
-            alloc,
+            block: Retired::block(alloc, addr, bytes),
             addr,
             cap,
             _elems: PhantomData,
@@ -60,15 +63,6 @@ impl<'a, T> Storage<'a, T> {
 
     pub fn capacity(&self) -> usize {
         self.cap
-    }
-}
-
-impl<T> Drop for Storage<'_, T> {
-    fn drop(&mut self) {
-        // The size cannot overflow: it was allocated. The block is claimed, so nobody else
-        // can have freed it.
-        let bytes = self.cap * mem::size_of::<T>();
-        let _ = self.alloc.deallocate_owned(self.addr, bytes);
     }
 }
 
@@ -120,13 +114,6 @@ impl<T, A: BlockAllocator> Vector<T, A> {
         }
     }
 
-    /// A vector with storage for exactly `cap` elements.
-    pub fn with_capacity_in(cap: usize, alloc: A) -> Result<Self, AllocError> {
-        let mut v = Self::new_in(alloc);
-        v.reserve(cap)?;
-        Ok(v)
-    }
-
     pub fn allocator(&self) -> &A {
         &self.alloc
     }
@@ -172,98 +159,6 @@ impl<T, A: BlockAllocator> Vector<T, A> {
         Ok(Some(cap))
     }
 
-    /// Moves the elements into `storage` (allocated without holding the caller's lock) and
-    /// frees the old block. On error (`storage` is not a live block of this vector's
-    /// allocator big enough for the elements, or the old block is pinned) nothing changes
-    /// and `storage` is freed.
-    pub fn adopt(&mut self, storage: Storage<'_, T>) -> Result<(), AllocError> {
-        let (addr, cap) = (storage.addr, storage.cap);
-        if cap < self.len {
-            return Err(AllocError::InvalidParameter(format!(
-                "storage for {cap} elements cannot hold {}",
-                self.len
-            )));
-        }
-        if cap > 0 {
-            let bytes = cap * Self::ELEM;
-            let fits = self
-                .alloc
-                .block_containing(addr)
-                .is_some_and(|(start, size)| {
-                    start == addr && size >= bytes && addr % mem::align_of::<T>() == 0
-                });
-            if !fits {
-                return Err(AllocError::OutOfBlock { addr, len: bytes });
-            }
-        }
-        self.move_to(addr, cap)?;
-        mem::forget(storage);
-        Ok(())
-    }
-
-    /// Moves the elements to the block `addr` of `cap >= len` elements and frees the old
-    /// block. On error the vector is unchanged and `addr` is still the caller's.
-    fn move_to(&mut self, addr: usize, cap: usize) -> Result<(), AllocError> {
-        debug_assert!(cap >= self.len);
-        let new = addr as *mut T;
-        if self.len > 0 {
-            // SAFETY: the old block holds `len` initialized elements; the new one is a
-            // distinct live block with room for `cap >= len` (allocated, never shared).
-            unsafe { ptr::copy_nonoverlapping(self.ptr, new, self.len) };
-        }
-        if self.cap > 0 {
-            // On refusal the old block still holds every element (they were copied, not
-            // taken), so the vector stays as it was; the copies are abandoned bits.
-            self.alloc
-                .deallocate_owned(self.ptr as usize, self.cap * Self::ELEM)?;
-        }
-        self.ptr = new;
-        self.cap = cap;
-        Ok(())
-    }
-
-    /// Allocates storage for exactly `cap` elements and moves there.
-    fn relocate(&mut self, cap: usize) -> Result<(), AllocError> {
-        let bytes = bytes_for::<T>(cap)?;
-        let addr = self.alloc.allocate_owned(bytes)?;
-        self.move_to(addr, cap).inspect_err(|_| {
-            // Just allocated and never shown to anyone, so it can be freed.
-            let _ = self.alloc.deallocate_owned(addr, bytes);
-        })
-    }
-
-    fn grow_for(&mut self, removed: usize, inserted: usize) -> Result<(), AllocError> {
-        match self.grown_capacity(removed, inserted)? {
-            Some(cap) => self.relocate(cap),
-            None => Ok(()),
-        }
-    }
-
-    /// `reserve(n)`: grows the storage to exactly `n` elements if it is smaller.
-    pub fn reserve(&mut self, n: usize) -> Result<(), AllocError> {
-        if n > self.cap {
-            self.relocate(n)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// `shrink_to_fit()`: moves to storage of exactly `len` elements; none when empty.
-    pub fn shrink_to_fit(&mut self) -> Result<(), AllocError> {
-        if self.cap > self.len {
-            self.relocate(self.len)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// `push_back(x)`, growing to `max(1, 2*len)` when full. On error `x` is dropped.
-    pub fn push(&mut self, x: T) -> Result<(), AllocError> {
-        self.grow_for(0, 1)?;
-        self.push_within_capacity(x)
-            .map_err(|_| unreachable!("room was made"))
-    }
-
     /// `push_back(x)` if there is room; `x` back otherwise. Never allocates.
     #[inline]
     pub fn push_within_capacity(&mut self, x: T) -> Result<(), T> {
@@ -287,24 +182,6 @@ impl<T, A: BlockAllocator> Vector<T, A> {
         Some(unsafe { self.ptr.add(self.len).read() })
     }
 
-    /// Inserts `x` before position `i`, growing as `push` does.
-    ///
-    /// # Panics
-    /// If `i > len`.
-    pub fn insert(&mut self, i: usize, x: T) -> Result<(), AllocError> {
-        assert!(i <= self.len, "insert index {i} beyond len {}", self.len);
-        self.grow_for(0, 1)?;
-        // SAFETY: `len < cap` after growing; shifting `[i, len)` up by one stays inside the
-        // block, and slot `i` is then written before it is read.
-        unsafe {
-            let at = self.ptr.add(i);
-            ptr::copy(at, at.add(1), self.len - i);
-            at.write(x);
-        }
-        self.len += 1;
-        Ok(())
-    }
-
     /// Removes and returns the element at `i`, shifting the rest down.
     ///
     /// # Panics
@@ -322,71 +199,45 @@ impl<T, A: BlockAllocator> Vector<T, A> {
         }
     }
 
-    /// Replaces the elements in `range` by `items` (C++: erase, then insert), returning the
-    /// removed ones. Grows by `grown_capacity(range.len(), items.len())` first, so an error
-    /// changes nothing.
-    ///
-    /// # Panics
-    /// If `range` is not inside `[0, len]`.
-    pub fn splice(&mut self, range: Range<usize>, items: Vec<T>) -> Result<Vec<T>, AllocError> {
-        self.check_range(&range);
-        self.grow_for(range.len(), items.len())?;
-        Ok(self.replace(range, items))
-    }
-
-    /// Appends `items`, growing once by `grown_capacity(0, items.len())`.
-    pub fn extend_from_vec(&mut self, items: Vec<T>) -> Result<(), AllocError> {
-        let end = self.len;
-        self.splice(end..end, items).map(drop)
-    }
-
     /// Removes the elements in `range` and returns them, keeping the capacity.
     pub fn drain(&mut self, range: Range<usize>) -> Vec<T> {
         self.check_range(&range);
         self.replace(range, Vec::new())
     }
 
-    /// `erase(first, last)`: drops the elements in `range` in place, keeping the capacity.
-    pub fn erase(&mut self, range: Range<usize>) {
+    /// `erase(first, last)`, keeping the capacity. Elements whose drop does something (they
+    /// own resources) come back, for the caller to drop when it sees fit; the others are
+    /// dropped in place, and nothing is allocated for them.
+    #[must_use = "the removed elements are dropped with the returned Vec"]
+    pub fn erase(&mut self, range: Range<usize>) -> Vec<T> {
+        if mem::needs_drop::<T>() {
+            return self.drain(range);
+        }
         self.check_range(&range);
         let tail = self.len - range.end;
-        // Should a destructor panic, the tail is leaked rather than dropped twice.
-        self.len = range.start;
-        // SAFETY: `[start, end)` is initialized and now outside `[0, len)`, so it is dropped
-        // exactly once; then the initialized tail moves down into place.
+        // SAFETY: `[start, end)` holds elements without drop glue, so they are simply
+        // abandoned; the initialized tail moves down into place.
         unsafe {
-            let start = self.ptr.add(range.start);
-            ptr::drop_in_place(ptr::slice_from_raw_parts_mut(start, range.len()));
-            ptr::copy(self.ptr.add(range.end), start, tail);
+            ptr::copy(self.ptr.add(range.end), self.ptr.add(range.start), tail);
         }
         self.len = range.start + tail;
+        Vec::new()
     }
 
-    /// Drops the elements from `n` on; nothing if `n >= len`.
-    pub fn truncate(&mut self, n: usize) {
+    /// Removes the elements from `n` on (nothing if `n >= len`), as [`Self::erase`].
+    #[must_use = "the removed elements are dropped with the returned Vec"]
+    pub fn truncate(&mut self, n: usize) -> Vec<T> {
         if n < self.len {
-            self.erase(n..self.len);
+            self.erase(n..self.len)
+        } else {
+            Vec::new()
         }
     }
 
-    /// `clear()`: drops every element, keeping the capacity.
-    pub fn clear(&mut self) {
-        self.truncate(0);
-    }
-
-    /// `resize(n)`: truncates, or appends elements made by `fill`, growing once by
-    /// `grown_capacity(0, n - len)`.
-    pub fn resize_with(&mut self, n: usize, mut fill: impl FnMut() -> T) -> Result<(), AllocError> {
-        if n <= self.len {
-            self.truncate(n);
-            return Ok(());
-        }
-        self.grow_for(0, n - self.len)?;
-        while self.len < n {
-            // Written one by one, so a panicking `fill` leaves a consistent vector.
-            let _ = self.push_within_capacity(fill());
-        }
-        Ok(())
+    /// `clear()`: removes every element, as [`Self::erase`], keeping the capacity.
+    #[must_use = "the removed elements are dropped with the returned Vec"]
+    pub fn clear(&mut self) -> Vec<T> {
+        self.truncate(0)
     }
 
     fn check_range(&self, range: &Range<usize>) {
@@ -441,6 +292,161 @@ impl<T, A: BlockAllocator> Vector<T, A> {
     }
 }
 
+/// The operations that may move the storage: each hands the old block back as a
+/// [`Retired`] (empty when nothing moved), so they need an allocator handle to give it.
+impl<T, A: BlockAllocator + Clone> Vector<T, A> {
+    /// A vector with storage for exactly `cap` elements.
+    pub fn with_capacity_in(cap: usize, alloc: A) -> Result<Self, AllocError> {
+        let mut v = Self::new_in(alloc);
+        // A new vector has no storage to retire.
+        v.reserve(cap)?.forget();
+        Ok(v)
+    }
+
+    /// Moves the elements into `storage` (allocated without holding the caller's lock). On
+    /// success the old block comes back retired; on error (`storage` is not a live block of
+    /// this vector's allocator big enough for the elements) nothing changes and `storage`
+    /// itself comes back retired.
+    pub fn adopt(&mut self, storage: Storage<T, A>) -> (Retired<A>, Result<(), AllocError>) {
+        let (addr, cap) = (storage.addr, storage.cap);
+        if cap < self.len {
+            let why = format!("storage for {cap} elements cannot hold {}", self.len);
+            return (storage.block, Err(AllocError::InvalidParameter(why)));
+        }
+        if cap > 0 {
+            let bytes = cap * Self::ELEM;
+            let fits = self
+                .alloc
+                .block_containing(addr)
+                .is_some_and(|(start, size)| {
+                    start == addr && size >= bytes && addr % mem::align_of::<T>() == 0
+                });
+            if !fits {
+                return (
+                    storage.block,
+                    Err(AllocError::OutOfBlock { addr, len: bytes }),
+                );
+            }
+        }
+        (self.move_to(storage), Ok(()))
+    }
+
+    /// Moves the elements into `storage` (a live block of this vector's allocator of
+    /// `cap >= len` elements) and returns the old block, retired.
+    fn move_to(&mut self, storage: Storage<T, A>) -> Retired<A> {
+        debug_assert!(storage.cap >= self.len);
+        let new = storage.addr as *mut T;
+        if self.len > 0 {
+            // SAFETY: the old block holds `len` initialized elements; the new one is a
+            // distinct live block with room for `cap >= len` (allocated, never shared).
+            unsafe { ptr::copy_nonoverlapping(self.ptr, new, self.len) };
+        }
+        storage.block.forget();
+        let old = Retired::block(self.alloc.clone(), self.ptr as usize, self.cap * Self::ELEM);
+        self.ptr = new;
+        self.cap = storage.cap;
+        old
+    }
+
+    /// Allocates storage for exactly `cap` elements and moves there.
+    fn relocate(&mut self, cap: usize) -> Result<Retired<A>, AllocError> {
+        let storage = Storage::allocate(self.alloc.clone(), cap)?;
+        Ok(self.move_to(storage))
+    }
+
+    fn grow_for(&mut self, removed: usize, inserted: usize) -> Result<Retired<A>, AllocError> {
+        match self.grown_capacity(removed, inserted)? {
+            Some(cap) => self.relocate(cap),
+            None => Ok(Retired::none()),
+        }
+    }
+
+    /// `reserve(n)`: grows the storage to exactly `n` elements if it is smaller.
+    pub fn reserve(&mut self, n: usize) -> Result<Retired<A>, AllocError> {
+        if n > self.cap {
+            self.relocate(n)
+        } else {
+            Ok(Retired::none())
+        }
+    }
+
+    /// `shrink_to_fit()`: moves to storage of exactly `len` elements; none when empty.
+    pub fn shrink_to_fit(&mut self) -> Result<Retired<A>, AllocError> {
+        if self.cap > self.len {
+            self.relocate(self.len)
+        } else {
+            Ok(Retired::none())
+        }
+    }
+
+    /// `push_back(x)`, growing to `max(1, 2*len)` when full. On error `x` is dropped.
+    pub fn push(&mut self, x: T) -> Result<Retired<A>, AllocError> {
+        let old = self.grow_for(0, 1)?;
+        self.push_within_capacity(x)
+            .map_err(|_| unreachable!("room was made"))?;
+        Ok(old)
+    }
+
+    /// Inserts `x` before position `i`, growing as `push` does.
+    ///
+    /// # Panics
+    /// If `i > len`.
+    pub fn insert(&mut self, i: usize, x: T) -> Result<Retired<A>, AllocError> {
+        assert!(i <= self.len, "insert index {i} beyond len {}", self.len);
+        let old = self.grow_for(0, 1)?;
+        // SAFETY: `len < cap` after growing; shifting `[i, len)` up by one stays inside the
+        // block, and slot `i` is then written before it is read.
+        unsafe {
+            let at = self.ptr.add(i);
+            ptr::copy(at, at.add(1), self.len - i);
+            at.write(x);
+        }
+        self.len += 1;
+        Ok(old)
+    }
+
+    /// Replaces the elements in `range` by `items` (C++: erase, then insert), returning the
+    /// removed ones. Grows by `grown_capacity(range.len(), items.len())` first, so an error
+    /// changes nothing.
+    ///
+    /// # Panics
+    /// If `range` is not inside `[0, len]`.
+    pub fn splice(
+        &mut self,
+        range: Range<usize>,
+        items: Vec<T>,
+    ) -> Result<(Vec<T>, Retired<A>), AllocError> {
+        self.check_range(&range);
+        let old = self.grow_for(range.len(), items.len())?;
+        Ok((self.replace(range, items), old))
+    }
+
+    /// Appends `items`, growing once by `grown_capacity(0, items.len())`.
+    pub fn extend_from_vec(&mut self, items: Vec<T>) -> Result<Retired<A>, AllocError> {
+        let end = self.len;
+        // Nothing is removed from the end.
+        self.splice(end..end, items).map(|(_, old)| old)
+    }
+
+    /// `resize(n)`: truncates (as [`Self::truncate`]), or appends elements made by `fill`,
+    /// growing once by `grown_capacity(0, n - len)`.
+    pub fn resize_with(
+        &mut self,
+        n: usize,
+        mut fill: impl FnMut() -> T,
+    ) -> Result<(Vec<T>, Retired<A>), AllocError> {
+        if n <= self.len {
+            return Ok((self.truncate(n), Retired::none()));
+        }
+        let old = self.grow_for(0, n - self.len)?;
+        while self.len < n {
+            // Written one by one, so a panicking `fill` leaves a consistent vector.
+            let _ = self.push_within_capacity(fill());
+        }
+        Ok((Vec::new(), old))
+    }
+}
+
 impl<T, A: BlockAllocator> Deref for Vector<T, A> {
     type Target = [T];
 
@@ -462,7 +468,12 @@ impl<T, A: BlockAllocator> DerefMut for Vector<T, A> {
 
 impl<T, A: BlockAllocator> Drop for Vector<T, A> {
     fn drop(&mut self) {
-        self.clear();
+        let len = mem::replace(&mut self.len, 0);
+        if len > 0 {
+            // SAFETY: `[0, len)` is initialized and, with `len` now 0, owned by nobody else;
+            // a panicking destructor leaks the rest rather than dropping anything twice.
+            unsafe { ptr::drop_in_place(ptr::slice_from_raw_parts_mut(self.ptr, len)) };
+        }
         if self.cap > 0 {
             // The block is claimed: only this vector can free it.
             let _ = self
@@ -575,7 +586,7 @@ mod tests {
         let mut v = Vector::new_in(rec.clone());
         let mut caps = vec![];
         for i in 0..9u64 {
-            v.push(i).unwrap();
+            drop(v.push(i).unwrap());
             caps.push(v.capacity());
             v.check_invariants();
         }
@@ -605,15 +616,15 @@ mod tests {
     fn inserting_k_at_once_grows_to_size_plus_max_size_k() {
         let p = pool();
         let mut v = Vector::new_in(p.clone());
-        v.extend_from_vec(vec![1u64, 2, 3]).unwrap();
+        drop(v.extend_from_vec(vec![1u64, 2, 3]).unwrap());
         assert_eq!(v.capacity(), 3);
-        v.extend_from_vec(vec![4, 5]).unwrap(); // 3 + max(3, 2)
+        drop(v.extend_from_vec(vec![4, 5]).unwrap()); // 3 + max(3, 2)
         assert_eq!(v.capacity(), 6);
-        v.extend_from_vec((0..10).collect()).unwrap(); // 5 + max(5, 10)
+        drop(v.extend_from_vec((0..10).collect()).unwrap()); // 5 + max(5, 10)
         assert_eq!((v.len(), v.capacity()), (15, 15));
-        v.push(0).unwrap(); // 15 + max(15, 1)
+        drop(v.push(0).unwrap()); // 15 + max(15, 1)
         assert_eq!(v.capacity(), 30);
-        v.resize_with(70, || 7).unwrap(); // 16 + max(16, 54)
+        drop(v.resize_with(70, || 7).unwrap()); // 16 + max(16, 54)
         assert_eq!(v.capacity(), 70);
         assert_eq!(live(&p), expected_live(70));
         v.check_invariants();
@@ -623,16 +634,16 @@ mod tests {
     fn reserve_is_exact_shrink_fits_and_clear_keeps_capacity() {
         let p = pool();
         let mut v = Vector::new_in(p.clone());
-        v.reserve(10).unwrap();
-        v.reserve(5).unwrap();
+        drop(v.reserve(10).unwrap());
+        drop(v.reserve(5).unwrap());
         assert_eq!((v.len(), v.capacity()), (0, 10));
-        v.extend_from_vec(vec![1u64, 2, 3]).unwrap();
-        v.shrink_to_fit().unwrap();
+        drop(v.extend_from_vec(vec![1u64, 2, 3]).unwrap());
+        drop(v.shrink_to_fit().unwrap());
         assert_eq!(v.capacity(), 3);
         assert_eq!(live(&p), expected_live(3));
-        v.clear();
+        drop(v.clear());
         assert_eq!((v.len(), v.capacity()), (0, 3));
-        v.shrink_to_fit().unwrap();
+        drop(v.shrink_to_fit().unwrap());
         assert_eq!((v.capacity(), v.data()), (0, 0));
         assert_eq!(live(&p), expected_live(0));
         v.check_invariants();
@@ -642,10 +653,10 @@ mod tests {
     fn sixteen_words_fill_one_pool_block_and_the_seventeenth_goes_upstream() {
         let p = pool();
         let mut v = Vector::new_in(p.clone());
-        v.extend_from_vec((0..16u64).collect()).unwrap();
+        drop(v.extend_from_vec((0..16u64).collect()).unwrap());
         assert_eq!(live(&p), (1, 128, 0, 0));
         assert!(p.owns(v.data()));
-        v.push(16).unwrap();
+        drop(v.push(16).unwrap());
         assert_eq!(live(&p), (0, 0, 1, 256));
         drop(v);
         assert_eq!(live(&p), (0, 0, 0, 0));
@@ -655,7 +666,7 @@ mod tests {
     fn failed_growth_changes_nothing() {
         let rec = Recorder::new(Some(64));
         let mut v = Vector::new_in(rec.clone());
-        v.extend_from_vec((0..8u64).collect()).unwrap();
+        drop(v.extend_from_vec((0..8u64).collect()).unwrap());
         let before = (v.data(), v.len(), v.capacity());
         assert!(matches!(v.push(8), Err(AllocError::OutOfMemory { .. })));
         assert!(matches!(
@@ -677,7 +688,7 @@ mod tests {
     fn the_storage_is_claimed_so_nobody_else_frees_moves_or_exposes_it() {
         let p = pool();
         let mut v = Vector::new_in(p.clone());
-        v.extend_from_vec(vec![1u64, 2]).unwrap();
+        drop(v.extend_from_vec(vec![1u64, 2]).unwrap());
         let (data, bytes) = (v.data(), v.capacity() * 8);
         let before = (v.data(), v.capacity(), live(&p));
         assert!(matches!(
@@ -690,7 +701,7 @@ mod tests {
         ));
         assert!(matches!(p.pin(data), Err(AllocError::Owned { .. })));
         assert_eq!((v.data(), v.capacity(), live(&p)), before);
-        v.push(3).unwrap();
+        drop(v.push(3).unwrap());
         v.check_invariants();
         drop(v);
         assert_eq!(live(&p), (0, 0, 0, 0));
@@ -700,19 +711,31 @@ mod tests {
     fn two_step_growth_adopts_only_blocks_of_its_allocator() {
         let (p, other) = (pool(), pool());
         let mut v = Vector::new_in(p.clone());
-        v.push(1u64).unwrap();
+        drop(v.push(1u64).unwrap());
         let cap = v.grown_capacity(0, 1).unwrap().unwrap();
-        let foreign = Storage::<u64>::allocate(&*other, cap).unwrap();
-        assert!(matches!(
-            v.adopt(foreign),
-            Err(AllocError::OutOfBlock { .. })
-        ));
+        let foreign = Storage::<u64, _>::allocate(other.clone(), cap).unwrap();
+        let (refused, adopted) = v.adopt(foreign);
+        assert!(matches!(adopted, Err(AllocError::OutOfBlock { .. })));
+        assert_eq!(
+            live(&other),
+            expected_live(2),
+            "the refused storage is still owed"
+        );
+        drop(refused);
         assert_eq!(live(&other), (0, 0, 0, 0), "the refused storage was freed");
-        let small = Storage::<u64>::allocate(&*p, 0).unwrap();
-        assert!(v.adopt(small).is_err());
-        let s = Storage::<u64>::allocate(&*p, cap).unwrap();
+        let small = Storage::<u64, _>::allocate(p.clone(), 0).unwrap();
+        let (refused, adopted) = v.adopt(small);
+        assert!(adopted.is_err() && refused.pending().is_none());
+        let s = Storage::<u64, _>::allocate(p.clone(), cap).unwrap();
         assert_eq!(s.capacity(), 2);
-        v.adopt(s).unwrap();
+        let (old, adopted) = v.adopt(s);
+        adopted.unwrap();
+        assert_eq!(
+            live(&p),
+            (2, 8 + 16, 0, 0),
+            "the old block is owed until dropped"
+        );
+        drop(old);
         assert_eq!((v.capacity(), live(&p)), (2, expected_live(2)));
         v.check_invariants();
     }
@@ -723,16 +746,16 @@ mod tests {
         let p = pool();
         let mut v = Vector::new_in(p.clone());
         for _ in 0..10 {
-            v.push(token.clone()).unwrap();
+            drop(v.push(token.clone()).unwrap());
         }
         let x = v.pop().unwrap();
         let y = v.remove(0);
-        v.insert(3, x).unwrap();
+        drop(v.insert(3, x).unwrap());
         let drained = v.drain(1..4);
-        let replaced = v.splice(0..2, vec![y, token.clone()]).unwrap();
-        v.erase(0..1);
-        v.resize_with(12, || token.clone()).unwrap();
-        v.truncate(5);
+        let (replaced, _) = v.splice(0..2, vec![y, token.clone()]).unwrap();
+        drop(v.erase(0..1));
+        drop(v.resize_with(12, || token.clone()).unwrap());
+        drop(v.truncate(5));
         assert_eq!(
             Arc::strong_count(&token),
             1 + 5 + drained.len() + replaced.len()
@@ -803,27 +826,27 @@ mod tests {
                 Op::Push(x) => {
                     self.grow(0, 1);
                     self.items.push(x);
-                    v.push(x).unwrap();
+                    drop(v.push(x).unwrap());
                 }
                 Op::Pop => assert_eq!(v.pop(), self.items.pop()),
                 Op::Insert(i, x) => {
                     let i = i % (n + 1);
                     self.grow(0, 1);
                     self.items.insert(i, x);
-                    v.insert(i, x).unwrap();
+                    drop(v.insert(i, x).unwrap());
                 }
                 Op::Remove(i) if n > 0 => assert_eq!(v.remove(i % n), self.items.remove(i % n)),
                 Op::Remove(_) => {}
                 Op::Extend(xs) => {
                     self.grow(0, xs.len());
                     self.items.extend(&xs);
-                    v.extend_from_vec(xs).unwrap();
+                    drop(v.extend_from_vec(xs).unwrap());
                 }
                 Op::Splice(a, b, xs) => {
                     let r = self.range(a, b);
                     self.grow(r.len(), xs.len());
                     let want: Vec<u64> = self.items.splice(r.clone(), xs.clone()).collect();
-                    assert_eq!(v.splice(r, xs).unwrap(), want);
+                    assert_eq!(v.splice(r, xs).unwrap().0, want);
                 }
                 Op::Drain(a, b) => {
                     let r = self.range(a, b);
@@ -832,26 +855,26 @@ mod tests {
                 }
                 Op::Truncate(k) => {
                     self.items.truncate(k);
-                    v.truncate(k);
+                    drop(v.truncate(k));
                 }
                 Op::Clear => {
                     self.items.clear();
-                    v.clear();
+                    drop(v.clear());
                 }
                 Op::Reserve(k) => {
                     self.cap = self.cap.max(k);
-                    v.reserve(k).unwrap();
+                    drop(v.reserve(k).unwrap());
                 }
                 Op::ShrinkToFit => {
                     self.cap = n;
-                    v.shrink_to_fit().unwrap();
+                    drop(v.shrink_to_fit().unwrap());
                 }
                 Op::Resize(k, x) => {
                     if k > n {
                         self.grow(0, k - n);
                     }
                     self.items.resize(k, x);
-                    v.resize_with(k, || x).unwrap();
+                    drop(v.resize_with(k, || x).unwrap());
                 }
             }
         }

@@ -86,15 +86,24 @@ fn ends_indexing_and_removal() {
     assert_eq!((l.front(), l.back()), (Some(&0), Some(&10)));
     assert_eq!((l.get(3), l.get(6), l.get(7)), (Some(&9), Some(&10), None));
     *l.get_mut(5).unwrap() = 40;
-    assert_eq!(l.remove_at(3), Some(9));
-    assert_eq!(l.remove_at(6), None);
-    assert_eq!((l.pop_front(), l.pop_back()), (Some(0), Some(10)));
+    assert_eq!(l.remove_at(3).map(Unlinked::into_value), Some(9));
+    assert_eq!(l.remove_at(6).map(Unlinked::into_value), None);
+    assert_eq!(
+        (
+            l.pop_front().map(Unlinked::into_value),
+            l.pop_back().map(Unlinked::into_value)
+        ),
+        (Some(0), Some(10))
+    );
     assert_eq!(contents(&l), [1, 2, 3, 40]);
     assert_eq!(l.iter().rev().copied().collect::<Vec<_>>(), [40, 3, 2, 1]);
     l.check_invariants();
     assert_eq!(alloc.stats().live_blocks, 4);
-    l.clear();
-    assert_eq!((l.len(), l.pop_back(), l.front()), (0, None, None));
+    drop(l.take());
+    assert_eq!(
+        (l.len(), l.pop_back().map(Unlinked::into_value), l.front()),
+        (0, None, None)
+    );
     assert_eq!(alloc.stats().live_blocks, 0);
 }
 
@@ -274,10 +283,9 @@ fn splice_and_merge_refuse_unequal_allocators() {
     assert_eq!((a.node_addresses(), b.node_addresses()), (na, nb));
     assert_eq!((contents(&a), contents(&b)), (vec![1, 3], vec![2]));
     let node = Detached::new(&q, 7).unwrap();
-    assert!(matches!(
-        a.push_back_node(node),
-        Err(AllocError::AllocatorMismatch)
-    ));
+    let refused = a.push_back_node(node).unwrap_err();
+    assert_eq!(q.stats().live_blocks, 2, "the refused node comes back");
+    drop(refused);
     assert_eq!(q.stats().live_blocks, 1, "the refused node was freed");
     a.check_invariants();
 }
@@ -445,10 +453,10 @@ fn apply_list(l: &mut List<i64, Pool>, alloc: &Pool, op: &Op) {
     match op {
         Op::PushBack(x) => l.push_back(*x).unwrap(),
         Op::PushFront(x) => l.push_front(*x).unwrap(),
-        Op::PopBack => drop(l.pop_back()),
-        Op::PopFront => drop(l.pop_front()),
+        Op::PopBack => drop(l.pop_back().map(Unlinked::into_value)),
+        Op::PopFront => drop(l.pop_front().map(Unlinked::into_value)),
         Op::Insert(i, x) => l.insert((*i).min(l.len()), *x).unwrap(),
-        Op::RemoveAt(i) => drop(l.remove_at(*i)),
+        Op::RemoveAt(i) => drop(l.remove_at(*i).map(Unlinked::into_value)),
         Op::Remove(x) => drop(l.remove(x)),
         Op::Set(i, x) => {
             if let Some(v) = l.get_mut(*i) {
@@ -466,7 +474,7 @@ fn apply_list(l: &mut List<i64, Pool>, alloc: &Pool, op: &Op) {
             l.sort();
             l.merge(&mut other).unwrap();
         }
-        Op::Clear => l.clear(),
+        Op::Clear => drop(l.take()),
     }
 }
 
