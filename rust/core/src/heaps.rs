@@ -20,13 +20,13 @@ use crate::checked::CheckedPool;
 use crate::error::AllocError;
 use crate::params::Params;
 use crate::raw_lock::RawLock;
-use crate::sync;
+use crate::sync::model::{self, Mutex};
 use crate::thread_token::{self, FREE};
 use crate::upstream::Upstream;
+use model::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 /// One SGI pool and its lock, on cache lines of its own: the owner thread writes the lock
 /// and free lists at every call, and a neighbour's writes there would cost it a miss.
@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub struct Heap<U: Upstream, L: RawLock> {
     lock: L,
     pool: UnsafeCell<CheckedPool<U>>,
+    exclusive: model::Exclusive,
 }
 
 // SAFETY: `pool` is reached only through `PoolGuard`, which holds `lock` (mutual exclusion
@@ -47,12 +48,14 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
         Self {
             lock: L::default(),
             pool: UnsafeCell::new(pool),
+            exclusive: model::Exclusive::default(),
         }
     }
 
     #[inline]
     pub fn lock(&self) -> PoolGuard<'_, U, L> {
         self.lock.lock();
+        self.exclusive.enter();
         PoolGuard { heap: self }
     }
 }
@@ -89,6 +92,7 @@ impl<U: Upstream, L: RawLock> DerefMut for PoolGuard<'_, U, L> {
 impl<U: Upstream, L: RawLock> Drop for PoolGuard<'_, U, L> {
     #[inline]
     fn drop(&mut self) {
+        self.heap.exclusive.leave();
         // SAFETY: the guard was created by `Heap::lock` and holds the lock.
         unsafe { self.heap.lock.unlock() }
     }
@@ -116,7 +120,8 @@ impl ArenaRange {
     }
 }
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+// A std atomic: see `sync::model`.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 pub struct Heaps<U: Upstream + Clone, L: RawLock> {
     /// This pool's name in `thread_token`'s cache: unique in the process, never reused.
@@ -236,7 +241,7 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
         if let Some(h) = self.get(i) {
             return Some(h);
         }
-        let fill = sync::lock(&self.grow);
+        let fill = model::lock(&self.grow);
         if let Some(h) = self.get(i) {
             return Some(h);
         }
@@ -250,7 +255,7 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
 
     /// Debug mode: every chunk of every heap, present or future, filled with `byte`.
     pub fn set_chunk_fill(&self, byte: Option<u8>) {
-        let mut fill = sync::lock(&self.grow);
+        let mut fill = model::lock(&self.grow);
         *fill = byte;
         for h in self.iter() {
             h.lock().set_chunk_fill(byte);
