@@ -21,6 +21,7 @@ pub mod heaps;
 pub mod layout;
 pub mod malloc_alloc;
 pub mod monotonic;
+mod owner_fence;
 pub mod params;
 pub mod pool;
 pub mod raw_lock;

@@ -31,6 +31,9 @@ struct Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
+        // First forget the heap this thread owns: a pool call later in its exit (another
+        // thread-local's destructor) must not enter a heap whose slot is given back below.
+        let _ = HEAP.try_with(|h| h.set((0, std::ptr::null())));
         for (owners, i) in &self.slots {
             // Only if still ours: the pool may be gone, and then nobody reads it anyway.
             let _ =

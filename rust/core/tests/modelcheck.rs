@@ -1,12 +1,13 @@
-//! Model checks of `SharedPool`'s concurrency (issue #11), run by `scripts/modelcheck`
-//! with `--features shuttle`, which swaps the pool's atomics, locks and thread-locals for
-//! shuttle's (`sync::model`). Each scenario is two threads at a time (the test's main
-//! thread and one spawned, or two spawned) on a pool of one or two heaps, run by shuttle's
-//! depth-first scheduler with blocking locks (every interleaving of their scheduling points
-//! when there are fewer than `DFS_LIMIT`, else the first `DFS_LIMIT`), then with the real
-//! `SpinLock` under its PCT scheduler (a spin lock spins forever in some depth-first
-//! schedules, so only a yield-aware scheduler can run it). Shuttle runs every atomic as
-//! SeqCst: weaker orderings are not what these checks prove.
+//! Model checks of `SharedPool`'s concurrency (issues #11, #12), run by
+//! `scripts/modelcheck` with `--features shuttle`, which swaps the pool's atomics, locks
+//! and thread-locals for shuttle's (`sync::model`). Each scenario is two threads at a time
+//! (the test's main thread and one spawned, or two spawned) on a pool of one heap (locked
+//! by everyone) or two (biased: each owner enters its heap with a store and a load, others
+//! request it, see `heaps::Heap`), run under shuttle's PCT and random schedulers, and the
+//! one-heap scenario also depth-first over every interleaving (see `check`). Shuttle runs
+//! every atomic as SeqCst, and the asymmetric fence (`owner_fence`) is a no-op there: these
+//! checks prove the protocols' logic, not the weak-memory orderings, which the membarrier
+//! side of that fence supplies.
 //!
 //! After every execution: each heap's invariants and the summed conservation
 //! (`check_invariants`), no live block left (`live_blocks == 0`), and no block handed to
@@ -14,7 +15,7 @@
 //! freeing it).
 #![cfg(feature = "shuttle")]
 
-use shuttle::scheduler::{DfsScheduler, PctScheduler};
+use shuttle::scheduler::{DfsScheduler, PctScheduler, RandomScheduler};
 use shuttle::sync::{Mutex, MutexGuard};
 use shuttle::{thread, Config, Runner};
 use std::cell::UnsafeCell;
@@ -57,6 +58,7 @@ const ARENA: usize = 1 << 16;
 /// seen); the others, whose interleavings number in the millions, see their first ones.
 const DFS_LIMIT: usize = 100_000;
 const PCT_RUNS: usize = 10_000;
+const RANDOM_RUNS: usize = 10_000;
 
 fn pool<L: RawLock>(heaps: usize) -> Arc<SharedPool<Arc<MallocAlloc>, L>> {
     let upstream = Arc::new(MallocAlloc::new(None));
@@ -90,21 +92,33 @@ fn settled<L: RawLock>(pool: &SharedPool<Arc<MallocAlloc>, L>) {
     assert!(pool.heap_count() <= pool.max_heaps());
 }
 
-/// Runs `scenario` depth-first with blocking locks (every interleaving if there are fewer
-/// than `DFS_LIMIT`), then under PCT with the real spin lock; prints the executions.
-fn check(name: &str, scenario: fn(bool)) {
-    let dfs = Runner::new(DfsScheduler::new(Some(DFS_LIMIT), false), Config::new())
-        .run(move || scenario(false));
-    let pct =
-        Runner::new(PctScheduler::new(3, PCT_RUNS), Config::new()).run(move || scenario(true));
-    let how = if dfs < DFS_LIMIT {
-        "all of them"
-    } else {
-        "bounded"
+/// Runs `scenario` under PCT (depth 3) with blocking locks and with the real spin lock,
+/// and under the random scheduler with the spin lock; with `dfs`, also depth-first with
+/// blocking locks (every interleaving if there are fewer than `DFS_LIMIT`). Depth-first
+/// search only suits scenarios where no thread waits by spinning: on a biased heap (two
+/// slots) a thread other than the owner spins until the owner leaves its fast path, and
+/// a depth-first search may schedule the spinner forever. Prints the executions.
+fn check(name: &str, dfs: bool, scenario: fn(bool)) {
+    let pct = |spin| {
+        Runner::new(PctScheduler::new(3, PCT_RUNS), Config::new()).run(move || scenario(spin))
     };
-    println!(
-        "modelcheck {name}: DFS {dfs} interleavings ({how}), PCT {pct} runs (depth 3, spin lock)"
+    let (blocking, spinning) = (pct(false), pct(true));
+    let random =
+        Runner::new(RandomScheduler::new(RANDOM_RUNS), Config::new()).run(move || scenario(true));
+    let mut line = format!(
+        "modelcheck {name}: PCT {blocking} runs (blocking locks) + {spinning} (spin lock), random {random}"
     );
+    if dfs {
+        let n = Runner::new(DfsScheduler::new(Some(DFS_LIMIT), false), Config::new())
+            .run(move || scenario(false));
+        let how = if n < DFS_LIMIT {
+            "all of them"
+        } else {
+            "bounded"
+        };
+        line += &format!(", DFS {n} interleavings ({how})");
+    }
+    println!("{line}");
 }
 
 /// Runs `body` with a pool locked by blocking locks (`spin == false`) or spin locks.
@@ -123,7 +137,7 @@ macro_rules! with_lock {
 /// Two threads, each allocating and freeing on a heap of its own.
 #[test]
 fn own_heaps() {
-    check("own_heaps", |spin| {
+    check("own_heaps", false, |spin| {
         with_lock!(spin, 2, |pool| {
             let p2 = pool.clone();
             let t = thread::spawn(move || {
@@ -142,7 +156,7 @@ fn own_heaps() {
 /// Two threads on one heap (K = 1): the lock alone keeps the free list whole.
 #[test]
 fn one_shared_heap() {
-    check("one_shared_heap", |spin| {
+    check("one_shared_heap", true, |spin| {
         with_lock!(spin, 1, |pool| {
             let p2 = pool.clone();
             let t = thread::spawn(move || {
@@ -161,7 +175,7 @@ fn one_shared_heap() {
 /// back to heap 0's list, whose head it is once both are done.
 #[test]
 fn cross_thread_free() {
-    check("cross_thread_free", |spin| {
+    check("cross_thread_free", false, |spin| {
         with_lock!(spin, 2, |pool| {
             let p = take(&pool, 24, 3);
             let p2 = pool.clone();
@@ -181,7 +195,7 @@ fn cross_thread_free() {
 /// block, and allocates. Then a third thread must find a slot free: heaps were handed back.
 #[test]
 fn exit_with_live_blocks_then_reuse() {
-    check("exit_with_live_blocks_then_reuse", |spin| {
+    check("exit_with_live_blocks_then_reuse", false, |spin| {
         with_lock!(spin, 2, |pool| {
             pool.allocate(8)
                 .map(|p| pool.deallocate(p, 8))
@@ -218,7 +232,7 @@ fn exit_with_live_blocks_then_reuse() {
 /// handed back at exit, whole, and taken over; meanwhile the main thread uses heap 0.
 #[test]
 fn handed_back_heap_is_taken_over_exactly() {
-    check("handed_back_heap_is_taken_over_exactly", |spin| {
+    check("handed_back_heap_is_taken_over_exactly", false, |spin| {
         with_lock!(spin, 2, |pool| {
             pool.allocate(8)
                 .map(|p| pool.deallocate(p, 8))
@@ -252,7 +266,7 @@ fn handed_back_heap_is_taken_over_exactly() {
 /// heap, read under its lock, is consistent, and so is the sum.
 #[test]
 fn stats_during_concurrent_use() {
-    check("stats_during_concurrent_use", |spin| {
+    check("stats_during_concurrent_use", false, |spin| {
         with_lock!(spin, 2, |pool| {
             pool.allocate(8)
                 .map(|p| pool.deallocate(p, 8))
