@@ -30,7 +30,7 @@ use crate::sync::model::{self, Mutex};
 use crate::thread_token::{self, FREE};
 use crate::upstream::Upstream;
 use model::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, OnceLock};
 
@@ -40,8 +40,14 @@ use std::sync::{Arc, OnceLock};
 /// Who may touch `pool` (mutual exclusion, one of):
 /// - the owner, between `enter_owned` and the guard's drop: it stored `busy = true`, then
 ///   (after `owner_fence::light`) read `requested == false`;
-/// - whoever holds `lock`, and, on a biased heap, is the owner or has set `requested`,
-///   run `owner_fence::heavy` and then read `busy == false`.
+/// - whoever holds `lock`, and, on a biased heap, is the owner, or has seen `requested`
+///   set (or set it and run `owner_fence::heavy`) and then read `busy == false`.
+///
+/// `requested` stays set after the thread that set it lets go: the owner then locks too,
+/// and the next threads that want the heap need no barrier. The owner clears it (under
+/// the lock) after `REBIAS_AFTER` of its calls have found it set, and enters freely again;
+/// so a thread freeing another's blocks pays a barrier once per `REBIAS_AFTER` of the
+/// owner's calls at most, not once per free.
 ///
 /// With `owner_fence::heavy` between them, Dekker's argument holds: of an owner entering
 /// and another thread requesting, at least one sees the other's flag.
@@ -50,8 +56,11 @@ pub struct Heap<U: Upstream, L: RawLock> {
     lock: L,
     /// Only the owner writes it (plain stores): true while it is in its fast path.
     busy: AtomicBool,
-    /// True while a thread other than the owner has the heap: the owner then locks.
+    /// Set by a thread other than the owner that wanted the heap: the owner then locks.
     requested: AtomicBool,
+    /// The owner's calls that found `requested` set since it last cleared it; touched by
+    /// the owner only, under `lock`.
+    revoked: Cell<u32>,
     /// Whether the owner enters without the lock (`busy`); else everyone locks.
     biased: bool,
     pool: UnsafeCell<CheckedPool<U>>,
@@ -59,7 +68,8 @@ pub struct Heap<U: Upstream, L: RawLock> {
 }
 
 // SAFETY: `pool` is reached only through `PoolGuard`, made by the protocol above (mutual
-// exclusion); the pool itself may move between threads (`CheckedPool: Send`).
+// exclusion), and `revoked` only by the owner under `lock`; the pool itself may move
+// between threads (`CheckedPool: Send`).
 unsafe impl<U: Upstream + Send, L: RawLock> Sync for Heap<U, L> {}
 // SAFETY: as above; every field is owned.
 unsafe impl<U: Upstream + Send, L: RawLock> Send for Heap<U, L> {}
@@ -69,11 +79,12 @@ unsafe impl<U: Upstream + Send, L: RawLock> Send for Heap<U, L> {}
 enum Held {
     /// The owner's fast path: `busy` set.
     Owned,
-    /// `lock` held (by the owner, or on an unbiased heap by anyone).
+    /// `lock` held.
     Locked,
-    /// `lock` held and `requested` set, by a thread other than the owner.
-    Requested,
 }
+
+/// The owner's calls that find its heap requested before it takes the bias back.
+const REBIAS_AFTER: u32 = if cfg!(feature = "shuttle") { 2 } else { 64 };
 
 impl<U: Upstream, L: RawLock> Heap<U, L> {
     fn new(pool: CheckedPool<U>, biased: bool) -> Self {
@@ -81,6 +92,7 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
             lock: L::default(),
             busy: AtomicBool::new(false),
             requested: AtomicBool::new(false),
+            revoked: Cell::new(0),
             biased,
             pool: UnsafeCell::new(pool),
             exclusive: model::Exclusive::default(),
@@ -104,10 +116,18 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
     }
 
     /// The owner's slow path: the lock only (the owner is not in its fast path, so `busy`
-    /// is false, and other threads take the lock before they request).
+    /// is false, and other threads take the lock before they request). Takes the bias
+    /// back once enough of its calls found the heap requested.
     #[inline]
     pub fn lock_owned(&self) -> PoolGuard<'_, U, L> {
         self.lock.lock();
+        if self.biased && self.requested.load(Ordering::Relaxed) {
+            let n = self.revoked.get() + 1;
+            if n == REBIAS_AFTER {
+                self.requested.store(false, Ordering::Relaxed);
+            }
+            self.revoked.set(n % REBIAS_AFTER);
+        }
         self.guard(Held::Locked)
     }
 
@@ -118,14 +138,16 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
         if !self.biased {
             return self.guard(Held::Locked);
         }
-        self.requested.store(true, Ordering::Relaxed);
-        owner_fence::heavy();
+        if !self.requested.load(Ordering::Relaxed) {
+            self.requested.store(true, Ordering::Relaxed);
+            owner_fence::heavy();
+        }
         while self.busy.load(Ordering::Acquire) {
             model::spin_loop();
             #[cfg(feature = "shuttle")]
             model::yield_now();
         }
-        self.guard(Held::Requested)
+        self.guard(Held::Locked)
     }
 
     #[inline(always)]
@@ -175,11 +197,6 @@ impl<U: Upstream, L: RawLock> Drop for PoolGuard<'_, U, L> {
             Held::Owned => self.heap.busy.store(false, Ordering::Release),
             Held::Locked => {
                 // SAFETY: a `Locked` guard was made right after taking the lock.
-                unsafe { self.heap.lock.unlock() }
-            }
-            Held::Requested => {
-                self.heap.requested.store(false, Ordering::Release);
-                // SAFETY: a `Requested` guard was made right after taking the lock.
                 unsafe { self.heap.lock.unlock() }
             }
         }

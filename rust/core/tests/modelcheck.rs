@@ -285,3 +285,28 @@ fn stats_during_concurrent_use() {
         })
     });
 }
+
+/// Frees from another thread, one after another, while the owner keeps allocating: the
+/// heap stays requested (the owner locks) until the owner takes the bias back, after
+/// which the next free requests it again.
+#[test]
+fn repeated_cross_frees_revoke_and_rebias() {
+    check("repeated_cross_frees_revoke_and_rebias", false, |spin| {
+        with_lock!(spin, 2, |pool| {
+            let blocks: Vec<usize> = (0..3).map(|i| take(&pool, 24, 20 + i)).collect();
+            let p2 = pool.clone();
+            let theirs = blocks.clone();
+            let t = thread::spawn(move || {
+                for (i, p) in theirs.into_iter().enumerate() {
+                    give(&p2, p, 24, 20 + i as u8);
+                }
+            });
+            for i in 0..3 {
+                let q = take(&pool, 24, 30 + i);
+                give(&pool, q, 24, 30 + i);
+            }
+            t.join().unwrap();
+            settled(&pool);
+        })
+    });
+}
