@@ -64,8 +64,8 @@ struct PmrPool {
 
 struct SgiFreeList {
     static constexpr const char* name = "sgi_free_list";
-    static void* allocate(std::size_t n) { return sgi::g_sgi_pool.allocate(n); }
-    static void deallocate(void* p, std::size_t n) { sgi::g_sgi_pool.deallocate(p, n); }
+    static void* allocate(std::size_t n) { return sgi::sgi_pool()->allocate(n); }
+    static void deallocate(void* p, std::size_t n) { sgi::sgi_pool()->deallocate(p, n); }
     template <class T> using list = std::list<T, sgi::sgi_allocator<T>>;
     template <class T> using vector = std::vector<T, sgi::sgi_allocator<T>>;
     template <class C> static C make() { return C(); }

@@ -189,7 +189,7 @@ fn bench(o: &Options) -> Result<(), String> {
         }
     }
     if !o.json && !results.is_empty() {
-        println!("\nmedians (ns/op; listmem bytes/node; *_2t Mop/s, higher is better)");
+        println!("\nmedians (ns/op; listmem bytes/node; *_Nt Mop/s, higher is better)");
         print!("{:<10}", "");
         for a in &o.allocators {
             print!(" {:>12}", a.name());

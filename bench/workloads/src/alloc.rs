@@ -151,9 +151,9 @@ static CORE_POOL: LazyLock<Mutex<Pool<LibcMalloc, Sgi>>> = LazyLock::new(|| {
     Mutex::new(pool.expect("cannot reserve the core pool's arena"))
 });
 
-/// Heaps of the shared pool: one per thread of the threaded workloads and the main
-/// thread, with room to spare; heaps are made only when a thread needs one.
-const SHARED_POOL_HEAPS: usize = 8;
+/// Heaps of the shared pool, as a free-threaded `PoolAllocator` has them: one per thread
+/// (the threaded workloads' and the main thread), made only when a thread needs one.
+const SHARED_POOL_HEAPS: usize = 64;
 
 /// The process-wide thread-safe pool as a free-threaded `stlalloc.PoolAllocator()` builds
 /// its own (default parameters and arena, a tracked `MallocAlloc` upstream, a heap per

@@ -38,8 +38,9 @@ impl Unit {
 /// resident) would blur bytes per node.
 pub const LISTMEM_MIN_NODES: u64 = 100_000;
 
-/// The SPEC §7 workloads, plus the 2-thread variants of pair24 and churn (each thread
-/// allocating and freeing its own blocks on one shared allocator).
+/// The SPEC §7 workloads, plus the 2-, 4- and 8-thread variants of pair24 and churn (each
+/// thread allocating and freeing its own blocks on one shared allocator) and xfree_2t
+/// (one thread allocates, another frees: see `workloads::xfree`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
     Pair8,
@@ -53,10 +54,15 @@ pub enum Workload {
     Listmem,
     Pair24Threads2,
     ChurnThreads2,
+    Pair24Threads4,
+    ChurnThreads4,
+    Pair24Threads8,
+    ChurnThreads8,
+    XfreeThreads2,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 11] = [
+    pub const ALL: [Workload; 16] = [
         Workload::Pair8,
         Workload::Pair24,
         Workload::Pair64,
@@ -68,6 +74,11 @@ impl Workload {
         Workload::Listmem,
         Workload::Pair24Threads2,
         Workload::ChurnThreads2,
+        Workload::Pair24Threads4,
+        Workload::ChurnThreads4,
+        Workload::Pair24Threads8,
+        Workload::ChurnThreads8,
+        Workload::XfreeThreads2,
     ];
 
     pub fn name(self) -> &'static str {
@@ -83,6 +94,11 @@ impl Workload {
             Workload::Listmem => "listmem",
             Workload::Pair24Threads2 => "pair24_2t",
             Workload::ChurnThreads2 => "churn_2t",
+            Workload::Pair24Threads4 => "pair24_4t",
+            Workload::ChurnThreads4 => "churn_4t",
+            Workload::Pair24Threads8 => "pair24_8t",
+            Workload::ChurnThreads8 => "churn_8t",
+            Workload::XfreeThreads2 => "xfree_2t",
         }
     }
 
@@ -93,7 +109,7 @@ impl Workload {
     pub fn unit(self) -> Unit {
         match self {
             Workload::Listmem => Unit::BytesPerNode,
-            Workload::Pair24Threads2 | Workload::ChurnThreads2 => Unit::MopsPerSec,
+            _ if self.threads() > 1 => Unit::MopsPerSec,
             _ => Unit::NsPerOp,
         }
     }
@@ -102,8 +118,14 @@ impl Workload {
     pub fn base_iterations(self) -> u64 {
         match self {
             Workload::Pair8 | Workload::Pair24 | Workload::Pair64 | Workload::Pair128 => 20_000_000,
-            Workload::Pair24Threads2 => 20_000_000,
-            Workload::Churn | Workload::ChurnThreads2 => 10_000_000,
+            Workload::Pair24Threads2 | Workload::Pair24Threads4 | Workload::Pair24Threads8 => {
+                20_000_000
+            }
+            Workload::Churn
+            | Workload::ChurnThreads2
+            | Workload::ChurnThreads4
+            | Workload::ChurnThreads8 => 10_000_000,
+            Workload::XfreeThreads2 => 10_000_000,
             Workload::List | Workload::Vec16 | Workload::Batch32 | Workload::Listmem => 1_000_000,
         }
     }
@@ -119,7 +141,9 @@ impl Workload {
 
     pub fn threads(self) -> usize {
         match self {
-            Workload::Pair24Threads2 | Workload::ChurnThreads2 => 2,
+            Workload::Pair24Threads2 | Workload::ChurnThreads2 | Workload::XfreeThreads2 => 2,
+            Workload::Pair24Threads4 | Workload::ChurnThreads4 => 4,
+            Workload::Pair24Threads8 | Workload::ChurnThreads8 => 8,
             _ => 1,
         }
     }
@@ -232,13 +256,21 @@ pub fn run_single_threaded<A: RawAlloc>(w: Workload, a: &mut A, iters: u64) -> O
             let (value, checksum) = listmem(a, iters);
             Sample { value, checksum }
         }
-        Workload::Pair24Threads2 | Workload::ChurnThreads2 => return None,
+        _ => return None,
     })
 }
 
 /// `threads` threads each run `iters` operations of their own on `a`, started together;
 /// the figure is the total throughput over the slowest thread's time.
+/// xfree_2t's figure is the blocks handed over per second.
 fn run_threads<A: RawAlloc + Copy + Send>(w: Workload, a: A, threads: usize, iters: u64) -> Sample {
+    if w == Workload::XfreeThreads2 {
+        let r = workloads::xfree(a, iters);
+        return Sample {
+            value: iters as f64 * 1e3 / r.ns.max(1) as f64,
+            checksum: r.checksum,
+        };
+    }
     let start = Barrier::new(threads);
     let runs: Vec<Run> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads as u64)
@@ -248,8 +280,14 @@ fn run_threads<A: RawAlloc + Copy + Send>(w: Workload, a: A, threads: usize, ite
                 s.spawn(move || {
                     start.wait();
                     match w {
-                        Workload::Pair24Threads2 => workloads::pair::<A, 24>(&mut a, iters),
-                        Workload::ChurnThreads2 => workloads::churn(&mut a, iters, CHURN_SEED + t),
+                        Workload::Pair24Threads2
+                        | Workload::Pair24Threads4
+                        | Workload::Pair24Threads8 => workloads::pair::<A, 24>(&mut a, iters),
+                        Workload::ChurnThreads2
+                        | Workload::ChurnThreads4
+                        | Workload::ChurnThreads8 => {
+                            workloads::churn(&mut a, iters, CHURN_SEED + t)
+                        }
                         _ => unreachable!("{} is single-threaded", w.name()),
                     }
                 })
@@ -301,6 +339,10 @@ mod tests {
         assert_eq!(s.checksum, 10 * 248);
         let s = run(Workload::Pair24Threads2, Allocator::SharedPool, 1000).unwrap();
         assert_eq!(s.checksum, 2 * (0..1000u64).map(|i| i & 0xff).sum::<u64>());
+        let s = run(Workload::Pair24Threads8, Allocator::SharedPool, 1000).unwrap();
+        assert_eq!(s.checksum, 8 * (0..1000u64).map(|i| i & 0xff).sum::<u64>());
+        let s = run(Workload::XfreeThreads2, Allocator::SharedPool, 1000).unwrap();
+        assert_eq!(s.checksum, (0..1000u64).map(|i| i & 0xff).sum::<u64>());
     }
 
     #[test]

@@ -277,6 +277,56 @@ pub fn batch32<A: RawAlloc>(a: &mut A, n: u64) -> Run {
     }
 }
 
+/// Blocks a producer hands over at a time in `xfree`.
+pub const XFREE_BATCH: usize = 64;
+
+/// xfree: cross-thread frees. A producer allocates `blocks` 24-byte blocks, writing one
+/// byte each, and sends them in batches of [`XFREE_BATCH`] over a channel of 4 batches to
+/// a consumer, which frees every one (a block freed by a thread other than the one that
+/// allocated it, as in a producer/consumer queue). Timed from the first allocation until
+/// the consumer has freed the last block; the checksum is that of the bytes written.
+pub fn xfree<A: RawAlloc + Copy + Send>(a: A, blocks: u64) -> Run {
+    // Raw addresses: a block handed to another thread is just a number to the channel.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<usize>>(4);
+    let t0 = Instant::now();
+    let checksum = std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut a = a;
+            for batch in rx {
+                for p in batch {
+                    let p = NonNull::new(p as *mut u8).expect("blocks are not null");
+                    // SAFETY: `p` is a live 24-byte block from `a`, handed over once.
+                    unsafe { a.deallocate(p, 24) };
+                }
+            }
+        });
+        let mut a = a;
+        let mut sum = 0u64;
+        let mut batch = Vec::with_capacity(XFREE_BATCH);
+        for i in 0..blocks {
+            let p = a.allocate(24);
+            // SAFETY: `p` is a fresh 24-byte block.
+            sum = sum.wrapping_add(unsafe { touch(p, i) });
+            batch.push(p.as_ptr() as usize);
+            if batch.len() == XFREE_BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(XFREE_BATCH));
+                tx.send(full)
+                    .expect("the consumer lives until the channel closes");
+            }
+        }
+        if !batch.is_empty() {
+            tx.send(batch)
+                .expect("the consumer lives until the channel closes");
+        }
+        drop(tx);
+        sum
+    });
+    Run {
+        ns: elapsed_ns(t0),
+        checksum,
+    }
+}
+
 /// Anonymous resident bytes: `(resident - shared)` pages of `/proc/self/statm`, as the
 /// C++ bench measures them (file-backed library pages faulted in by the first call into
 /// some code are not heap). Read without allocating, so that measuring moves nothing.

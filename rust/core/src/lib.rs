@@ -22,6 +22,7 @@ pub mod layout;
 pub mod lending;
 pub mod malloc_alloc;
 pub mod monotonic;
+mod owner_fence;
 pub mod params;
 pub mod pool;
 pub mod raw_lock;

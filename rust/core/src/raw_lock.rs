@@ -3,7 +3,8 @@
 //! GIL-enabled interpreter — the interpreter lock the caller already holds, so the pool
 //! pays no atomic operation at all.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::model::atomic::{AtomicBool, Ordering};
+use crate::sync::model::{spin_loop, yield_now};
 
 /// Mutual exclusion for a `SharedPool`.
 ///
@@ -48,10 +49,10 @@ impl SpinLock {
         loop {
             while self.locked.load(Ordering::Relaxed) {
                 if spins < 64 {
-                    std::hint::spin_loop();
+                    spin_loop();
                     spins += 1;
                 } else {
-                    std::thread::yield_now();
+                    yield_now();
                 }
             }
             if !self.locked.swap(true, Ordering::Acquire) {

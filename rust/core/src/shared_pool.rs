@@ -98,7 +98,25 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     /// one lock, one pop, one byte of the block map. `None` for every other case.
     #[inline(always)]
     fn try_pop(&self, n: usize, claimed: bool) -> Option<usize> {
-        self.heaps.mine().lock().try_pop(n, claimed)
+        self.enter_mine()?.try_pop(n, claimed)
+    }
+
+    /// The caller's heap for a fast path: entered without a lock if the caller owns it,
+    /// else locked; `None` while another thread has the owner's heap.
+    #[inline(always)]
+    fn enter_mine(&self) -> Option<PoolGuard<'_, U, L>> {
+        match self.heaps.mine() {
+            (heap, true) => heap.enter_owned(),
+            (heap, false) => Some(heap.lock()),
+        }
+    }
+
+    /// The caller's heap for a slow path: locked, and the owner kept out if not the caller.
+    fn lock_mine(&self) -> PoolGuard<'_, U, L> {
+        match self.heaps.mine() {
+            (heap, true) => heap.lock_owned(),
+            (heap, false) => heap.lock(),
+        }
     }
 
     /// `allocate`, the block claimed for a container (see `CheckedPool::claim`) under the
@@ -108,21 +126,20 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         if n == 0 {
             return Ok(0);
         }
-        let heap = self.heaps.mine();
         if n > self.params.max_bytes() {
             check_size(n)?;
             let p = self.upstream.allocate(n, self.params.align())?.as_ptr() as usize;
-            heap.lock().insert_large(p, n, claimed);
+            self.lock_mine().insert_large(p, n, claimed);
             return Ok(p);
         }
         loop {
-            let bytes = match heap.lock().allocate_small(n, claimed) {
+            let bytes = match self.lock_mine().allocate_small(n, claimed) {
                 Ok(p) => return Ok(p),
                 Err(NeedChunk { bytes }) => bytes,
             };
             // The lock is released here: the upstream may run a handler that re-enters.
             let chunk = self.upstream.allocate(bytes, self.params.align())?;
-            heap.lock().add_chunk(chunk, bytes);
+            self.lock_mine().add_chunk(chunk, bytes);
         }
     }
 
@@ -139,7 +156,8 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     /// thread's frees mostly are. Blocks of other heaps take the slow path to their own.
     #[inline(always)]
     fn try_free(&self, p: usize, n: usize, claimed: bool) -> bool {
-        self.heaps.mine().lock().try_free(p, n, claimed)
+        self.enter_mine()
+            .is_some_and(|mut pool| pool.try_free(p, n, claimed))
     }
 
     /// Every free the fast path leaves: upstream blocks, pinned pools, and errors.
@@ -211,7 +229,7 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         let q = match self.allocate(new) {
             Ok(q) => q,
             Err(e) => {
-                owner.lock().unpin(p);
+                self.heaps.lock_any(owner).unpin(p);
                 return Err(e);
             }
         };
@@ -219,7 +237,7 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         // live block of `new` bytes; distinct live blocks never overlap.
         unsafe { std::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, old.min(new)) };
         let freed = {
-            let mut pool = owner.lock();
+            let mut pool = self.heaps.lock_any(owner);
             pool.unpin(p);
             pool.deallocate(p, old)
         };
@@ -246,7 +264,7 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         let ptr = NonNull::new(p as *mut u8).expect("validated blocks are not null");
         // SAFETY: `p` is a live upstream block of `old` bytes that nobody else can reach.
         let moved = unsafe { self.upstream.reallocate(ptr, old, new, self.params.align()) };
-        let mut pool = owner.lock();
+        let mut pool = self.heaps.lock_any(owner);
         match moved {
             Ok(q) => {
                 pool.insert_large(q.as_ptr() as usize, new, false);

@@ -8,8 +8,9 @@
 //!   (its exit stores `FREE` back), unless the claim happened during the thread's exit,
 //!   which `claim` refuses.
 
+use crate::sync::model::atomic::{AtomicU64, Ordering};
+use crate::sync::model::thread_local;
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The owner of a slot nobody holds.
@@ -18,17 +19,25 @@ pub const FREE: u64 = 0;
 /// The token of a thread that never needed one: it matches no slot.
 const UNASSIGNED: u64 = u64::MAX;
 
-static NEXT: AtomicU64 = AtomicU64::new(1);
+// A std atomic: see `sync::model`.
+static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-/// The slots a thread claimed: the owner arrays they are in, and their indices.
-struct Held(Vec<(Arc<[AtomicU64]>, usize)>);
+/// The slots a thread claimed: the owner arrays they are in, and their indices; and the
+/// thread's token, kept here because thread-locals may be destroyed in any order at exit.
+struct Held {
+    me: u64,
+    slots: Vec<(Arc<[AtomicU64]>, usize)>,
+}
 
 impl Drop for Held {
     fn drop(&mut self) {
-        let me = current();
-        for (owners, i) in &self.0 {
+        // First forget the heap this thread owns: a pool call later in its exit (another
+        // thread-local's destructor) must not enter a heap whose slot is given back below.
+        let _ = HEAP.try_with(|h| h.set((0, std::ptr::null())));
+        for (owners, i) in &self.slots {
             // Only if still ours: the pool may be gone, and then nobody reads it anyway.
-            let _ = owners[*i].compare_exchange(me, FREE, Ordering::Release, Ordering::Relaxed);
+            let _ =
+                owners[*i].compare_exchange(self.me, FREE, Ordering::Release, Ordering::Relaxed);
         }
     }
 }
@@ -36,7 +45,9 @@ impl Drop for Held {
 thread_local! {
     // No destructor, so reading it is one load on the fast path and works during exit.
     static TOKEN: Cell<u64> = const { Cell::new(UNASSIGNED) };
-    static HELD: RefCell<Held> = const { RefCell::new(Held(Vec::new())) };
+    static HELD: RefCell<Held> = const {
+        RefCell::new(Held { me: UNASSIGNED, slots: Vec::new() })
+    };
     // The heap this thread holds in the pool it last used, by the pool's id (ids are never
     // reused, so a dropped pool's entry matches nothing).
     static HEAP: Cell<(u64, *const ())> = const { Cell::new((0, std::ptr::null())) };
@@ -82,9 +93,10 @@ pub fn claim(owners: &Arc<[AtomicU64]>, i: usize) -> bool {
             return false;
         }
         let mut held = held.borrow_mut();
+        held.me = me;
         // Slots of pools dropped since: only this list still refers to them.
-        held.0.retain(|(o, _)| Arc::strong_count(o) > 1);
-        held.0.push((owners.clone(), i));
+        held.slots.retain(|(o, _)| Arc::strong_count(o) > 1);
+        held.slots.push((owners.clone(), i));
         true
     })
     .unwrap_or(false)

@@ -27,11 +27,13 @@ pub type PyPool = SharedPool<Arc<MallocAlloc>, PyPoolLock>;
 
 /// How many heaps a pool may make. With the GIL, one: the GIL serialises every call
 /// anyway, and users inspecting `free_list(i)` from several threads expect one SGI pool.
-/// Free-threaded, one per core (up to 8), so threads allocate without contention; a pool
-/// used from one thread still has only heap 0.
+/// Free-threaded, 64, whatever the cores: every thread gets a heap it owns and enters with
+/// no lock and no atomic read-modify-write; a thread beyond them shares one, locked, and
+/// pays a process-wide barrier per call. Heaps are made when a thread first allocates,
+/// each reserving its arena's address space; a pool used from one thread has heap 0 only.
 fn heaps() -> usize {
     if cfg!(Py_GIL_DISABLED) {
-        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+        64
     } else {
         1
     }

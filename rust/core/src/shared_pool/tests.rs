@@ -412,3 +412,48 @@ fn a_pinned_block_refuses_its_free_and_no_other() {
     assert_eq!(pool.allocate(24).unwrap(), a, "LIFO: freed like any block");
     pool.check_invariants();
 }
+
+/// Owners allocate and free on their biased heaps while another thread reads every heap
+/// (`stats`, the invariants), which makes each owner stay out while it looks.
+#[test]
+fn inspections_while_owners_allocate_see_consistent_heaps() {
+    let pool = pool(4);
+    pool.allocate(8)
+        .map(|p| pool.deallocate(p, 8))
+        .unwrap()
+        .unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for t in 0..2u8 {
+            let (pool, done) = (&pool, &done);
+            s.spawn(move || {
+                let mut live = Vec::new();
+                for i in 0..20_000usize {
+                    let n = 8 + (i * 8 + t as usize * 16) % 120;
+                    let p = pool.allocate(n).unwrap();
+                    // SAFETY: `p` is a fresh block of `n` bytes.
+                    unsafe { std::ptr::write_bytes(p as *mut u8, t, n) };
+                    live.push((p, n));
+                    if live.len() > 50 {
+                        let (q, m) = live.swap_remove(i % live.len());
+                        // SAFETY: `q` is a live block of `m` bytes this thread wrote.
+                        let bytes = unsafe { std::slice::from_raw_parts(q as *const u8, m) };
+                        assert!(bytes.iter().all(|&b| b == t), "block {q:#x} overwritten");
+                        pool.deallocate(q, m).unwrap();
+                    }
+                }
+                for (q, m) in live {
+                    pool.deallocate(q, m).unwrap();
+                }
+                done.store(true, std::sync::atomic::Ordering::Release);
+            });
+        }
+        let mut looks = 0;
+        while !done.load(std::sync::atomic::Ordering::Acquire) || looks < 10 {
+            pool.check_invariants();
+            looks += 1;
+        }
+    });
+    pool.check_invariants();
+    assert_eq!(pool.stats().live_blocks, 0);
+}

@@ -1,0 +1,312 @@
+//! Model checks of `SharedPool`'s concurrency (issues #11, #12), run by
+//! `scripts/modelcheck` with `--features shuttle`, which swaps the pool's atomics, locks
+//! and thread-locals for shuttle's (`sync::model`). Each scenario is two threads at a time
+//! (the test's main thread and one spawned, or two spawned) on a pool of one heap (locked
+//! by everyone) or two (biased: each owner enters its heap with a store and a load, others
+//! request it, see `heaps::Heap`), run under shuttle's PCT and random schedulers, and the
+//! one-heap scenario also depth-first over every interleaving (see `check`). Shuttle runs
+//! every atomic as SeqCst, and the asymmetric fence (`owner_fence`) is a no-op there: these
+//! checks prove the protocols' logic, not the weak-memory orderings, which the membarrier
+//! side of that fence supplies.
+//!
+//! After every execution: each heap's invariants and the summed conservation
+//! (`check_invariants`), no live block left (`live_blocks == 0`), and no block handed to
+//! two owners at once (each owner writes its mark over its block and reads it back before
+//! freeing it).
+#![cfg(feature = "shuttle")]
+
+use shuttle::scheduler::{DfsScheduler, PctScheduler, RandomScheduler};
+use shuttle::sync::{Mutex, MutexGuard};
+use shuttle::{thread, Config, Runner};
+use std::cell::UnsafeCell;
+use std::sync::Arc;
+use stlalloc_core::{MallocAlloc, Params, RawLock, SharedPool, SpinLock};
+
+/// A lock that blocks (a shuttle mutex) instead of spinning, so that a depth-first search
+/// never schedules a waiter forever: the search then ends, having seen every interleaving.
+#[derive(Default)]
+struct BlockingLock {
+    mutex: Mutex<()>,
+    guard: UnsafeCell<Option<MutexGuard<'static, ()>>>,
+}
+
+// SAFETY: `guard` is written by `lock` after the mutex is taken and taken back by `unlock`
+// before it is given up, so only the holder touches it; the mutex itself excludes.
+unsafe impl Sync for BlockingLock {}
+// SAFETY: as above.
+unsafe impl Send for BlockingLock {}
+
+// SAFETY: the shuttle mutex lets one caller at a time between `lock` and `unlock`.
+unsafe impl RawLock for BlockingLock {
+    fn lock(&self) {
+        let guard = self.mutex.lock().unwrap();
+        // SAFETY: the guard borrows `self.mutex`, and is dropped by `unlock`, called while
+        // `self` lives (a heap's lock is unlocked before the heap is dropped).
+        let guard: MutexGuard<'static, ()> = unsafe { std::mem::transmute(guard) };
+        // SAFETY: this caller holds the mutex, so no other touches `guard`.
+        unsafe { *self.guard.get() = Some(guard) };
+    }
+
+    unsafe fn unlock(&self) {
+        // SAFETY: the caller holds the lock (the trait's contract), so it alone has `guard`.
+        drop(unsafe { (*self.guard.get()).take() });
+    }
+}
+
+const ARENA: usize = 1 << 16;
+/// Bounds each depth-first search: the smallest scenarios end below it (every interleaving
+/// seen); the others, whose interleavings number in the millions, see their first ones.
+const DFS_LIMIT: usize = 100_000;
+const PCT_RUNS: usize = 10_000;
+const RANDOM_RUNS: usize = 10_000;
+
+fn pool<L: RawLock>(heaps: usize) -> Arc<SharedPool<Arc<MallocAlloc>, L>> {
+    let upstream = Arc::new(MallocAlloc::new(None));
+    Arc::new(SharedPool::with_heaps(Params::default(), ARENA, upstream, heaps).unwrap())
+}
+
+/// Allocates `n` bytes and marks them as `mark`'s.
+fn take<L: RawLock>(pool: &SharedPool<Arc<MallocAlloc>, L>, n: usize, mark: u8) -> usize {
+    let p = pool.allocate(n).unwrap();
+    // SAFETY: `p` is a live block of `n` bytes that this caller owns.
+    unsafe { std::ptr::write_bytes(p as *mut u8, mark, n) };
+    p
+}
+
+/// Checks the mark (nobody else was handed the block meanwhile), then frees it.
+fn give<L: RawLock>(pool: &SharedPool<Arc<MallocAlloc>, L>, p: usize, n: usize, mark: u8) {
+    // SAFETY: `p` is a live block of `n` bytes that this caller owns.
+    let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, n) };
+    assert!(bytes.iter().all(|&b| b == mark), "block {p:#x} overwritten");
+    pool.deallocate(p, n).unwrap();
+}
+
+fn settled<L: RawLock>(pool: &SharedPool<Arc<MallocAlloc>, L>) {
+    pool.check_invariants();
+    let s = pool.stats();
+    assert_eq!(
+        (s.live_blocks, s.large_live_blocks),
+        (0, 0),
+        "a block leaked"
+    );
+    assert!(pool.heap_count() <= pool.max_heaps());
+}
+
+/// Runs `scenario` under PCT (depth 3) with blocking locks and with the real spin lock,
+/// and under the random scheduler with the spin lock; with `dfs`, also depth-first with
+/// blocking locks (every interleaving if there are fewer than `DFS_LIMIT`). Depth-first
+/// search only suits scenarios where no thread waits by spinning: on a biased heap (two
+/// slots) a thread other than the owner spins until the owner leaves its fast path, and
+/// a depth-first search may schedule the spinner forever. Prints the executions.
+fn check(name: &str, dfs: bool, scenario: fn(bool)) {
+    let pct = |spin| {
+        Runner::new(PctScheduler::new(3, PCT_RUNS), Config::new()).run(move || scenario(spin))
+    };
+    let (blocking, spinning) = (pct(false), pct(true));
+    let random =
+        Runner::new(RandomScheduler::new(RANDOM_RUNS), Config::new()).run(move || scenario(true));
+    let mut line = format!(
+        "modelcheck {name}: PCT {blocking} runs (blocking locks) + {spinning} (spin lock), random {random}"
+    );
+    if dfs {
+        let n = Runner::new(DfsScheduler::new(Some(DFS_LIMIT), false), Config::new())
+            .run(move || scenario(false));
+        let how = if n < DFS_LIMIT {
+            "all of them"
+        } else {
+            "bounded"
+        };
+        line += &format!(", DFS {n} interleavings ({how})");
+    }
+    println!("{line}");
+}
+
+/// Runs `body` with a pool locked by blocking locks (`spin == false`) or spin locks.
+macro_rules! with_lock {
+    ($spin:expr, $heaps:expr, |$pool:ident| $body:block) => {
+        if $spin {
+            let $pool = pool::<SpinLock>($heaps);
+            $body
+        } else {
+            let $pool = pool::<BlockingLock>($heaps);
+            $body
+        }
+    };
+}
+
+/// Two threads, each allocating and freeing on a heap of its own.
+#[test]
+fn own_heaps() {
+    check("own_heaps", false, |spin| {
+        with_lock!(spin, 2, |pool| {
+            let p2 = pool.clone();
+            let t = thread::spawn(move || {
+                let p = take(&p2, 24, 1);
+                give(&p2, p, 24, 1);
+            });
+            let p = take(&pool, 24, 2);
+            give(&pool, p, 24, 2);
+            t.join().unwrap();
+            // One heap if the spawned thread was done (and gave slot 0 back) before.
+            settled(&pool);
+        })
+    });
+}
+
+/// Two threads on one heap (K = 1): the lock alone keeps the free list whole.
+#[test]
+fn one_shared_heap() {
+    check("one_shared_heap", true, |spin| {
+        with_lock!(spin, 1, |pool| {
+            let p2 = pool.clone();
+            let t = thread::spawn(move || {
+                let p = take(&p2, 24, 1);
+                give(&p2, p, 24, 1);
+            });
+            let p = take(&pool, 24, 2);
+            give(&pool, p, 24, 2);
+            t.join().unwrap();
+            settled(&pool);
+        })
+    });
+}
+
+/// A block of heap 0 freed by a thread on heap 1 while heap 0's owner allocates: it goes
+/// back to heap 0's list, whose head it is once both are done.
+#[test]
+fn cross_thread_free() {
+    check("cross_thread_free", false, |spin| {
+        with_lock!(spin, 2, |pool| {
+            let p = take(&pool, 24, 3);
+            let p2 = pool.clone();
+            let t = thread::spawn(move || give(&p2, p, 24, 3));
+            let q = take(&pool, 24, 4);
+            t.join().unwrap();
+            give(&pool, q, 24, 4);
+            settled(&pool);
+            let heap0 = pool.lock_heap(0).unwrap().free_list(2);
+            assert!(heap0.contains(&p) && heap0.contains(&q));
+        })
+    });
+}
+
+/// A thread exits holding a live block; a second thread, started while the first may
+/// still run, takes its heap over (or shares one while the slot is held), frees the
+/// block, and allocates. Then a third thread must find a slot free: heaps were handed back.
+#[test]
+fn exit_with_live_blocks_then_reuse() {
+    check("exit_with_live_blocks_then_reuse", false, |spin| {
+        with_lock!(spin, 2, |pool| {
+            pool.allocate(8)
+                .map(|p| pool.deallocate(p, 8))
+                .unwrap()
+                .unwrap();
+            let pa = pool.clone();
+            let a = thread::spawn(move || take(&pa, 24, 5));
+            let pb = pool.clone();
+            let b = thread::spawn(move || {
+                let q = take(&pb, 24, 6);
+                give(&pb, q, 24, 6);
+            });
+            let live = a.join().unwrap();
+            b.join().unwrap();
+            let pc = pool.clone();
+            thread::spawn(move || {
+                give(&pc, live, 24, 5);
+                let r = take(&pc, 24, 7);
+                give(&pc, r, 24, 7);
+            })
+            .join()
+            .unwrap();
+            settled(&pool);
+            assert_eq!(
+                pool.heap_count(),
+                2,
+                "a heap per slot, handed back, not remade"
+            );
+        })
+    });
+}
+
+/// The last block a thread freed is the first its heap's next owner gets: the heap was
+/// handed back at exit, whole, and taken over; meanwhile the main thread uses heap 0.
+#[test]
+fn handed_back_heap_is_taken_over_exactly() {
+    check("handed_back_heap_is_taken_over_exactly", false, |spin| {
+        with_lock!(spin, 2, |pool| {
+            pool.allocate(8)
+                .map(|p| pool.deallocate(p, 8))
+                .unwrap()
+                .unwrap();
+            let pa = pool.clone();
+            let (keep, freed) = thread::spawn(move || {
+                let keep = take(&pa, 24, 8);
+                let freed = take(&pa, 24, 9);
+                give(&pa, freed, 24, 9);
+                (keep, freed)
+            })
+            .join()
+            .unwrap();
+            let pb = pool.clone();
+            let again = thread::spawn(move || {
+                let r = take(&pb, 24, 10);
+                give(&pb, keep, 24, 8);
+                give(&pb, r, 24, 10);
+                r
+            });
+            let mine = take(&pool, 24, 11);
+            give(&pool, mine, 24, 11);
+            assert_eq!(again.join().unwrap(), freed);
+            settled(&pool);
+        })
+    });
+}
+
+/// `stats()` and the invariant checks while another thread allocates and frees: every
+/// heap, read under its lock, is consistent, and so is the sum.
+#[test]
+fn stats_during_concurrent_use() {
+    check("stats_during_concurrent_use", false, |spin| {
+        with_lock!(spin, 2, |pool| {
+            pool.allocate(8)
+                .map(|p| pool.deallocate(p, 8))
+                .unwrap()
+                .unwrap();
+            let p2 = pool.clone();
+            let t = thread::spawn(move || {
+                let p = take(&p2, 40, 11);
+                give(&p2, p, 40, 11);
+            });
+            pool.check_invariants();
+            let s = pool.stats();
+            assert!(s.live_blocks <= 1);
+            t.join().unwrap();
+            settled(&pool);
+        })
+    });
+}
+
+/// Frees from another thread, one after another, while the owner keeps allocating: the
+/// heap stays requested (the owner locks) until the owner takes the bias back, after
+/// which the next free requests it again.
+#[test]
+fn repeated_cross_frees_revoke_and_rebias() {
+    check("repeated_cross_frees_revoke_and_rebias", false, |spin| {
+        with_lock!(spin, 2, |pool| {
+            let blocks: Vec<usize> = (0..3).map(|i| take(&pool, 24, 20 + i)).collect();
+            let p2 = pool.clone();
+            let theirs = blocks.clone();
+            let t = thread::spawn(move || {
+                for (i, p) in theirs.into_iter().enumerate() {
+                    give(&p2, p, 24, 20 + i as u8);
+                }
+            });
+            for i in 0..3 {
+                let q = take(&pool, 24, 30 + i);
+                give(&pool, q, 24, 30 + i);
+            }
+            t.join().unwrap();
+            settled(&pool);
+        })
+    });
+}
