@@ -7,8 +7,10 @@
   mmapped chunks, so the MallocAllocator's own table counts wherever it lives) per node of a
   live 1M-node int64 List over a MallocAllocator, measured in a fresh child process.
 
-Medians of RUNS runs, the contenders taking turns in each round; ratios are malloc / pool,
-against the targets of the issue (pair 1.3, push_back 1.5, 48 bytes per node).
+Medians of RUNS runs, the contenders taking turns in each round, timed in CPU time of the
+thread (``time.thread_time``) so that other processes on a busy machine do not count; ratios
+are malloc / pool, against the targets of the issue (pair 1.3, push_back 1.5, 48 bytes per
+node).
 
     python bench/python/first_level.py
 """
@@ -33,10 +35,10 @@ def pairs(alloc, n=24):
     a, d = alloc.allocate, alloc.deallocate
 
     def run():
-        t = time.perf_counter()
+        t = time.thread_time()
         for _ in range(PAIRS):
             d(a(n), n)
-        return (time.perf_counter() - t) / PAIRS * 1e9
+        return (time.thread_time() - t) / PAIRS * 1e9
 
     return run
 
@@ -47,10 +49,10 @@ def pushes(alloc):
     def run():
         lst = stlalloc.List(dtype="int64", allocator=alloc)
         push = lst.push_back
-        t = time.perf_counter()
+        t = time.thread_time()
         for v in values:
             push(v)
-        return (time.perf_counter() - t) / PUSHES * 1e9
+        return (time.thread_time() - t) / PUSHES * 1e9
 
     return run
 

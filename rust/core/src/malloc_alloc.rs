@@ -219,7 +219,7 @@ impl MallocAlloc {
         if p == 0 && n == 0 {
             return Ok(());
         }
-        registry().forget_checked(p, n, pins)?;
+        registry().forget_if(p, |b| b.check(p, n, pins))?;
         // SAFETY: `p` is a live block that malloc (or posix_memalign) returned, checked
         // above, and it is now forgotten, so no other call can reach it: freed exactly once.
         unsafe { libc::free(p as *mut libc::c_void) };
@@ -321,14 +321,10 @@ impl MallocAlloc {
 
     /// Frees a block a container holds.
     pub fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
-        {
-            let mut reg = registry();
-            match reg.get(p) {
-                Some(b) if b.claimed && b.size == n && b.pins == 0 => {}
-                _ => return Err(AllocError::NotLive { addr: p }),
-            }
-            reg.forget(p);
-        }
+        registry().forget_if(p, |b| match b.claimed && b.size == n && b.pins == 0 {
+            true => Ok(()),
+            false => Err(AllocError::NotLive { addr: p }),
+        })?;
         // SAFETY: `p` is a live malloc block (checked under the lock), now forgotten, so
         // it is freed exactly once.
         unsafe { libc::free(p as *mut libc::c_void) };

@@ -21,9 +21,12 @@ pub(crate) const MAX_SIZE: usize = 1024;
 pub(crate) const MAX_OWNERS: usize = 1024;
 const ADDR_LIMIT: usize = 1 << 47;
 const GRANULE: usize = 16;
+const REGION: usize = 256;
 const KEY_SHIFT: u32 = 21;
 const CLAIMED: u64 = 1 << 20;
+/// At least `REGION / GRANULE`, so that a home is below `2 * cap`.
 const MIN_CAP: usize = 16;
+const _: () = assert!(MIN_CAP >= REGION / GRANULE);
 
 /// What the table knows of a block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,11 +88,20 @@ impl BlockTable {
         self.len
     }
 
-    /// The slot a block at `addr` is looked for first: Fibonacci hashing, then the high
-    /// half of a 128-bit product maps the hash onto any capacity.
+    /// The slot a block at `addr` is looked for first. The blocks of one 256-byte region
+    /// (at most 16) get consecutive homes, so that blocks malloc hands out one after the
+    /// other — a growing list's nodes — share cache lines of the table; regions are
+    /// spread by Fibonacci hashing, whose high half of a 128-bit product maps onto any
+    /// capacity.
     fn home(addr: usize, cap: usize) -> usize {
-        let hash = ((addr / GRANULE) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        ((hash as u128 * cap as u128) >> 64) as usize
+        let hash = ((addr / REGION) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let base = ((hash as u128 * cap as u128) >> 64) as usize;
+        let home = base + addr % REGION / GRANULE;
+        if home >= cap {
+            home - cap
+        } else {
+            home
+        }
     }
 
     fn next(i: usize, cap: usize) -> usize {
@@ -194,7 +206,7 @@ impl BlockTable {
         }
         self.slots[hole] = 0;
         self.len -= 1;
-        if cap > MIN_CAP && 5 * self.len < cap {
+        if cap > MIN_CAP && 8 * self.len < cap {
             // Best effort: a failed shrink keeps the larger table, which stays valid.
             self.resize((cap / 2).max(MIN_CAP));
         }

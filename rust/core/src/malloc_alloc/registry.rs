@@ -41,6 +41,24 @@ impl Block {
         (self.pins == 0 && !self.pool_held && entry.packs(addr)).then_some(entry)
     }
 
+    /// Whether the block at `p` may be freed or moved as one of `n` bytes by a caller
+    /// holding `pins` of its pins.
+    pub fn check(&self, p: usize, n: usize, pins: usize) -> Result<(), AllocError> {
+        if self.size != n {
+            Err(AllocError::SizeMismatch {
+                addr: p,
+                size: n,
+                block_size: self.size,
+            })
+        } else if self.pins > pins {
+            Err(AllocError::Pinned { addr: p })
+        } else if self.claimed {
+            Err(AllocError::Owned { addr: p })
+        } else {
+            Ok(())
+        }
+    }
+
     fn from_entry(e: Entry) -> Self {
         Block {
             size: e.size,
@@ -178,41 +196,28 @@ impl Registry {
 
     /// The live block at `p` of exactly `n` bytes with no more than `pins` pins.
     pub fn check(&self, p: usize, n: usize, pins: usize) -> Result<Block, AllocError> {
-        Self::check_found(self.get(p), p, n, pins)
+        let b = self.get(p).ok_or(AllocError::NotLive { addr: p })?;
+        b.check(p, n, pins)?;
+        Ok(b)
     }
 
-    fn check_found(
-        found: Option<Block>,
+    /// Forgets the live block at `p` and counts it freed if `accept` takes it; with one
+    /// lookup when the block is packed (the common free). `NotLive` if no block is there.
+    pub fn forget_if(
+        &mut self,
         p: usize,
-        n: usize,
-        pins: usize,
-    ) -> Result<Block, AllocError> {
-        match found {
-            Some(b) if b.size != n => Err(AllocError::SizeMismatch {
-                addr: p,
-                size: n,
-                block_size: b.size,
-            }),
-            Some(b) if b.pins > pins => Err(AllocError::Pinned { addr: p }),
-            Some(b) if b.claimed => Err(AllocError::Owned { addr: p }),
-            Some(b) => Ok(b),
-            None => Err(AllocError::NotLive { addr: p }),
+        accept: impl FnOnce(&Block) -> Result<(), AllocError>,
+    ) -> Result<(), AllocError> {
+        if let Some((slot, e)) = self.packed.lookup(p) {
+            let b = Block::from_entry(e);
+            accept(&b)?;
+            self.packed.remove_at(slot);
+            self.count_freed(b);
+            return Ok(());
         }
-    }
-
-    /// `check`, then `forget`, with one lookup when the block is packed (the common free).
-    pub fn forget_checked(&mut self, p: usize, n: usize, pins: usize) -> Result<(), AllocError> {
-        match self.packed.lookup(p) {
-            Some((slot, e)) => {
-                let b = Self::check_found(Some(Block::from_entry(e)), p, n, pins)?;
-                self.packed.remove_at(slot);
-                self.count_freed(b);
-            }
-            None => {
-                self.check(p, n, pins)?;
-                self.forget(p);
-            }
-        }
+        let b = self.get(p).ok_or(AllocError::NotLive { addr: p })?;
+        accept(&b)?;
+        self.forget(p);
         Ok(())
     }
 
