@@ -7,8 +7,9 @@ the result:
   growth of the process's resident set;
 - malloc: glibc's in-use bytes (``mallinfo2().uordblks``), the distance between
   consecutive nodes (glibc's chunk size for ``malloc(24)``), and the resident set growth.
-  The MallocAllocator's own record of live blocks (a BTreeMap, also on the malloc heap) is
-  included in ``uordblks`` and RSS; the node stride shows glibc's share alone.
+  The MallocAllocator's own table of live blocks is in RSS, but once large it is an
+  mmapped chunk (``hblkhd``), outside ``uordblks``: ``bench/python/first_level.py`` counts
+  both. The node stride shows glibc's share alone.
 """
 
 import ctypes

@@ -47,6 +47,7 @@ pub struct MallocStats {
 
 static REGISTRY: Locked<Registry> = Locked::new(Registry::new());
 
+#[inline]
 fn registry() -> Guard<'static, Registry> {
     REGISTRY.lock()
 }
@@ -86,6 +87,7 @@ pub struct MallocAlloc {
 }
 
 /// Rejects sizes no allocation can have before any libc call sees them.
+#[inline]
 pub(crate) fn check_size(size: usize) -> Result<(), AllocError> {
     if size > isize::MAX as usize - 4096 {
         Err(AllocError::TooLarge { size })
@@ -95,6 +97,7 @@ pub(crate) fn check_size(size: usize) -> Result<(), AllocError> {
 }
 
 /// `malloc`, or `posix_memalign` above malloc's alignment; `None` when it fails.
+#[inline]
 pub(crate) fn raw_malloc(n: usize, align: usize) -> Option<NonNull<u8>> {
     if align <= MALLOC_ALIGN {
         // SAFETY: malloc accepts any size; a null result is handled by the caller.
@@ -136,6 +139,7 @@ impl MallocAlloc {
 
     /// SGI's `_S_oom_malloc` loop around one attempt: with no handler, fail; otherwise call
     /// it (no lock held) and try again.
+    #[inline]
     fn oom_loop<T>(
         &self,
         size: usize,
@@ -159,6 +163,7 @@ impl MallocAlloc {
     }
 
     /// `malloc(n)`, aligned to 16; 0 bytes give the null address 0.
+    #[inline]
     pub fn allocate(&self, n: usize) -> Result<usize, AllocError> {
         self.allocate_as(n, MALLOC_ALIGN, 0, false)
     }
@@ -169,11 +174,13 @@ impl MallocAlloc {
     }
 
     /// A block for a container, claimed as it is made (one registry step, not two).
+    #[inline]
     pub fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
         self.allocate_as(n, MALLOC_ALIGN, 0, true)
     }
 
     /// Allocates a block that starts with `pins` pins (a pool holding it), or claimed.
+    #[inline]
     fn allocate_as(
         &self,
         n: usize,
@@ -211,10 +218,12 @@ impl MallocAlloc {
 
     /// `free(p)` for a live block of exactly `n` bytes, made by any `MallocAlloc`.
     /// `(0, 0)` does nothing.
+    #[inline]
     pub fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError> {
         self.deallocate_pinned(p, n, 0)
     }
 
+    #[inline]
     fn deallocate_pinned(&self, p: usize, n: usize, pins: usize) -> Result<(), AllocError> {
         if p == 0 && n == 0 {
             return Ok(());
@@ -320,6 +329,7 @@ impl MallocAlloc {
     }
 
     /// Frees a block a container holds.
+    #[inline]
     pub fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
         registry().forget_if(p, |b| match b.claimed && b.size == n && b.pins == 0 {
             true => Ok(()),

@@ -38,10 +38,12 @@ pub(crate) struct Entry {
 
 impl Entry {
     /// Whether a block at `addr` with this entry fits in one slot.
+    #[inline]
     pub fn packs(&self, addr: usize) -> bool {
         is_key(addr) && (1..=MAX_SIZE).contains(&self.size) && self.owner < MAX_OWNERS
     }
 
+    #[inline]
     fn pack(&self, addr: usize) -> u64 {
         debug_assert!(self.packs(addr));
         ((addr / GRANULE) as u64) << KEY_SHIFT
@@ -50,6 +52,7 @@ impl Entry {
             | (self.size - 1) as u64
     }
 
+    #[inline]
     fn unpack(slot: u64) -> (usize, Entry) {
         let entry = Entry {
             size: (slot & 0x3ff) as usize + 1,
@@ -62,10 +65,12 @@ impl Entry {
 
 /// Whether a block may start at `addr` in this table: other addresses are never looked for,
 /// so that `p + 8` never matches the key of `p`.
+#[inline]
 fn is_key(addr: usize) -> bool {
     addr >= GRANULE && addr % GRANULE == 0 && addr < ADDR_LIMIT
 }
 
+#[inline]
 fn address(slot: u64) -> usize {
     (slot >> KEY_SHIFT) as usize * GRANULE
 }
@@ -93,6 +98,7 @@ impl BlockTable {
     /// other — a growing list's nodes — share cache lines of the table; regions are
     /// spread by Fibonacci hashing, whose high half of a 128-bit product maps onto any
     /// capacity.
+    #[inline]
     fn home(addr: usize, cap: usize) -> usize {
         let hash = ((addr / REGION) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let base = ((hash as u128 * cap as u128) >> 64) as usize;
@@ -104,6 +110,7 @@ impl BlockTable {
         }
     }
 
+    #[inline]
     fn next(i: usize, cap: usize) -> usize {
         if i + 1 == cap {
             0
@@ -113,6 +120,7 @@ impl BlockTable {
     }
 
     /// `Ok(i)` if slot `i` holds `addr`; `Err(i)` with `i` the empty slot ending its probe.
+    #[inline]
     fn find(&self, addr: usize) -> Option<Result<usize, usize>> {
         let cap = self.slots.len();
         if cap == 0 || !is_key(addr) {
@@ -137,6 +145,7 @@ impl BlockTable {
     }
 
     /// The slot holding `addr` and its entry, for `remove_at`.
+    #[inline]
     pub fn lookup(&self, addr: usize) -> Option<(usize, Entry)> {
         match self.find(addr)? {
             Ok(i) => Some((i, Entry::unpack(self.slots[i]).1)),
@@ -146,6 +155,7 @@ impl BlockTable {
 
     /// Makes room for one more entry; false if the memory for it could not be had (then
     /// the table is unchanged).
+    #[inline]
     pub fn reserve_one(&mut self) -> bool {
         let cap = self.slots.len();
         if 5 * (self.len + 1) <= 4 * cap {
@@ -156,6 +166,7 @@ impl BlockTable {
 
     /// Adds the block at `addr`, which must pack and be absent, into room `reserve_one`
     /// made.
+    #[inline]
     pub fn insert(&mut self, addr: usize, entry: Entry) {
         assert!(
             entry.packs(addr) && 5 * (self.len + 1) <= 4 * self.slots.len(),
@@ -186,6 +197,7 @@ impl BlockTable {
     }
 
     /// Empties slot `hole`, which `lookup` returned with no change to the table since.
+    #[inline]
     pub fn remove_at(&mut self, mut hole: usize) {
         let cap = self.slots.len();
         // Backward shift: move later entries of the cluster into the hole when that keeps

@@ -43,6 +43,7 @@ impl Block {
 
     /// Whether the block at `p` may be freed or moved as one of `n` bytes by a caller
     /// holding `pins` of its pins.
+    #[inline]
     pub fn check(&self, p: usize, n: usize, pins: usize) -> Result<(), AllocError> {
         if self.size != n {
             Err(AllocError::SizeMismatch {
@@ -117,23 +118,27 @@ impl Registry {
         }
     }
 
+    #[inline]
     pub fn owner(&self, i: usize) -> &Owner {
         self.owners[i]
             .as_ref()
             .expect("a block's owner has a record")
     }
 
+    #[inline]
     pub fn owner_mut(&mut self, i: usize) -> &mut Owner {
         self.owners[i]
             .as_mut()
             .expect("a block's owner has a record")
     }
 
+    #[inline]
     pub fn stats_mut(&mut self, i: usize) -> &mut MallocStats {
         &mut self.owner_mut(i).stats
     }
 
     /// Drops the record of owner `i` if its allocator is gone and it has no block left.
+    #[inline]
     pub fn retire_if_done(&mut self, i: usize) {
         let Some(o) = &self.owners[i] else { return };
         if !o.alive && o.stats.live_blocks == 0 {
@@ -143,6 +148,7 @@ impl Registry {
     }
 
     /// True if `owner` may hold `n` more bytes once `freed` are given back.
+    #[inline]
     pub fn within_limit(&self, owner: usize, freed: usize, n: usize) -> bool {
         let o = self.owner(owner);
         o.limit
@@ -159,6 +165,7 @@ impl Registry {
 
     /// Records the block at `p`, which is not recorded: in `packed` if it packs and the
     /// table has (or can get) room, else in `spilled`.
+    #[inline]
     pub fn place(&mut self, p: usize, b: Block) {
         if let Some(e) = b.packed(p) {
             if self.packed.reserve_one() {
@@ -203,6 +210,7 @@ impl Registry {
 
     /// Forgets the live block at `p` and counts it freed if `accept` takes it; with one
     /// lookup when the block is packed (the common free). `NotLive` if no block is there.
+    #[inline]
     pub fn forget_if(
         &mut self,
         p: usize,
@@ -228,6 +236,7 @@ impl Registry {
         b
     }
 
+    #[inline]
     fn count_freed(&mut self, b: Block) {
         let st = self.stats_mut(b.owner);
         st.live_blocks -= 1;
