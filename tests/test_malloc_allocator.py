@@ -260,3 +260,33 @@ def test_repr():
     m = MallocAllocator(limit=64)
     assert "MallocAllocator" in repr(m)
     assert "MallocStats" in repr(m.stats())
+
+
+def test_many_live_blocks_are_each_checked_and_viewable():
+    # Enough blocks to make the first level's table grow many times, of sizes that pack
+    # in it (up to 1024) and that do not; every check still holds for each of them.
+    m, other = MallocAllocator(), MallocAllocator()
+    sizes = [1 + k * 37 % 2000 for k in range(20_000)]
+    blocks = [(m.allocate(n), n) for n in sizes]
+    for p, n in blocks[::97]:
+        assert m.owns(p) and m.owns(p + n - 1)
+        with m.view(p + n - 1, 1) as v:
+            v[0] = 0x5A
+        with pytest.raises(AllocatorError):
+            m.deallocate(p, n + 1)
+        for bad in (p + 8, p + 16):
+            with pytest.raises(AllocatorError):
+                m.deallocate(bad, n)
+    before = snapshot(m)
+    for bad in (2**64 - 1, 2**64 - 16, 2**47, 16):
+        assert not m.owns(bad)
+        with pytest.raises(AllocatorError):
+            m.deallocate(bad, 8)
+    with pytest.raises((AllocatorError, MemoryError)):
+        m.view(blocks[0][0], 2**64 - 1)
+    assert snapshot(m) == before
+    for p, n in blocks:
+        other.deallocate(p, n)
+    s = m.stats()
+    assert (s.live_blocks, s.live_bytes, s.deallocations) == (0, 0, len(sizes))
+    assert other.stats().deallocations == 0

@@ -129,6 +129,9 @@ unsafe impl BlockAllocator for MallocAlloc {
     fn unclaim(&self, start: usize) {
         MallocAlloc::unclaim(self, start)
     }
+    fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
+        MallocAlloc::allocate_owned(self, n)
+    }
     fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
         MallocAlloc::deallocate_owned(self, p, n)
     }

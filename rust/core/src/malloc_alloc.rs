@@ -3,21 +3,26 @@
 //!
 //! Every `MallocAlloc` is equal to every other (SPEC §8, as C++ allocator equality): memory
 //! from one may be freed or resized by any. So live blocks are kept in one process-wide
-//! registry, each with its owner — the allocator that made it, whose statistics and limit
-//! it counts against — and its pins. The registry catches every misuse before libc sees it.
+//! registry (`registry`), each with its owner — the allocator that made it, whose statistics
+//! and limit it counts against — and its pins. The registry catches every misuse before libc
+//! sees it, in O(1) for the small blocks that make up almost every workload (`block_table`).
 //!
-//! Invariants (checked in tests), for every owner `o`:
+//! Invariants (checked in tests; stated as equations in `registry`), for every owner `o`:
 //! - `stats[o].live_blocks == |{b : b.owner == o}|`,
 //!   `stats[o].live_bytes == Σ_{b.owner == o} b.size <= limit[o]`;
 //! - `stats[o].allocations - stats[o].deallocations == stats[o].live_blocks`.
 //!
 //! The handler runs with no lock held, so it may deallocate blocks of this very allocator.
 
+mod block_table;
+mod locked;
+mod registry;
+
 use crate::error::{AllocError, HandlerError};
 use crate::sync::lock;
-use std::collections::BTreeMap;
+use locked::{Guard, Locked};
+use registry::{Block, Registry};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// malloc's alignment on x86-64 glibc; larger alignments go through `posix_memalign`.
@@ -40,89 +45,31 @@ pub struct MallocStats {
     pub handler_calls: u64,
 }
 
-struct Block {
-    size: usize,
-    owner: u64,
-    /// Views exporting the block, and pools holding it as a chunk or large block.
-    pins: usize,
-    /// Held by a container: only `deallocate_owned` frees it.
-    claimed: bool,
-    /// A pool's chunk or large block: never exposed (a view would let Python code
-    /// overwrite the pool's free-list links).
-    pool_held: bool,
+static REGISTRY: Locked<Registry> = Locked::new(Registry::new());
+
+#[inline]
+fn registry() -> Guard<'static, Registry> {
+    REGISTRY.lock()
 }
 
-struct Owner {
-    stats: MallocStats,
-    limit: Option<usize>,
-    /// False once the allocator is dropped: its record stays while a view or a container
-    /// still holds one of its blocks, and goes with the last of them.
-    alive: bool,
-}
-
-struct Registry {
-    blocks: BTreeMap<usize, Block>,
-    owners: BTreeMap<u64, Owner>,
-}
-
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-    blocks: BTreeMap::new(),
-    owners: BTreeMap::new(),
-});
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-fn registry() -> std::sync::MutexGuard<'static, Registry> {
-    lock(&REGISTRY)
+/// Makes the first level rely on a lock its caller holds instead of its own spin lock.
+///
+/// # Safety
+/// From this call on, every call into any `MallocAlloc` of the process (constructing and
+/// dropping included), from any thread, is made holding one same outer lock (a GIL), which
+/// is not let go during the call except while an out-of-memory handler runs; no such call
+/// is in progress now.
+pub unsafe fn assume_outer_lock() {
+    // SAFETY: the caller's promise is the one `Locked::assume_outer_lock` asks for: every
+    // registry guard lives inside one first-level call, and none is held across a handler.
+    unsafe { REGISTRY.assume_outer_lock() }
 }
 
 impl Registry {
-    fn stats_mut(&mut self, owner: u64) -> &mut MallocStats {
-        &mut self
-            .owners
-            .get_mut(&owner)
-            .expect("a live allocator is registered")
-            .stats
-    }
-
-    /// True if `owner` may hold `n` more bytes once `freed` are given back.
-    fn within_limit(&self, owner: u64, freed: usize, n: usize) -> bool {
-        let o = &self.owners[&owner];
-        o.limit
-            .is_none_or(|limit| o.stats.live_bytes - freed + n <= limit)
-    }
-
-    /// The live block at `p` of exactly `n` bytes with no more than `pins` pins.
-    fn check(&self, p: usize, n: usize, pins: usize) -> Result<&Block, AllocError> {
-        match self.blocks.get(&p) {
-            Some(b) if b.size != n => Err(AllocError::SizeMismatch {
-                addr: p,
-                size: n,
-                block_size: b.size,
-            }),
-            Some(b) if b.pins > pins => Err(AllocError::Pinned { addr: p }),
-            Some(b) if b.claimed => Err(AllocError::Owned { addr: p }),
-            Some(b) => Ok(b),
-            None => Err(AllocError::NotLive { addr: p }),
-        }
-    }
-
-    fn forget(&mut self, p: usize) -> Block {
-        let b = self.blocks.remove(&p).expect("checked as live");
-        let st = self.stats_mut(b.owner);
-        st.live_blocks -= 1;
-        st.live_bytes -= b.size;
-        st.deallocations += 1;
-        let o = &self.owners[&b.owner];
-        if !o.alive && o.stats.live_blocks == 0 {
-            self.owners.remove(&b.owner);
-        }
-        b
-    }
-
     /// Frees the block at `p`, whose owner is gone, once nothing holds it any more.
     fn reap_orphan(&mut self, p: usize) {
-        let Some(b) = self.blocks.get(&p) else { return };
-        if b.pins > 0 || b.claimed || self.owners[&b.owner].alive {
+        let Some(b) = self.get(p) else { return };
+        if b.pins > 0 || b.claimed || self.owner(b.owner).alive {
             return;
         }
         self.forget(p);
@@ -133,12 +80,14 @@ impl Registry {
 }
 
 pub struct MallocAlloc {
-    id: u64,
+    /// Index of this allocator's record in the registry.
+    owner: usize,
     limit: Option<usize>,
     handler: Mutex<Option<Arc<dyn OomHandler>>>,
 }
 
 /// Rejects sizes no allocation can have before any libc call sees them.
+#[inline]
 pub(crate) fn check_size(size: usize) -> Result<(), AllocError> {
     if size > isize::MAX as usize - 4096 {
         Err(AllocError::TooLarge { size })
@@ -148,6 +97,7 @@ pub(crate) fn check_size(size: usize) -> Result<(), AllocError> {
 }
 
 /// `malloc`, or `posix_memalign` above malloc's alignment; `None` when it fails.
+#[inline]
 pub(crate) fn raw_malloc(n: usize, align: usize) -> Option<NonNull<u8>> {
     if align <= MALLOC_ALIGN {
         // SAFETY: malloc accepts any size; a null result is handled by the caller.
@@ -167,17 +117,8 @@ pub(crate) fn raw_malloc(n: usize, align: usize) -> Option<NonNull<u8>> {
 
 impl MallocAlloc {
     pub fn new(limit: Option<usize>) -> Self {
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        registry().owners.insert(
-            id,
-            Owner {
-                stats: MallocStats::default(),
-                limit,
-                alive: true,
-            },
-        );
         Self {
-            id,
+            owner: registry().add_owner(limit),
             limit,
             handler: Mutex::new(None),
         }
@@ -198,6 +139,7 @@ impl MallocAlloc {
 
     /// SGI's `_S_oom_malloc` loop around one attempt: with no handler, fail; otherwise call
     /// it (no lock held) and try again.
+    #[inline]
     fn oom_loop<T>(
         &self,
         size: usize,
@@ -209,52 +151,64 @@ impl MallocAlloc {
                 if let Some(v) = attempt(&mut reg)? {
                     return Ok(v);
                 }
-                reg.stats_mut(self.id).failures += 1;
+                reg.stats_mut(self.owner).failures += 1;
             }
             let handler = lock(&self.handler).clone();
             let Some(handler) = handler else {
                 return Err(AllocError::OutOfMemory { size });
             };
-            registry().stats_mut(self.id).handler_calls += 1;
+            registry().stats_mut(self.owner).handler_calls += 1;
             handler.on_oom().map_err(AllocError::Handler)?;
         }
     }
 
     /// `malloc(n)`, aligned to 16; 0 bytes give the null address 0.
+    #[inline]
     pub fn allocate(&self, n: usize) -> Result<usize, AllocError> {
-        self.allocate_aligned(n, MALLOC_ALIGN)
+        self.allocate_as(n, MALLOC_ALIGN, 0, false)
     }
 
     /// Like `allocate`, aligned to `align` (a power of two, at least 8).
     pub fn allocate_aligned(&self, n: usize, align: usize) -> Result<usize, AllocError> {
-        self.allocate_pinned(n, align, 0)
+        self.allocate_as(n, align, 0, false)
     }
 
-    /// Allocates a block that starts with `pins` pins (a pool holding it).
-    fn allocate_pinned(&self, n: usize, align: usize, pins: usize) -> Result<usize, AllocError> {
+    /// A block for a container, claimed as it is made (one registry step, not two).
+    #[inline]
+    pub fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
+        self.allocate_as(n, MALLOC_ALIGN, 0, true)
+    }
+
+    /// Allocates a block that starts with `pins` pins (a pool holding it), or claimed.
+    #[inline]
+    fn allocate_as(
+        &self,
+        n: usize,
+        align: usize,
+        pins: usize,
+        claimed: bool,
+    ) -> Result<usize, AllocError> {
         if n == 0 {
             return Ok(0);
         }
         check_size(n)?;
         self.oom_loop(n, |reg| {
-            if !reg.within_limit(self.id, 0, n) {
+            if !reg.within_limit(self.owner, 0, n) {
                 return Ok(None);
             }
             let Some(p) = raw_malloc(n, align) else {
                 return Ok(None);
             };
             let p = p.as_ptr() as usize;
-            reg.blocks.insert(
-                p,
-                Block {
-                    size: n,
-                    owner: self.id,
-                    pins,
-                    claimed: false,
-                    pool_held: pins > 0,
-                },
-            );
-            let st = reg.stats_mut(self.id);
+            let block = Block {
+                size: n,
+                owner: self.owner,
+                pins,
+                claimed,
+                pool_held: pins > 0,
+            };
+            reg.place(p, block);
+            let st = reg.stats_mut(self.owner);
             st.live_blocks += 1;
             st.live_bytes += n;
             st.allocations += 1;
@@ -264,19 +218,19 @@ impl MallocAlloc {
 
     /// `free(p)` for a live block of exactly `n` bytes, made by any `MallocAlloc`.
     /// `(0, 0)` does nothing.
+    #[inline]
     pub fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError> {
         self.deallocate_pinned(p, n, 0)
     }
 
+    #[inline]
     fn deallocate_pinned(&self, p: usize, n: usize, pins: usize) -> Result<(), AllocError> {
         if p == 0 && n == 0 {
             return Ok(());
         }
-        let mut reg = registry();
-        reg.check(p, n, pins)?;
-        reg.forget(p);
+        registry().forget_if(p, |b| b.check(p, n, pins))?;
         // SAFETY: `p` is a live block that malloc (or posix_memalign) returned, checked
-        // above, and it is now forgotten, so it is freed exactly once.
+        // above, and it is now forgotten, so no other call can reach it: freed exactly once.
         unsafe { libc::free(p as *mut libc::c_void) };
         Ok(())
     }
@@ -296,7 +250,7 @@ impl MallocAlloc {
         pins: usize,
     ) -> Result<usize, AllocError> {
         if p == 0 && old == 0 {
-            return self.allocate_pinned(new, MALLOC_ALIGN, pins);
+            return self.allocate_as(new, MALLOC_ALIGN, pins, false);
         }
         if new == 0 {
             self.deallocate_pinned(p, old, pins)?;
@@ -317,8 +271,8 @@ impl MallocAlloc {
                 return Ok(None);
             };
             let q = q.as_ptr() as usize;
-            let block = reg.blocks.remove(&p).expect("checked as live");
-            reg.blocks.insert(q, Block { size: new, ..block });
+            let block = reg.take(p).expect("checked as live");
+            reg.place(q, Block { size: new, ..block });
             let st = reg.stats_mut(owner);
             st.live_bytes = st.live_bytes - old + new;
             Ok(Some(q))
@@ -327,9 +281,7 @@ impl MallocAlloc {
 
     /// `(start, size)` of the live malloc block containing `addr`.
     pub fn block_containing(&self, addr: usize) -> Option<(usize, usize)> {
-        let reg = registry();
-        let (&start, b) = reg.blocks.range(..=addr).next_back()?;
-        (addr < start + b.size).then_some((start, b.size))
+        registry().containing(addr)
     }
 
     /// Marks the live block at `start` as in use (exported by a view, or held by a pool):
@@ -341,22 +293,16 @@ impl MallocAlloc {
     /// Pins the live block holding all of `[addr, addr+len)`, under one lock.
     pub fn pin_spanning(&self, addr: usize, len: usize) -> Result<(usize, usize), AllocError> {
         let mut reg = registry();
-        let found = reg
-            .blocks
-            .range(..=addr)
-            .next_back()
-            .map(|(&start, b)| (start, b.size))
-            .filter(|&(start, size)| addr < start + size);
-        let (start, size) = crate::block_allocator::spanning(found, addr, len)?;
+        let (start, size) = crate::block_allocator::spanning(reg.containing(addr), addr, len)?;
         Self::pin_in(&mut reg, start)?;
         Ok((start, size))
     }
 
     fn pin_in(reg: &mut Registry, start: usize) -> Result<(), AllocError> {
-        match reg.blocks.get_mut(&start) {
+        match reg.get(start) {
             Some(b) if b.claimed || b.pool_held => Err(AllocError::Owned { addr: start }),
-            Some(b) => {
-                b.pins += 1;
+            Some(_) => {
+                reg.update(start, |b| b.pins += 1);
                 Ok(())
             }
             None => Err(AllocError::NotLive { addr: start }),
@@ -366,11 +312,12 @@ impl MallocAlloc {
     /// Hands the live block at `start` to a container: `deallocate`, `reallocate` and
     /// `pin` refuse it until `deallocate_owned` frees it (or `unclaim`).
     pub fn claim(&self, start: usize) -> Result<(), AllocError> {
-        match registry().blocks.get_mut(&start) {
+        let mut reg = registry();
+        match reg.get(start) {
             Some(b) if b.pins > 0 => Err(AllocError::Pinned { addr: start }),
             Some(b) if b.claimed => Err(AllocError::Owned { addr: start }),
-            Some(b) => {
-                b.claimed = true;
+            Some(_) => {
+                reg.update(start, |b| b.claimed = true);
                 Ok(())
             }
             None => Err(AllocError::NotLive { addr: start }),
@@ -378,20 +325,17 @@ impl MallocAlloc {
     }
 
     pub fn unclaim(&self, start: usize) {
-        if let Some(b) = registry().blocks.get_mut(&start) {
-            b.claimed = false;
-        }
+        registry().update(start, |b| b.claimed = false);
     }
 
     /// Frees a block a container holds.
+    #[inline]
     pub fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
-        let mut reg = registry();
-        match reg.blocks.get(&p) {
-            Some(b) if b.claimed && b.size == n && b.pins == 0 => {}
-            _ => return Err(AllocError::NotLive { addr: p }),
-        }
-        reg.forget(p);
-        // SAFETY: `p` is a live malloc block (checked under this lock), now forgotten, so
+        registry().forget_if(p, |b| match b.claimed && b.size == n && b.pins == 0 {
+            true => Ok(()),
+            false => Err(AllocError::NotLive { addr: p }),
+        })?;
+        // SAFETY: `p` is a live malloc block (checked under the lock), now forgotten, so
         // it is freed exactly once.
         unsafe { libc::free(p as *mut libc::c_void) };
         Ok(())
@@ -399,21 +343,20 @@ impl MallocAlloc {
 
     pub fn unpin(&self, start: usize) {
         let mut reg = registry();
-        if let Some(b) = reg.blocks.get_mut(&start) {
-            b.pins = b.pins.saturating_sub(1);
+        if reg.update(start, |b| b.pins = b.pins.saturating_sub(1)) {
             reg.reap_orphan(start);
         }
     }
 
     pub fn stats(&self) -> MallocStats {
-        registry().owners[&self.id].stats
+        registry().owner(self.owner).stats
     }
 
     // Pools hold their upstream blocks pinned, so a user cannot free them through the
     // MallocAllocator (every MallocAllocator is equal) while the pool still uses them.
 
     pub(crate) fn allocate_for_pool(&self, n: usize, align: usize) -> Result<usize, AllocError> {
-        self.allocate_pinned(n, align, 1)
+        self.allocate_as(n, align, 1, false)
     }
 
     pub(crate) fn deallocate_for_pool(&self, p: usize, n: usize) -> Result<(), AllocError> {
@@ -432,11 +375,8 @@ impl MallocAlloc {
     #[cfg(test)]
     pub(crate) fn check_invariants(&self) {
         let reg = registry();
-        let mine: Vec<&Block> = reg.blocks.values().filter(|b| b.owner == self.id).collect();
-        let st = reg.owners[&self.id].stats;
-        assert_eq!(st.live_blocks, mine.len());
-        assert_eq!(st.live_bytes, mine.iter().map(|b| b.size).sum::<usize>());
-        assert_eq!(st.allocations - st.deallocations, mine.len() as u64);
+        reg.check_invariants();
+        let st = reg.owner(self.owner).stats;
         assert!(self.limit.is_none_or(|l| st.live_bytes <= l));
     }
 }
@@ -444,202 +384,17 @@ impl MallocAlloc {
 impl Drop for MallocAlloc {
     fn drop(&mut self) {
         let mut reg = registry();
-        reg.owners.get_mut(&self.id).expect("registered").alive = false;
+        reg.owner_mut(self.owner).alive = false;
         // A block a container holds (spliced there from an equal allocator) or a view
         // exports stays live, counted by this owner's record, until it is let go.
-        let mine: Vec<usize> = reg
-            .blocks
-            .iter()
-            .filter(|(_, b)| b.owner == self.id)
-            .map(|(&p, _)| p)
-            .collect();
-        for p in mine {
-            reg.reap_orphan(p);
+        if reg.owner(self.owner).stats.live_blocks > 0 {
+            for p in reg.blocks_of(self.owner) {
+                reg.reap_orphan(p);
+            }
         }
-        if reg
-            .owners
-            .get(&self.id)
-            .is_some_and(|o| o.stats.live_blocks == 0)
-        {
-            reg.owners.remove(&self.id);
-        }
+        reg.retire_if_done(self.owner);
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::block_allocator::BlockAllocator;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    #[test]
-    fn tracks_and_rejects_misuse_without_change() {
-        let m = MallocAlloc::new(None);
-        let p = m.allocate(24).unwrap();
-        assert_eq!(m.allocate(0).unwrap(), 0);
-        let before = m.stats();
-        assert!(matches!(
-            m.deallocate(p, 25),
-            Err(AllocError::SizeMismatch { block_size: 24, .. })
-        ));
-        assert!(matches!(
-            m.deallocate(p + 8, 24),
-            Err(AllocError::NotLive { .. })
-        ));
-        assert!(matches!(
-            m.reallocate(p, 23, 100),
-            Err(AllocError::SizeMismatch { .. })
-        ));
-        assert_eq!(m.stats(), before);
-        assert!(m.owns(p + 23) && !m.owns(p + 24));
-        m.pin(p).unwrap();
-        assert!(matches!(
-            m.deallocate(p, 24),
-            Err(AllocError::Pinned { .. })
-        ));
-        m.unpin(p);
-        let q = m.reallocate(p, 24, 4000).unwrap();
-        m.check_invariants();
-        m.deallocate(q, 4000).unwrap();
-        assert!(matches!(
-            m.deallocate(q, 4000),
-            Err(AllocError::NotLive { .. })
-        ));
-        m.deallocate(0, 0).unwrap();
-        let s = m.stats();
-        assert_eq!(
-            (s.live_blocks, s.live_bytes, s.allocations, s.deallocations),
-            (0, 0, 1, 1)
-        );
-        m.check_invariants();
-    }
-
-    #[test]
-    fn every_malloc_alloc_frees_what_another_allocated() {
-        let (a, b) = (MallocAlloc::new(Some(64)), MallocAlloc::new(None));
-        let p = a.allocate(40).unwrap();
-        assert!(b.owns(p));
-        let q = b.reallocate(p, 40, 48).unwrap();
-        assert_eq!(a.stats().live_bytes, 48, "the block stays with its owner");
-        assert!(
-            matches!(b.reallocate(q, 48, 65), Err(AllocError::OutOfMemory { .. })),
-            "a's limit"
-        );
-        b.deallocate(q, 48).unwrap();
-        let (sa, sb) = (a.stats(), b.stats());
-        assert_eq!(
-            (sa.live_blocks, sa.deallocations, sb.allocations),
-            (0, 1, 0)
-        );
-        a.check_invariants();
-        b.check_invariants();
-    }
-
-    #[test]
-    fn a_dropped_allocator_keeps_what_a_view_still_exports() {
-        let a = MallocAlloc::new(None);
-        let b = MallocAlloc::new(None);
-        let p = a.allocate(64).unwrap();
-        let q = a.allocate(64).unwrap();
-        b.pin(p).unwrap();
-        drop(a);
-        assert_eq!(b.block_containing(p), Some((p, 64)), "kept for the view");
-        assert_eq!(b.block_containing(q), None, "the rest is freed");
-        b.unpin(p);
-        assert_eq!(b.block_containing(p), None, "freed with the last pin");
-    }
-
-    #[test]
-    fn pool_blocks_cannot_be_freed_or_viewed_by_users() {
-        let m = MallocAlloc::new(None);
-        let p = m.allocate_for_pool(64, 8).unwrap();
-        assert!(matches!(
-            m.deallocate(p, 64),
-            Err(AllocError::Pinned { .. })
-        ));
-        assert!(matches!(m.pin(p), Err(AllocError::Owned { .. })));
-        m.deallocate_for_pool(p, 64).unwrap();
-        m.check_invariants();
-    }
-
-    #[test]
-    fn a_dropped_allocator_leaves_the_blocks_a_container_claimed() {
-        let (a, b) = (MallocAlloc::new(None), MallocAlloc::new(None));
-        let kept = a.allocate_owned(24).unwrap();
-        a.allocate(8).unwrap();
-        drop(a);
-        // As after a splice: the container of an equal allocator holds `kept`.
-        assert_eq!(b.block_containing(kept), Some((kept, 24)));
-        b.deallocate_owned(kept, 24).unwrap();
-        assert!(b.block_containing(kept).is_none());
-    }
-
-    #[test]
-    fn limit_makes_malloc_fail_and_absurd_sizes_are_refused() {
-        let m = MallocAlloc::new(Some(100));
-        let p = m.allocate(60).unwrap();
-        assert!(matches!(
-            m.allocate(41),
-            Err(AllocError::OutOfMemory { size: 41 })
-        ));
-        assert!(matches!(
-            m.reallocate(p, 60, 101),
-            Err(AllocError::OutOfMemory { .. })
-        ));
-        assert!(matches!(
-            m.allocate(usize::MAX),
-            Err(AllocError::TooLarge { .. })
-        ));
-        assert_eq!(m.stats().failures, 2);
-        m.deallocate(p, 60).unwrap();
-        m.check_invariants();
-    }
-
-    struct FreeOne {
-        alloc: std::sync::Weak<MallocAlloc>,
-        victims: Mutex<Vec<(usize, usize)>>,
-        calls: AtomicUsize,
-    }
-
-    impl OomHandler for FreeOne {
-        fn on_oom(&self) -> Result<(), HandlerError> {
-            self.calls.fetch_add(1, Ordering::Relaxed);
-            match lock(&self.victims).pop() {
-                Some((p, n)) => {
-                    // Re-entrant: the handler frees a block of the allocator that called it.
-                    self.alloc.upgrade().unwrap().deallocate(p, n).unwrap();
-                    Ok(())
-                }
-                None => Err(HandlerError(Box::new("nothing left to free"))),
-            }
-        }
-    }
-
-    #[test]
-    fn handler_loop_frees_reentrantly_then_fails_with_its_error() {
-        let m = Arc::new(MallocAlloc::new(Some(100)));
-        let a = m.allocate(40).unwrap();
-        let b = m.allocate(40).unwrap();
-        let handler = Arc::new(FreeOne {
-            alloc: Arc::downgrade(&m),
-            victims: Mutex::new(vec![(a, 40), (b, 40)]),
-            calls: AtomicUsize::new(0),
-        });
-        assert!(m.set_malloc_handler(Some(handler.clone())).is_none());
-        // 90 bytes need both blocks freed: two handler calls, then success.
-        let c = m.allocate(90).unwrap();
-        assert_eq!(handler.calls.load(Ordering::Relaxed), 2);
-        assert_eq!(m.stats().handler_calls, 2);
-        // Nothing left to free: the handler's error comes back, nothing leaks.
-        match m.allocate(20) {
-            Err(AllocError::Handler(e)) => {
-                assert_eq!(*e.0.downcast::<&str>().unwrap(), "nothing left to free")
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(m.set_malloc_handler(None).is_some());
-        m.deallocate(c, 90).unwrap();
-        m.check_invariants();
-        assert_eq!(m.stats().live_bytes, 0);
-    }
-}
+mod tests;

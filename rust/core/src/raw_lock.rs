@@ -43,6 +43,12 @@ unsafe impl RawLock for SpinLock {
 }
 
 impl SpinLock {
+    pub const fn new() -> Self {
+        Self {
+            locked: AtomicBool::new(false),
+        }
+    }
+
     #[cold]
     fn lock_contended(&self) {
         let mut spins = 0u32;

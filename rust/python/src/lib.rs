@@ -30,6 +30,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    malloc::share_the_gil();
     m.add("AllocatorError", py.get_type::<errors::AllocatorError>())?;
     m.add_class::<list::StdList>()?;
     m.add_class::<list::ListIterator>()?;

@@ -147,6 +147,22 @@ impl PyMallocAllocator {
     }
 }
 
+/// On a GIL-enabled interpreter, lets the first level's registry rely on the GIL instead of
+/// its own spin lock, so that a MallocAllocator call pays no atomic operation (as the pools'
+/// `GilLock`). Runs at module initialisation, before any MallocAllocator exists.
+pub fn share_the_gil() {
+    // SAFETY: on a GIL-enabled interpreter every call this extension makes into a
+    // `MallocAlloc` (methods, containers and pools over one, and the drops of all of them)
+    // comes from Python code holding the GIL, and none releases it inside the call: the
+    // registry's critical sections run only libc `malloc`/`realloc`/`free`, and the
+    // out-of-memory handler, which is Python code, runs outside them. No other code of
+    // the process reaches this extension's copy of the core, and nothing has called it yet.
+    #[cfg(not(Py_GIL_DISABLED))]
+    unsafe {
+        stlalloc_core::malloc_alloc::assume_outer_lock()
+    };
+}
+
 static FALLBACKS: Fallbacks = Fallbacks::new();
 
 impl FastPair for PyMallocAllocator {
