@@ -189,9 +189,7 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         let owner = {
             let mut pool = self.lock_owner(p, old);
             let kind = pool.validate(p, old)?;
-            if pool.is_pinned(p) {
-                return Err(AllocError::Pinned { addr: p });
-            }
+            pool.check_unpinned(p)?;
             if pool.is_claimed_at(p) {
                 return Err(AllocError::Owned { addr: p });
             }
@@ -205,13 +203,13 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
                 return self.reallocate_large(pool, p, old, new);
             }
             // Nobody may free or export `p` while we copy out of it unlocked.
-            pool.pin(p).expect("validated as live");
+            pool.begin_move(p)?;
             pool.heap()
         };
         let q = match self.allocate(new) {
             Ok(q) => q,
             Err(e) => {
-                owner.lock().unpin(p);
+                owner.lock().end_move(p);
                 return Err(e);
             }
         };
@@ -220,7 +218,7 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         unsafe { std::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, old.min(new)) };
         let freed = {
             let mut pool = owner.lock();
-            pool.unpin(p);
+            pool.end_move(p);
             pool.deallocate(p, old)
         };
         if let Err(e) = freed {
