@@ -8,6 +8,7 @@ import gc
 from stlalloc import AllocatorError, MallocAllocator, PoolAllocator
 
 from .model import (
+    HUGE,
     Block,
     GaveUp,
     Handler,
@@ -162,6 +163,9 @@ class BlockActions:
             for addr in (b.addr, b.addr + ext - 1):
                 done, r = self.api(f"{a.name}.owns", a.obj.owns, addr)
                 check(r is True, f"{a.name}.owns({addr:#x}) of a live block is {r}")
+        for addr in (0, HUGE - 1, HUGE - 8):
+            done, r = self.api(f"{a.name}.owns({addr:#x})", a.obj.owns, addr)
+            check(r is False, f"{a.name}.owns({addr:#x}) is {r}")
         if a.is_pool and a.freed:
             addr, _ = self.rng.choice(a.freed)
             inside = any(

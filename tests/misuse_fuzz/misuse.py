@@ -75,6 +75,7 @@ class MisuseActions:
                 ("view(p, non-int)", obj.view, (p, rng.choice(NON_INTS)), TypeError),
             ]
             cases.append(("deallocate(p, 0)", obj.deallocate, (p, 0), AllocatorError))
+            cases += self.edge_cases(a, b)
             if ext > a.alignment and (p + a.alignment) not in self.live_map(a):
                 cases.append(
                     ("deallocate(interior)", obj.deallocate, (p + a.alignment, n), AllocatorError)
@@ -143,6 +144,7 @@ class MisuseActions:
                     (w, f, x, (e if isinstance(e, tuple) else (e,)) + (BufferError,))
                     for w, f, x, e in cases[first_b:]
                 ]
+        cases += self.top_cases(a)
         # Double frees: an address freed and not live again in this allocator.
         stale = [(p, n) for p, n in a.freed if p not in self.live_map(a)]
         if stale:
@@ -158,6 +160,56 @@ class MisuseActions:
                 )
         what, fn, args, exc = rng.choice(cases)
         self.misuse(f"{a.name}.{what}", fn, *args, exc=exc)
+
+    def edge_cases(self, a, b):
+        """Issue 11: interior addresses with size 0 and with huge sizes, and ranges that run
+        past the end of the address space. A size that fits no block may be refused as
+        too large before the address is looked at (MemoryError)."""
+        obj, p, n, ext = a.obj, b.addr, b.n, a.extent(b.n)
+        rng = self.rng
+        big = (AllocatorError, MemoryError)
+        top = HUGE - 1
+        cases = [
+            ("deallocate(p+1, 0)", obj.deallocate, (p + 1, 0), AllocatorError),
+            ("deallocate(p, 2**64-1)", obj.deallocate, (p, top), big),
+            ("reallocate(p, 0, n)", obj.reallocate, (p, 0, n), AllocatorError),
+            ("reallocate(p, 2**64-1, n)", obj.reallocate, (p, top, n), big),
+            ("view(p, 2**64-1)", obj.view, (p, top), AllocatorError),
+            ("view(p, 2**64-p)", obj.view, (p, HUGE - p), AllocatorError),
+        ]
+        granules = ext // a.alignment
+        if granules > 1:
+            q = p + a.alignment * rng.randrange(1, granules)
+            cases += [
+                ("deallocate(interior, 0)", obj.deallocate, (q, 0), AllocatorError),
+                ("deallocate(interior, n)", obj.deallocate, (q, n), AllocatorError),
+                ("deallocate(interior, 2**64-1)", obj.deallocate, (q, top), big),
+                ("reallocate(interior, 0, n)", obj.reallocate, (q, 0, n), AllocatorError),
+                ("reallocate(interior, 0, 0)", obj.reallocate, (q, 0, 0), AllocatorError),
+                ("reallocate(interior, n, 2**63)", obj.reallocate, (q, n, 2**63), big),
+            ]
+        return cases
+
+    def top_cases(self, a):
+        """Addresses at the top of the address space, where ``p + n`` wraps."""
+        obj = a.obj
+        top = HUGE - 1
+        return [
+            ("deallocate(2**64-1, 0)", obj.deallocate, (top, 0), AllocatorError),
+            ("deallocate(2**64-8, 8)", obj.deallocate, (HUGE - 8, 8), AllocatorError),
+            (
+                "deallocate(2**64-8, 2**64-1)",
+                obj.deallocate,
+                (HUGE - 8, top),
+                (AllocatorError, MemoryError),
+            ),
+            ("deallocate(8, 0)", obj.deallocate, (8, 0), AllocatorError),
+            ("reallocate(2**64-8, 8, 16)", obj.reallocate, (HUGE - 8, 8, 16), AllocatorError),
+            ("reallocate(2**64-8, 0, 0)", obj.reallocate, (HUGE - 8, 0, 0), AllocatorError),
+            ("view(2**64-8, 8)", obj.view, (HUGE - 8, 8), AllocatorError),
+            ("view(2**64-1, 2**64-1)", obj.view, (top, top), AllocatorError),
+            ("view(2**64-1, 0)", obj.view, (top, 0), AllocatorError),
+        ]
 
     def adjacent_live(self, a, addr):
         return self.inside_live(a, addr)
