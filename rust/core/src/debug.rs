@@ -199,7 +199,10 @@ unsafe impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for De
 
     fn claim(&self, start: usize) -> Result<(), AllocError> {
         let p = start - self.header().min(start);
-        self.pool.lock_holding(p).claim(p)
+        self.pool
+            .lock_holding(p)
+            .claim(p)
+            .map_err(|e| self.user_error(e, start))
     }
 
     fn unclaim(&self, start: usize) {
@@ -250,7 +253,10 @@ unsafe impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for De
 
     fn pin(&self, start: usize) -> Result<(), AllocError> {
         let p = start - self.header().min(start);
-        self.pool.lock_holding(p).pin(p)
+        self.pool
+            .lock_holding(p)
+            .pin(p)
+            .map_err(|e| self.user_error(e, start))
     }
 
     fn unpin(&self, start: usize) {
