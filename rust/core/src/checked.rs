@@ -7,6 +7,7 @@
 //! - `live[i]` is the number of live blocks of class `i` marked in the maps, and
 //!   `|free_list[i]| == pool.class_blocks(i) - live[i]` (so lengths are O(1));
 //! - `large_live_blocks == |large|`, `large_live_bytes == Σ large sizes`;
+//! - `moving ⊆ keys(pins)`, each moving block pinned once (by its move) and unclaimed;
 //! - every pinned block is live, and `keys(pins) == {pool blocks PINNED in the maps} ∪
 //!   {pinned large blocks}` (the free fast path reads the map's bit, not `pins`).
 //!
@@ -41,6 +42,8 @@ pub struct CheckedPool<U: Upstream> {
     /// Large blocks held by a container (small ones are marked in the block maps).
     large_claimed: BTreeSet<usize>,
     pins: HashMap<usize, usize>,
+    /// Blocks a `reallocate` is copying (each holds one pin): see `begin_move`.
+    moving: BTreeSet<usize>,
     /// Live pool blocks per size class.
     live: Box<[usize]>,
     large_live_bytes: usize,
@@ -58,6 +61,7 @@ impl<U: Upstream> CheckedPool<U> {
             large: BTreeMap::new(),
             large_claimed: BTreeSet::new(),
             pins: HashMap::new(),
+            moving: BTreeSet::new(),
             live: vec![0; params.nfreelists()].into_boxed_slice(),
             large_live_bytes: 0,
         })
@@ -130,63 +134,77 @@ impl<U: Upstream> CheckedPool<U> {
         self.large_live_bytes += n;
     }
 
-    /// Which kind of live block `(p, n)` is, or why it is none.
+    /// Which kind of live block `(p, n)` is, or why it is none: the one check every
+    /// caller's address and size pass before anything uses them. Nothing in it can wrap:
+    /// `n` is compared with `max_bytes` before it is rounded (so `round_up` stays below
+    /// `max_bytes + align`) and a size of 0 is no block's; `p` is only compared, or
+    /// offset from a region's base after the region was found to contain it.
     #[inline]
     pub fn validate(&self, p: usize, n: usize) -> Result<BlockKind, AllocError> {
         let max = self.params().max_bytes();
         if n > max {
             return match self.large.get(&p) {
                 Some(&size) if size == n => Ok(BlockKind::Large),
-                Some(&size) => Err(AllocError::SizeMismatch {
-                    addr: p,
-                    size: n,
-                    block_size: size,
-                }),
-                None => Err(self.not_a_block(p, n)),
+                _ => Err(self.not_a_block(p, n)),
             };
         }
-        let Some(map) = self.map_of(p) else {
+        if n == 0 {
             return Err(self.not_a_block(p, n));
-        };
-        map.check(p, self.params().round_up(n))
-            .map(|()| BlockKind::Small)
+        }
+        match self
+            .map_of(p)
+            .map(|m| m.check(p, self.params().round_up(n)))
+        {
+            Some(Ok(())) => Ok(BlockKind::Small),
+            _ => Err(self.not_a_block(p, n)),
+        }
     }
 
     /// The most precise error for `(p, n)` that is not a live block of `n`'s kind.
     #[cold]
     fn not_a_block(&self, p: usize, n: usize) -> AllocError {
+        let params = self.params();
+        let mismatch = |block_size| AllocError::SizeMismatch {
+            addr: p,
+            size: n,
+            block_size,
+        };
         if let Some(&size) = self.large.get(&p) {
-            return AllocError::SizeMismatch {
-                addr: p,
-                size: n,
-                block_size: size,
-            };
+            return mismatch(size);
         }
-        if let Some(map) = self.map_of(p) {
-            return match map.check(p, self.params().round_up(n.min(self.params().max_bytes()))) {
-                Err(e) => e,
-                Ok(()) => AllocError::SizeMismatch {
+        let found = self.block_containing(p);
+        if let Some((start, size)) = found.filter(|&(start, _)| start != p) {
+            if self.map_of(p).is_none() || (p - start) % params.align() == 0 {
+                return AllocError::Interior {
                     addr: p,
-                    size: n,
-                    block_size: self.params().round_up(n),
-                },
-            };
-        }
-        if self.block_containing(p).is_some() {
-            AllocError::Misaligned {
-                addr: p,
-                align: self.params().align(),
+                    start,
+                    size,
+                };
             }
-        } else {
-            AllocError::Foreign { addr: p }
+        }
+        match self.map_of(p) {
+            // A pool block's class is at most `max_bytes`: `n.clamp(1, max)` asks the
+            // map for the block's own size whatever `n` is.
+            Some(map) => match map.check(p, params.round_up(n.clamp(1, params.max_bytes()))) {
+                Err(AllocError::SizeMismatch { block_size, .. }) => mismatch(block_size),
+                Err(e) => e,
+                Ok(()) => match found {
+                    Some((_, size)) => mismatch(size),
+                    None => AllocError::NotLive { addr: p },
+                },
+            },
+            None => AllocError::Foreign { addr: p },
         }
     }
 
-    fn check_unpinned(&self, p: usize) -> Result<(), AllocError> {
-        if !self.pins.is_empty() && self.pins.contains_key(&p) {
-            Err(AllocError::Pinned { addr: p })
-        } else {
+    /// Ok if neither a view nor a move in progress holds the block at `p`.
+    pub fn check_unpinned(&self, p: usize) -> Result<(), AllocError> {
+        if self.pins.is_empty() || !self.pins.contains_key(&p) {
             Ok(())
+        } else if self.moving.contains(&p) {
+            Err(AllocError::Moving { addr: p })
+        } else {
+            Err(AllocError::Pinned { addr: p })
         }
     }
 
@@ -384,26 +402,61 @@ impl<U: Upstream> CheckedPool<U> {
         if self.is_claimed_at(start) {
             return Err(AllocError::Owned { addr: start });
         }
+        if self.moving.contains(&start) {
+            return Err(AllocError::Moving { addr: start });
+        }
         match self.block_containing(start) {
             Some((s, _)) if s == start => {
-                let pins = self.pins.entry(start).or_default();
-                *pins += 1;
-                if *pins == 1 {
-                    self.mark_pinned(start, true);
-                }
+                self.add_pin(start);
                 Ok(())
             }
             _ => Err(AllocError::NotLive { addr: start }),
         }
     }
 
+    fn add_pin(&mut self, start: usize) {
+        let pins = self.pins.entry(start).or_default();
+        *pins += 1;
+        if *pins == 1 {
+            self.mark_pinned(start, true);
+        }
+    }
+
+    /// Undoes one `pin`; a block being moved stays pinned until `end_move`.
     pub fn unpin(&mut self, start: usize) {
+        if !self.moving.contains(&start) {
+            self.remove_pin(start);
+        }
+    }
+
+    fn remove_pin(&mut self, start: usize) {
         if let Some(n) = self.pins.get_mut(&start) {
             *n -= 1;
             if *n == 0 {
                 self.pins.remove(&start);
                 self.mark_pinned(start, false);
             }
+        }
+    }
+
+    /// Holds the live block at `p` for a `reallocate` that copies it with no lock
+    /// held: until `end_move`, every free, move, view or claim of it is refused with
+    /// `Moving`, which says what is happening (a view's `Pinned` would not).
+    pub fn begin_move(&mut self, p: usize) -> Result<(), AllocError> {
+        let kind = self.kind_at(p).ok_or(AllocError::NotLive { addr: p })?;
+        self.check_unpinned(p)?;
+        if self.is_claimed(kind, p) {
+            return Err(AllocError::Owned { addr: p });
+        }
+        self.add_pin(p);
+        self.moving.insert(p);
+        Ok(())
+    }
+
+    /// Ends `begin_move`: the block is an ordinary live block again.
+    pub fn end_move(&mut self, p: usize) {
+        if self.moving.remove(&p) {
+            self.remove_pin(p);
         }
     }
 
@@ -524,6 +577,12 @@ impl<U: Upstream> CheckedPool<U> {
             .pins
             .keys()
             .all(|&p| self.block_containing(p).is_some_and(|b| b.0 == p)));
+        assert!(
+            self.moving
+                .iter()
+                .all(|p| self.pins.get(p) == Some(&1) && !self.is_claimed_at(*p)),
+            "a moving block holds exactly its move's pin and no claim"
+        );
         let pinned_small = live
             .iter()
             .filter(|&&(p, _)| self.map_of(p).is_some_and(|m| m.is_pinned(p)));

@@ -128,7 +128,7 @@ impl ClassMap {
         self.bytes[g] = 0;
     }
 
-    /// Ok if a live block of exactly `size` bytes starts at `addr` (inside this region).
+    /// Ok if a live block of exactly `size > 0` bytes starts at `addr` (inside this region).
     pub fn check(&self, addr: usize, size: usize) -> Result<(), AllocError> {
         let off = addr.wrapping_sub(self.region.base);
         if off & self.mask != 0 {
@@ -137,7 +137,8 @@ impl ClassMap {
         }
         let g = off >> self.region.shift;
         let k = size >> self.region.shift;
-        if self.bytes[g] & TAG == tag(k) && (k < BIG || self.big[&g] == k) {
+        // Size 0 has tag 0, the byte of every granule no block starts at: never a block.
+        if k != 0 && self.bytes[g] & TAG == tag(k) && (k < BIG || self.big[&g] == k) {
             return Ok(());
         }
         Err(self.mismatch(addr, g, size))

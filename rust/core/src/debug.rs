@@ -74,10 +74,7 @@ impl<U: Upstream + Clone + Send + Sync, L: RawLock> DebugPool<U, L> {
         let inner = self.inner_size(n)?;
         pool.validate(p, inner).map_err(|e| match e {
             AllocError::SizeMismatch { .. } => Self::cookie_error(pool, p, q, n),
-            AllocError::NotLive { .. } => AllocError::NotLive { addr: q },
-            AllocError::Misaligned { align, .. } => AllocError::Misaligned { addr: q, align },
-            AllocError::Foreign { .. } => AllocError::Foreign { addr: q },
-            other => other,
+            other => self.user_error(other, q),
         })?;
         // SAFETY: `p` is a live block of ours of at least `header >= 8` bytes, aligned.
         let cookie = unsafe { (p as *const usize).read() };
@@ -89,6 +86,25 @@ impl<U: Upstream + Clone + Send + Sync, L: RawLock> DebugPool<U, L> {
             });
         }
         Ok(p)
+    }
+
+    /// A pool block's error `e` for the user block `q`, in the user's addresses.
+    fn user_error(&self, e: AllocError, q: usize) -> AllocError {
+        let header = self.header();
+        match e {
+            AllocError::NotLive { .. } => AllocError::NotLive { addr: q },
+            AllocError::Misaligned { align, .. } => AllocError::Misaligned { addr: q, align },
+            AllocError::Foreign { .. } => AllocError::Foreign { addr: q },
+            AllocError::Moving { .. } => AllocError::Moving { addr: q },
+            AllocError::Pinned { .. } => AllocError::Pinned { addr: q },
+            AllocError::Owned { .. } => AllocError::Owned { addr: q },
+            AllocError::Interior { start, size, .. } => AllocError::Interior {
+                addr: q,
+                start: start + header,
+                size: size - header,
+            },
+            other => other,
+        }
     }
 
     fn cookie_error(pool: &CheckedPool<U>, p: usize, q: usize, n: usize) -> AllocError {
@@ -121,9 +137,7 @@ impl<U: Upstream + Clone + Send + Sync, L: RawLock> DebugPool<U, L> {
         owned: bool,
     ) -> Result<usize, AllocError> {
         let p = self.check_cookie(pool, q, n)?;
-        if pool.is_pinned(p) {
-            return Err(AllocError::Pinned { addr: q });
-        }
+        pool.check_unpinned(p).map_err(|e| self.user_error(e, q))?;
         match (pool.is_claimed_at(p), owned) {
             (true, false) => Err(AllocError::Owned { addr: q }),
             (false, true) => Err(AllocError::NotLive { addr: q }),
@@ -185,7 +199,10 @@ unsafe impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for De
 
     fn claim(&self, start: usize) -> Result<(), AllocError> {
         let p = start - self.header().min(start);
-        self.pool.lock_holding(p).claim(p)
+        self.pool
+            .lock_holding(p)
+            .claim(p)
+            .map_err(|e| self.user_error(e, start))
     }
 
     fn unclaim(&self, start: usize) {
@@ -205,20 +222,20 @@ unsafe impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for De
             let mut pool = self.heap_of(q, self.inner_size(old)?);
             let p = self.check_free(&pool, q, old, false)?;
             // Nobody may free or export `q` while it is copied out with no lock held.
-            pool.pin(p)?;
+            pool.begin_move(p).map_err(|e| self.user_error(e, q))?;
             (p, pool.heap())
         };
         // Always move, so a stale pointer to the old block is caught by the fill.
         let r = match self.allocate(new) {
             Ok(r) => r,
             Err(e) => {
-                owner.lock().unpin(p);
+                owner.lock().end_move(p);
                 return Err(e);
             }
         };
         // SAFETY: `q` has `old` live bytes (pinned), `r` has `new`; distinct live blocks.
         unsafe { std::ptr::copy_nonoverlapping(q as *const u8, r as *mut u8, old.min(new)) };
-        owner.lock().unpin(p);
+        owner.lock().end_move(p);
         if let Err(e) = self.deallocate(q, old) {
             // The old block was exported meanwhile (a handler took a view): undo the move.
             self.deallocate(r, new)
@@ -236,7 +253,10 @@ unsafe impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for De
 
     fn pin(&self, start: usize) -> Result<(), AllocError> {
         let p = start - self.header().min(start);
-        self.pool.lock_holding(p).pin(p)
+        self.pool
+            .lock_holding(p)
+            .pin(p)
+            .map_err(|e| self.user_error(e, start))
     }
 
     fn unpin(&self, start: usize) {

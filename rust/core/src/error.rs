@@ -30,6 +30,12 @@ pub enum AllocError {
     Misaligned { addr: usize, align: usize },
     /// The address is a block boundary of this allocator, but no live block starts there.
     NotLive { addr: usize },
+    /// `addr` lies inside the live block `[start, start+size)`, not at its start.
+    Interior {
+        addr: usize,
+        start: usize,
+        size: usize,
+    },
     /// A live block starts at `addr`, but it was allocated with a size of another class.
     SizeMismatch {
         addr: usize,
@@ -38,6 +44,9 @@ pub enum AllocError {
     },
     /// The block is exported (a view of it is alive), so it may not move or be freed.
     Pinned { addr: usize },
+    /// Another call is moving the block (`reallocate` copies it with no lock held): it may
+    /// not be freed, moved or viewed meanwhile, and is no longer live once moved.
+    Moving { addr: usize },
     /// The block belongs to a container, which alone may free, move or expose it.
     Owned { addr: usize },
     /// `[addr, addr+len)` does not lie inside one live block.
@@ -87,6 +96,11 @@ impl fmt::Display for AllocError {
                     "no live block at {addr:#x} (double free or never allocated)"
                 )
             }
+            Self::Interior { addr, start, size } => write!(
+                f,
+                "{addr:#x} lies inside the live block {start:#x} of {size} bytes, not at its \
+                 start"
+            ),
             Self::SizeMismatch {
                 addr,
                 size,
@@ -101,6 +115,11 @@ impl fmt::Display for AllocError {
                     "block {addr:#x} is exported by a view; release the view first"
                 )
             }
+            Self::Moving { addr } => write!(
+                f,
+                "block {addr:#x} is being reallocated by another call: it cannot be freed, \
+                 resized or viewed meanwhile, and is no longer live once moved"
+            ),
             Self::Owned { addr } => write!(
                 f,
                 "block {addr:#x} belongs to a container: it cannot be freed, resized or viewed \

@@ -30,7 +30,7 @@ use crate::malloc_alloc::{check_size, MallocAlloc};
 use crate::raw_lock::{RawLock, SpinLock};
 use crate::syscalls::SyscallCounts;
 use crate::upstream::Upstream;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -96,6 +96,7 @@ impl<U: Upstream + Send, L: RawLock> Monotonic<U, L> {
             buffers: Vec::new(),
             max_block: 0,
             pins: HashMap::new(),
+            moving: HashSet::new(),
             stats,
         };
         Ok(Self {
@@ -227,12 +228,14 @@ impl<U: Upstream + Send, L: RawLock> Monotonic<U, L> {
             if st.resize_in_place(p, old_size, new_size) {
                 return Ok(p);
             }
-            // Nobody may retire or release `p` while it is copied unlocked.
+            // Nobody may retire, view or release `p` while it is copied unlocked.
             *st.pins.entry(p).or_default() += 1;
+            st.moving.insert(p);
             old_size
         };
         let moved = self.allocate(new);
         let mut st = self.state.lock();
+        st.moving.remove(&p);
         Self::unpin_in(&mut st, p);
         let q = moved?;
         // SAFETY: `p` is a live block of `old_size >= old` bytes, pinned until now and
@@ -329,6 +332,7 @@ impl<U: Upstream + Send, L: RawLock> Monotonic<U, L> {
         };
         assert!(live.iter().all(below_break));
         assert!(live.iter().all(|b| b.1 <= st.max_block));
+        assert!(st.moving.iter().all(|p| st.pins.get(p) == Some(&1)));
         assert!(st
             .pins
             .keys()
@@ -374,11 +378,18 @@ unsafe impl<U: Upstream + Send + Sync, L: RawLock> BlockAllocator for Monotonic<
         if st.is_claimed(start) {
             return Err(AllocError::Owned { addr: start });
         }
+        if st.moving.contains(&start) {
+            return Err(AllocError::Moving { addr: start });
+        }
         *st.pins.entry(start).or_default() += 1;
         Ok(())
     }
     fn unpin(&self, start: usize) {
-        Self::unpin_in(&mut self.state.lock(), start)
+        let mut st = self.state.lock();
+        // A move's pin is its own: only the move ends it.
+        if !st.moving.contains(&start) {
+            Self::unpin_in(&mut st, start)
+        }
     }
     fn claim(&self, start: usize) -> Result<(), AllocError> {
         Monotonic::claim(self, start)

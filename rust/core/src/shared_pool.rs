@@ -207,9 +207,7 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         let owner = {
             let mut pool = self.lock_owner(p, old);
             let kind = pool.validate(p, old)?;
-            if pool.is_pinned(p) {
-                return Err(AllocError::Pinned { addr: p });
-            }
+            pool.check_unpinned(p)?;
             if pool.is_claimed_at(p) {
                 return Err(AllocError::Owned { addr: p });
             }
@@ -223,22 +221,22 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
                 return self.reallocate_large(pool, p, old, new);
             }
             // Nobody may free or export `p` while we copy out of it unlocked.
-            pool.pin(p).expect("validated as live");
+            pool.begin_move(p)?;
             pool.heap()
         };
         let q = match self.allocate(new) {
             Ok(q) => q,
             Err(e) => {
-                self.heaps.lock_any(owner).unpin(p);
+                self.heaps.lock_any(owner).end_move(p);
                 return Err(e);
             }
         };
-        // SAFETY: `p` is live and pinned (so no one frees it) with `old` bytes; `q` is a new
+        // SAFETY: `p` is live and moving (so no one frees it) with `old` bytes; `q` is a new
         // live block of `new` bytes; distinct live blocks never overlap.
         unsafe { std::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, old.min(new)) };
         let freed = {
             let mut pool = self.heaps.lock_any(owner);
-            pool.unpin(p);
+            pool.end_move(p);
             pool.deallocate(p, old)
         };
         if let Err(e) = freed {

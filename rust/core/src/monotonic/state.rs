@@ -6,7 +6,7 @@ use crate::arena::Arena;
 use crate::blockmap::BlockMap;
 use crate::error::AllocError;
 use crate::syscalls;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// One buffer from upstream, carved from its start like the arena.
 pub(super) struct Buffer {
@@ -25,6 +25,8 @@ pub(super) struct State {
     /// The largest block ever recorded: bounds every search of the maps.
     pub max_block: usize,
     pub pins: HashMap<usize, usize>,
+    /// Blocks a `reallocate` is copying, each holding one pin: refused as `Moving`.
+    pub moving: HashSet<usize>,
     pub stats: MonotonicStats,
 }
 
@@ -86,12 +88,22 @@ impl State {
         &mut b.expect("a validated block lies in a region").map
     }
 
-    /// Ok if a live block of `n`'s size starts at `p`.
+    /// Ok if a live block of `n`'s size starts at `p`: the one check of a caller's
+    /// `(p, n)`. `n` is rounded with `checked_next_multiple_of`, `p` located by a map that
+    /// contains it; a size of 0 is no block's.
     pub(super) fn validate(&self, p: usize, n: usize) -> Result<usize, AllocError> {
         let size = round_up(n, GRANULE).ok_or(AllocError::TooLarge { size: n })?;
         let map = self.map_of(p).ok_or(AllocError::Foreign { addr: p })?;
+        let found = map.block_containing(p, self.max_block);
+        if let Some((start, block_size)) = found.filter(|b| b.0 != p && (p - b.0) % GRANULE == 0) {
+            return Err(AllocError::Interior {
+                addr: p,
+                start,
+                size: block_size,
+            });
+        }
         if size == 0 {
-            return Err(match map.block_containing(p, self.max_block) {
+            return Err(match found {
                 Some((start, block_size)) if start == p => AllocError::SizeMismatch {
                     addr: p,
                     size: n,
@@ -108,9 +120,11 @@ impl State {
         self.map_of(p).is_some_and(|m| m.is_claimed(p))
     }
 
-    /// Ok if neither a view nor a container holds the block at `p`.
+    /// Ok if neither a view, a move nor a container holds the block at `p`.
     pub(super) fn check_free_to_use(&self, p: usize) -> Result<(), AllocError> {
-        if self.pins.contains_key(&p) {
+        if self.moving.contains(&p) {
+            Err(AllocError::Moving { addr: p })
+        } else if self.pins.contains_key(&p) {
             Err(AllocError::Pinned { addr: p })
         } else if self.is_claimed(p) {
             Err(AllocError::Owned { addr: p })
