@@ -385,10 +385,17 @@ def _measure_trim() -> dict[str, Any]:
     lib.consolidate()
     a = lib.must_malloc(_TRIM_BLOCK - SIZE_SZ)
     ctypes.memset(a, 1, _TRIM_BLOCK - SIZE_SZ)  # resident, so we can see it stay resident
-    spacer = 0
-    if lib.top() < _TOP_BEFORE_C + 16 * KiB:
-        # Too little top left to carve D from: a request bigger than the top grows the heap.
-        spacer = lib.must_malloc(lib.top() + PAGE)
+    # D must lie right above a block that is free when D is freed, so that D's free merges
+    # downwards and the top passes the trim threshold whatever the heap held before (a top
+    # after growth is only top pad + a page). A request bigger than the top grows the heap and
+    # its block, the spacer, lies right below the new top; one that a free chunk elsewhere
+    # serves leaves the break where it was, so ask again.
+    spacers = []
+    while len(spacers) < 8:
+        brk = lib.brk()
+        spacers.append(lib.must_malloc(lib.top() + PAGE))
+        if lib.brk() != brk:
+            break
     d = lib.must_malloc(lib.top() - _TOP_BEFORE_C - SIZE_SZ)
     c = lib.must_malloc(_C_BLOCK - SIZE_SZ)
     page_start = align_up(a, PAGE)
@@ -400,8 +407,8 @@ def _measure_trim() -> dict[str, Any]:
     brk = lib.brk()
     lib.free(c)
     small_move, small_top = lib.brk() - brk, lib.top()
-    if spacer:
-        lib.free(spacer)  # merges into the free A below it; D above it is still live
+    for spacer in spacers:
+        lib.free(spacer)  # D above the last one is still live: no trim yet
     brk = lib.brk()
     lib.free(d)
     return {
