@@ -392,6 +392,12 @@ def _measure_trim() -> dict[str, Any]:
     # serves leaves the break where it was, so ask again.
     spacers = []
     while len(spacers) < 8:
+        # A spacer that malloc mmapped would, once freed, raise the trim threshold: keep it
+        # small by carving the top down to a page first, in pieces no bin or mmap serves whole.
+        for _ in range(256):
+            if lib.top() < 2 * PAGE:
+                break
+            lib.must_malloc(min(lib.top() - PAGE, _C_BLOCK) - SIZE_SZ)
         brk = lib.brk()
         spacers.append(lib.must_malloc(lib.top() + PAGE))
         if lib.brk() != brk:
