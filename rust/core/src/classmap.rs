@@ -118,6 +118,18 @@ impl ClassMap {
         *b = if on { *b | flag } else { *b & !flag };
     }
 
+    /// The size in bytes of the live block starting at `addr` (inside this region), or 0
+    /// if none starts there: a free without a size finds its class here.
+    #[inline]
+    pub fn size_of(&self, addr: usize) -> usize {
+        let g = self.region.granule(addr);
+        match self.bytes[g] {
+            0 => 0,
+            _ if addr & self.mask != 0 => 0,
+            b => self.size_at(g, b),
+        }
+    }
+
     /// Forgets the live block at `addr`, which `check` accepted.
     #[inline]
     pub fn unmark(&mut self, addr: usize) {
