@@ -1,6 +1,9 @@
 """``python -m stlalloc compare``: one program under each object allocator, several times,
 interleaved (each round runs all three, in a rotating order, so that load from other
-processes spreads over all of them), reported as medians with ratios to pymalloc."""
+processes spreads over all of them), reported as medians with ratios to pymalloc.
+
+Ratios are of CPU seconds (the program's, in the child): on a machine shared with other
+work, wall time also counts the time the child waited for a core."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ class Median:
     allocator: str
     runs: int
     seconds: float
+    cpu_seconds: float
     peak_rss_bytes: float
     pool_share: float | None
     exit_codes: tuple[int, ...]
@@ -47,6 +51,9 @@ def medians(results: dict[str, list[Result]]) -> list[Median]:
                 seconds=statistics.median(
                     r.seconds if r.seconds is not None else r.wall_seconds for r in runs
                 ),
+                cpu_seconds=statistics.median(
+                    r.cpu_seconds if r.cpu_seconds is not None else r.wall_seconds for r in runs
+                ),
                 peak_rss_bytes=statistics.median(r.peak_rss_bytes for r in runs),
                 pool_share=statistics.median(shares) if shares else None,
                 exit_codes=tuple(sorted({r.exit_code for r in runs})),
@@ -58,13 +65,14 @@ def medians(results: dict[str, list[Result]]) -> list[Median]:
 def table(rows: Sequence[Median]) -> str:
     base = next(m for m in rows if m.allocator == BASELINE)
     lines = [
-        f"{'allocator':<10} {'runs':>4} {'time s':>9} {'×pymalloc':>9} "
+        f"{'allocator':<10} {'runs':>4} {'wall s':>8} {'cpu s':>8} {'×pymalloc':>9} "
         f"{'peak RSS MiB':>12} {'×pymalloc':>9} {'pool share':>10} {'exit':>5}"
     ]
     for m in rows:
         share = "-" if m.pool_share is None else f"{m.pool_share:.1%}"
         lines.append(
-            f"{m.allocator:<10} {m.runs:>4} {m.seconds:>9.3f} {m.seconds / base.seconds:>9.2f} "
+            f"{m.allocator:<10} {m.runs:>4} {m.seconds:>8.3f} {m.cpu_seconds:>8.3f} "
+            f"{m.cpu_seconds / base.cpu_seconds:>9.2f} "
             f"{m.peak_rss_bytes / 2**20:>12.1f} {m.peak_rss_bytes / base.peak_rss_bytes:>9.2f} "
             f"{share:>10} {','.join(map(str, m.exit_codes)):>5}"
         )
@@ -83,7 +91,7 @@ def plot(workloads: dict[str, Sequence[Median]], path: str, title: str = "") -> 
     fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 1.3 * len(names) + 4), 4.2))
     width = 0.8 / len(ALLOCATORS)
     for ax, attr, label in (
-        (axes[0], "seconds", "time ÷ pymalloc's (lower is faster)"),
+        (axes[0], "cpu_seconds", "CPU time ÷ pymalloc's (lower is faster)"),
         (axes[1], "peak_rss_bytes", "peak RSS ÷ pymalloc's (lower is smaller)"),
     ):
         for k, allocator in enumerate(ALLOCATORS):

@@ -9,7 +9,7 @@ allocator (``PYMEM_DOMAIN_OBJ``) is the SGI pool, pymalloc or glibc malloc.
 The child runs the program as ``python`` would (``script.py args``, ``-m module args``,
 ``-c code args``) with the parent's stdin, stdout and stderr, and exits with its code. The
 same bootstrap runs under every allocator, so the three differ only in the allocator.
-Measured: the program's own seconds and peak RSS (``VmHWM``, read by the child once the
+Measured: the program's own seconds (wall and CPU) and peak RSS (``VmHWM``, read by the child once the
 program ends), the child's page faults (``wait4``), and under ``sgi`` the pool's counters.
 """
 
@@ -53,6 +53,7 @@ class Result:
     allocator: str
     exit_code: int
     seconds: float | None
+    cpu_seconds: float | None
     wall_seconds: float
     peak_rss_bytes: int
     page_faults: dict[str, int]
@@ -120,6 +121,7 @@ def run(
         allocator=options.allocator,
         exit_code=code if code >= 0 else 128 - code,
         seconds=child.get("seconds"),
+        cpu_seconds=child.get("cpu_seconds"),
         wall_seconds=wall,
         peak_rss_bytes=child.get("peak_rss_bytes") or usage.ru_maxrss * 1024,
         page_faults={"minor": usage.ru_minflt, "major": usage.ru_majflt},
@@ -130,6 +132,8 @@ def run(
 
 def summary(r: Result) -> str:
     seconds = "?" if r.seconds is None else f"{r.seconds:.3f} s"
+    if r.cpu_seconds is not None:
+        seconds += f" (cpu {r.cpu_seconds:.3f} s)"
     line = (
         f"stlalloc run: allocator={r.allocator} exit={r.exit_code} time={seconds} "
         f"peak_rss={r.peak_rss_bytes / 2**20:.1f} MiB minor_faults={r.page_faults['minor']}"
@@ -178,7 +182,7 @@ def _child() -> None:
     if cfg["allocator"] == "sgi":
         stlalloc.install(align=cfg["align"], max_bytes=cfg["max_bytes"])
     outcome: BaseException | None = None
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         if kind == "-m":
             sys.argv = [target, *args]
@@ -192,9 +196,9 @@ def _child() -> None:
             runpy.run_path(target, run_name="__main__")
     except BaseException as e:  # noqa: BLE001 - every outcome is the program's to report
         outcome = e
-    seconds = time.perf_counter() - start
     record = {
-        "seconds": seconds,
+        "seconds": time.perf_counter() - start,
+        "cpu_seconds": time.process_time() - cpu_start,
         "peak_rss_bytes": _peak_rss(),
         "pool": stlalloc.object_domain_stats(),
     }
