@@ -9,8 +9,9 @@ allocator (``PYMEM_DOMAIN_OBJ``) is the SGI pool, pymalloc or glibc malloc.
 The child runs the program as ``python`` would (``script.py args``, ``-m module args``,
 ``-c code args``) with the parent's stdin, stdout and stderr, and exits with its code. The
 same bootstrap runs under every allocator, so the three differ only in the allocator.
-Measured: the program's own seconds (wall and CPU) and peak RSS (``VmHWM``, read by the child once the
-program ends), the child's page faults (``wait4``), and under ``sgi`` the pool's counters.
+Measured: the program's own seconds (wall and CPU) and peak RSS (``VmHWM``, read by the
+child once the program ends), the child's page faults (``wait4``), and under ``sgi`` the
+pool's counters.
 """
 
 from __future__ import annotations

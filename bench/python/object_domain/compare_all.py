@@ -15,7 +15,6 @@ import argparse
 import json
 import platform
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 from stlalloc._objcompare import BASELINE, Median, compare, medians, plot
