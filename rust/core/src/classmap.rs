@@ -204,8 +204,8 @@ impl ClassMap {
 
     /// The first granule at or after `g` where a live block starts, a word of 8 granules
     /// at a time (the inspections walk whole regions, mostly empty).
-    fn next_start(&self, g: usize) -> Option<usize> {
-        let rest = self.bytes.get(g..)?;
+    fn next_start(&self, g: usize, end: usize) -> Option<usize> {
+        let rest = self.bytes.get(g..end)?;
         // SAFETY: every bit pattern is a valid `u64`; `align_to` splits `rest` exactly.
         let (head, words, tail) = unsafe { rest.align_to::<u64>() };
         let live = |b: &u8| *b != 0;
@@ -226,9 +226,15 @@ impl ClassMap {
 
     /// Every live block as `(granule, byte)`, in address order.
     fn starts(&self) -> impl Iterator<Item = (usize, u8)> + '_ {
+        self.starts_below(self.bytes.len())
+    }
+
+    /// The live blocks starting below granule `end`, as `(granule, byte)`: a scan that
+    /// reads no byte of the map from `end` on.
+    fn starts_below(&self, end: usize) -> impl Iterator<Item = (usize, u8)> + '_ {
         let mut g = 0;
         std::iter::from_fn(move || {
-            let s = self.next_start(g)?;
+            let s = self.next_start(g, end)?;
             g = s + 1;
             Some((s, self.bytes[s]))
         })
@@ -257,7 +263,15 @@ impl ClassMap {
 
     /// Every live block as `(start, size)`, in address order.
     pub fn live_blocks(&self) -> Vec<(usize, usize)> {
-        self.starts()
+        self.live_blocks_below(self.region.base + self.region.len)
+    }
+
+    /// The live blocks starting below `end`, as `(start, size)`, in address order, reading
+    /// only the map's bytes below `end`: a map of a mostly unused region stays untouched.
+    pub fn live_blocks_below(&self, end: usize) -> Vec<(usize, usize)> {
+        let below = end.saturating_sub(self.region.base).min(self.region.len);
+        let end = below.div_ceil(self.mask + 1);
+        self.starts_below(end)
             .map(|(g, b)| {
                 (
                     self.region.base + (g << self.region.shift),
@@ -271,6 +285,24 @@ impl ClassMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn size_of_and_live_blocks_below() {
+        let mut m = ClassMap::new(0x1000, 4096, 16);
+        m.mark_new(0x1000, 2, false);
+        m.mark_new(0x1100, 4, false);
+        m.mark_new(0x1f00, 1, false);
+        assert_eq!((m.size_of(0x1000), m.size_of(0x1100)), (32, 64));
+        assert_eq!(m.size_of(0x1010), 0, "inside a block, not its start");
+        assert_eq!(m.size_of(0x1108), 0, "misaligned");
+        assert_eq!(m.live_blocks_below(0x1100), vec![(0x1000, 32)]);
+        assert_eq!(
+            m.live_blocks_below(0x1101),
+            vec![(0x1000, 32), (0x1100, 64)]
+        );
+        assert_eq!(m.live_blocks_below(usize::MAX), m.live_blocks());
+        assert!(m.live_blocks_below(0).is_empty());
+    }
 
     #[test]
     fn checks_extent_exactly() {
