@@ -122,6 +122,8 @@ impl DomainStats {
 }
 
 pub struct ObjectDomain<W: Wrapped> {
+    /// The pool's `max_bytes`, kept here for the fast path, next to `active`.
+    max_bytes: usize,
     pool: Pool<ArenaOnly, Params>,
     map: ClassMap,
     wrapped: W,
@@ -148,6 +150,7 @@ impl<W: Wrapped> ObjectDomain<W> {
         let pool = Pool::new(params, arena_size, ArenaOnly)?;
         let map = ClassMap::new(pool.arena().base(), pool.arena().reserved(), align);
         Ok(Self {
+            max_bytes,
             pool,
             map,
             wrapped,
@@ -238,8 +241,7 @@ impl<W: Wrapped> ObjectDomain<W> {
         }
         self.pool_calls.realloc += 1;
         let old = self.map.size_of(p as usize);
-        let max = self.params().max_bytes();
-        if n <= max && self.params().round_up(n.max(1)) == old {
+        if n <= self.max_bytes && self.params().round_up(n.max(1)) == old {
             return p;
         }
         let q = match self.pool_block(n) {
@@ -261,15 +263,16 @@ impl<W: Wrapped> ObjectDomain<W> {
     /// A pool block for `n` bytes, if the pool serves `n` now.
     #[inline]
     fn pool_block(&mut self, n: usize) -> Option<NonNull<u8>> {
-        if !self.active || n > self.params().max_bytes() {
+        if !self.active || n > self.max_bytes {
             return None;
         }
         let n = n.max(1);
         match self.pool.allocate_small(n) {
             Ok(p) => {
-                let size = self.params().round_up(n);
-                self.map
-                    .mark_new(p.as_ptr() as usize, size / self.params().align(), false);
+                // Class `i` has `i + 1` granules: shifts, no division on this path.
+                let i = self.params().index(n);
+                let size = self.params().class_size(i);
+                self.map.mark_new(p.as_ptr() as usize, i + 1, false);
                 self.live_blocks += 1;
                 self.live_bytes += size;
                 self.bytes_allocated += size as u64;
