@@ -119,15 +119,46 @@ impl ClassMap {
     }
 
     /// The size in bytes of the live block starting at `addr` (inside this region), or 0
-    /// if none starts there: a free without a size finds its class here.
+    /// if none starts there: a realloc without a size finds its class here.
     #[inline]
     pub fn size_of(&self, addr: usize) -> usize {
         let g = self.region.granule(addr);
-        match self.bytes[g] {
+        let b = self.bytes[g];
+        match (b & TAG) as usize {
             0 => 0,
             _ if addr & self.mask != 0 => 0,
-            b => self.size_at(g, b),
+            BIG => self.size_at(g, b),
+            k => k << self.region.shift,
         }
+    }
+
+    /// Forgets the live block starting at `addr` (inside this region) and returns its size,
+    /// or returns 0 and changes nothing if none starts there: a free without a size. One
+    /// load and one store unless the block is `BIG`.
+    #[inline]
+    pub fn take(&mut self, addr: usize) -> usize {
+        let g = self.region.granule(addr);
+        let b = self.bytes[g];
+        match (b & TAG) as usize {
+            0 => 0,
+            _ if addr & self.mask != 0 => 0,
+            BIG => self.take_big(g),
+            k => {
+                self.bytes[g] = 0;
+                k << self.region.shift
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn take_big(&mut self, g: usize) -> usize {
+        let k = self
+            .big
+            .remove(&g)
+            .expect("a BIG tag has its size in `big`");
+        self.bytes[g] = 0;
+        k << self.region.shift
     }
 
     /// Forgets the live block at `addr`, which `check` accepted.
@@ -295,6 +326,14 @@ mod tests {
         assert_eq!((m.size_of(0x1000), m.size_of(0x1100)), (32, 64));
         assert_eq!(m.size_of(0x1010), 0, "inside a block, not its start");
         assert_eq!(m.size_of(0x1108), 0, "misaligned");
+        assert_eq!((m.take(0x1108), m.take(0x1010)), (0, 0));
+        assert_eq!(m.take(0x1f00), 16);
+        assert_eq!((m.take(0x1f00), m.size_of(0x1f00)), (0, 0), "taken once");
+        let mut big = ClassMap::new(0x1000, 4096, 8);
+        big.mark_new(0x1000, 64, false);
+        assert_eq!((big.size_of(0x1000), big.take(0x1000)), (512, 512));
+        big.check_invariants();
+        assert!(big.live_blocks().is_empty());
         assert_eq!(m.live_blocks_below(0x1100), vec![(0x1000, 32)]);
         assert_eq!(
             m.live_blocks_below(0x1101),

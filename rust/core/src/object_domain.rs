@@ -287,14 +287,13 @@ impl<W: Wrapped> ObjectDomain<W> {
 
     /// # Safety
     /// `p` lies in the arena and, if a block starts there, it is live and not used again.
-    #[inline]
+    #[inline(always)]
     unsafe fn free_pool_block(&mut self, p: *mut u8) {
-        let size = self.map.size_of(p as usize);
+        let size = self.map.take(p as usize);
         let Some(block) = NonNull::new(p).filter(|_| size != 0) else {
             self.stray_frees += 1;
             return;
         };
-        self.map.unmark(p as usize);
         self.live_blocks -= 1;
         self.live_bytes -= size;
         let i = self.params().index(size);
