@@ -225,3 +225,15 @@ def test_compare_fails_when_exit_codes_differ() -> None:
     r = stlalloc("compare", "--repeat", "1", "-c", code)
     assert r.returncode == 1
     assert "exit codes differ" in r.stderr
+
+
+def test_compare_gives_every_run_the_same_stdin(tmp_path: Path) -> None:
+    data = tmp_path / "in.txt"
+    data.write_text("x" * 1000)
+    code = "import sys; sys.exit(0 if sys.stdin.read() == 'x' * 1000 else 5)"
+    r = stlalloc("compare", "--repeat", "2", "--stdin", str(data), "-c", code)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # Without --stdin each run reads an empty stdin, not the caller's: all exit 5 alike.
+    empty = stlalloc("compare", "--repeat", "1", "-c", code, input="x" * 1000)
+    assert empty.returncode == 0, empty.stderr
+    assert [line.split()[-1] for line in empty.stdout.splitlines()[1:]] == ["5", "5", "5"]

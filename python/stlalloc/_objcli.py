@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from stlalloc._objdomain import ALLOCATORS, Options, Program, parse_program, run, summary
@@ -73,6 +74,7 @@ def main_compare(argv: list[str]) -> int:
     )
     p.add_argument("--repeat", type=int, default=5, help="runs per allocator (default 5)")
     p.add_argument("--plot", metavar="FILE.png", help="draw the ratios (needs matplotlib)")
+    p.add_argument("--stdin", metavar="FILE", help="each run's stdin (default: empty)")
     _common(p)
     if any(a in ("-h", "--help") for a in argv[:1]):
         p.parse_args(argv)
@@ -81,13 +83,15 @@ def main_compare(argv: list[str]) -> int:
     _check_max_bytes(p, args)
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
+    if args.stdin is not None and not os.path.isfile(args.stdin):
+        p.error(f"--stdin: no such file: {args.stdin}")
     if args.plot:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             p.error("--plot needs matplotlib: pip install 'stlalloc[plot]'")
     results = _objcompare.compare(
-        program, repeat=args.repeat, align=args.align, max_bytes=args.max_bytes
+        program, repeat=args.repeat, align=args.align, max_bytes=args.max_bytes, stdin=args.stdin
     )
     rows = _objcompare.medians(results)
     print(_objcompare.table(rows))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from subprocess import DEVNULL
 
 from stlalloc._objdomain import ALLOCATORS, Options, Program, Result, run
 
@@ -28,15 +29,25 @@ class Median:
 
 
 def compare(
-    program: Program, *, repeat: int = 5, align: int = 16, max_bytes: int = 512
+    program: Program,
+    *,
+    repeat: int = 5,
+    align: int = 16,
+    max_bytes: int = 512,
+    stdin: str | None = None,
 ) -> dict[str, list[Result]]:
-    """``repeat`` rounds of the program under every allocator, output discarded."""
+    """``repeat`` rounds of the program under every allocator, output discarded; each run
+    reads the file ``stdin`` from its start (none: an empty stdin)."""
     results: dict[str, list[Result]] = {a: [] for a in ALLOCATORS}
     for round_ in range(repeat):
         order = ALLOCATORS[round_ % 3 :] + ALLOCATORS[: round_ % 3]
         for allocator in order:
             opts = Options(allocator=allocator, align=align, max_bytes=max_bytes)
-            results[allocator].append(run(program, opts, quiet=True))
+            if stdin is None:
+                results[allocator].append(run(program, opts, quiet=True, stdin=DEVNULL))
+                continue
+            with open(stdin, "rb") as f:
+                results[allocator].append(run(program, opts, quiet=True, stdin=f))
     return results
 
 

@@ -26,7 +26,7 @@ import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import IO, Any
 
 ALLOCATORS = ("sgi", "pymalloc", "malloc")
 _ENV = "STLALLOC_RUN"
@@ -89,9 +89,10 @@ def parse_program(argv: list[str]) -> tuple[list[str], Program]:
 
 
 def run(
-    program: Program, options: Options, *, quiet: bool = False, stdin: int | None = None
+    program: Program, options: Options, *, quiet: bool = False, stdin: int | IO[bytes] | None = None
 ) -> Result:
-    """Runs ``program`` once in a child interpreter; ``quiet`` discards its output."""
+    """Runs ``program`` once in a child interpreter; ``quiet`` discards its output;
+    ``stdin`` as ``subprocess`` takes it (default: this process's own)."""
     if options.allocator not in ALLOCATORS:
         raise ValueError(f"allocator must be one of {', '.join(ALLOCATORS)}")
     env = dict(os.environ)
