@@ -11,6 +11,8 @@
   a container (:class:`Allocator` types it); :mod:`stlalloc.testing` checks it against the
   C++ allocator requirements;
 - :func:`render`: a pool's arena drawn block by block, also ``PoolAllocator.render``;
+- :func:`install` / :func:`uninstall`: the SGI pool as CPython's own object allocator
+  (``python -m stlalloc run`` runs a whole program so; docs/object-domain.md);
 - :mod:`stlalloc.probe`: live evidence of how glibc ``malloc`` uses ``brk`` and ``mmap``.
 """
 
@@ -31,6 +33,9 @@ from stlalloc._native import (
     TracingAllocator,
     Vector,
     default_pool,
+    install,
+    object_domain_stats,
+    uninstall,
 )
 from stlalloc._render import render, render_method
 
@@ -49,7 +54,10 @@ __all__ = [
     "TracingAllocator",
     "Vector",
     "default_pool",
+    "install",
+    "object_domain_stats",
     "render",
+    "uninstall",
 ]
 
 MutableSequence.register(Vector)

@@ -27,6 +27,9 @@ __all__ = [
     "AllocatorEvent",
     "_protocol_roundtrip",
     "_block_view",
+    "install",
+    "uninstall",
+    "object_domain_stats",
     "DEFAULT_ARENA_SIZE",
 ]
 
@@ -158,6 +161,12 @@ class PoolAllocator:
     def render(self, format: Literal["text", "svg"] = "text", **options: Any) -> str: ...
 
 def default_pool() -> PoolAllocator: ...
+
+# The SGI pool as CPython's object allocator (PYMEM_DOMAIN_OBJ). Default arena_size: 1 GiB
+# of address space. RuntimeError on a free-threaded build or while tracemalloc traces.
+def install(*, align: int = 16, max_bytes: int = 512, arena_size: int = ...) -> None: ...
+def uninstall() -> None: ...
+def object_domain_stats() -> dict[str, Any] | None: ...
 
 @final
 class ListIterator:

@@ -118,6 +118,49 @@ impl ClassMap {
         *b = if on { *b | flag } else { *b & !flag };
     }
 
+    /// The size in bytes of the live block starting at `addr` (inside this region), or 0
+    /// if none starts there: a realloc without a size finds its class here.
+    #[inline]
+    pub fn size_of(&self, addr: usize) -> usize {
+        let g = self.region.granule(addr);
+        let b = self.bytes[g];
+        match (b & TAG) as usize {
+            0 => 0,
+            _ if addr & self.mask != 0 => 0,
+            BIG => self.size_at(g, b),
+            k => k << self.region.shift,
+        }
+    }
+
+    /// Forgets the live block starting at `addr` (inside this region) and returns its size,
+    /// or returns 0 and changes nothing if none starts there: a free without a size. One
+    /// load and one store unless the block is `BIG`.
+    #[inline]
+    pub fn take(&mut self, addr: usize) -> usize {
+        let g = self.region.granule(addr);
+        let b = self.bytes[g];
+        match (b & TAG) as usize {
+            0 => 0,
+            _ if addr & self.mask != 0 => 0,
+            BIG => self.take_big(g),
+            k => {
+                self.bytes[g] = 0;
+                k << self.region.shift
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn take_big(&mut self, g: usize) -> usize {
+        let k = self
+            .big
+            .remove(&g)
+            .expect("a BIG tag has its size in `big`");
+        self.bytes[g] = 0;
+        k << self.region.shift
+    }
+
     /// Forgets the live block at `addr`, which `check` accepted.
     #[inline]
     pub fn unmark(&mut self, addr: usize) {
@@ -193,8 +236,8 @@ impl ClassMap {
 
     /// The first granule at or after `g` where a live block starts, a word of 8 granules
     /// at a time (the inspections walk whole regions, mostly empty).
-    fn next_start(&self, g: usize) -> Option<usize> {
-        let rest = self.bytes.get(g..)?;
+    fn next_start(&self, g: usize, end: usize) -> Option<usize> {
+        let rest = self.bytes.get(g..end)?;
         // SAFETY: every bit pattern is a valid `u64`; `align_to` splits `rest` exactly.
         let (head, words, tail) = unsafe { rest.align_to::<u64>() };
         let live = |b: &u8| *b != 0;
@@ -215,9 +258,15 @@ impl ClassMap {
 
     /// Every live block as `(granule, byte)`, in address order.
     fn starts(&self) -> impl Iterator<Item = (usize, u8)> + '_ {
+        self.starts_below(self.bytes.len())
+    }
+
+    /// The live blocks starting below granule `end`, as `(granule, byte)`: a scan that
+    /// reads no byte of the map from `end` on.
+    fn starts_below(&self, end: usize) -> impl Iterator<Item = (usize, u8)> + '_ {
         let mut g = 0;
         std::iter::from_fn(move || {
-            let s = self.next_start(g)?;
+            let s = self.next_start(g, end)?;
             g = s + 1;
             Some((s, self.bytes[s]))
         })
@@ -246,7 +295,15 @@ impl ClassMap {
 
     /// Every live block as `(start, size)`, in address order.
     pub fn live_blocks(&self) -> Vec<(usize, usize)> {
-        self.starts()
+        self.live_blocks_below(self.region.base + self.region.len)
+    }
+
+    /// The live blocks starting below `end`, as `(start, size)`, in address order, reading
+    /// only the map's bytes below `end`: a map of a mostly unused region stays untouched.
+    pub fn live_blocks_below(&self, end: usize) -> Vec<(usize, usize)> {
+        let below = end.saturating_sub(self.region.base).min(self.region.len);
+        let end = below.div_ceil(self.mask + 1);
+        self.starts_below(end)
             .map(|(g, b)| {
                 (
                     self.region.base + (g << self.region.shift),
@@ -260,6 +317,32 @@ impl ClassMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn size_of_and_live_blocks_below() {
+        let mut m = ClassMap::new(0x1000, 4096, 16);
+        m.mark_new(0x1000, 2, false);
+        m.mark_new(0x1100, 4, false);
+        m.mark_new(0x1f00, 1, false);
+        assert_eq!((m.size_of(0x1000), m.size_of(0x1100)), (32, 64));
+        assert_eq!(m.size_of(0x1010), 0, "inside a block, not its start");
+        assert_eq!(m.size_of(0x1108), 0, "misaligned");
+        assert_eq!((m.take(0x1108), m.take(0x1010)), (0, 0));
+        assert_eq!(m.take(0x1f00), 16);
+        assert_eq!((m.take(0x1f00), m.size_of(0x1f00)), (0, 0), "taken once");
+        let mut big = ClassMap::new(0x1000, 4096, 8);
+        big.mark_new(0x1000, 64, false);
+        assert_eq!((big.size_of(0x1000), big.take(0x1000)), (512, 512));
+        big.check_invariants();
+        assert!(big.live_blocks().is_empty());
+        assert_eq!(m.live_blocks_below(0x1100), vec![(0x1000, 32)]);
+        assert_eq!(
+            m.live_blocks_below(0x1101),
+            vec![(0x1000, 32), (0x1100, 64)]
+        );
+        assert_eq!(m.live_blocks_below(usize::MAX), m.live_blocks());
+        assert!(m.live_blocks_below(0).is_empty());
+    }
 
     #[test]
     fn checks_extent_exactly() {

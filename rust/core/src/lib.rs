@@ -5,7 +5,8 @@
 //!   single-threaded and unchecked, as fast as the original;
 //! - [`CheckedPool`]: the same pool validating every call;
 //! - [`SharedPool`]: the checked pool, thread-safe, a heap per thread up to K; what
-//!   Python uses.
+//!   Python uses;
+//! - [`object_domain::ObjectDomain`]: the pool under an interpreter's object allocator.
 
 pub mod api2;
 pub mod arena;
@@ -22,6 +23,7 @@ pub mod layout;
 pub mod lending;
 pub mod malloc_alloc;
 pub mod monotonic;
+pub mod object_domain;
 mod owner_fence;
 pub mod params;
 pub mod pool;

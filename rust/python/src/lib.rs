@@ -18,6 +18,7 @@ mod malloc;
 mod monotonic;
 mod pool;
 mod protocol;
+mod pymem;
 mod seq;
 mod stats;
 mod tracing;
@@ -51,6 +52,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(protocol::_block_view, m)?)?;
     fastcall::install::<malloc::PyMallocAllocator>(&py.get_type::<malloc::PyMallocAllocator>())?;
     fastcall::install::<pool::PyPoolAllocator>(&py.get_type::<pool::PyPoolAllocator>())?;
+    pymem::register(m)?;
     m.add("DEFAULT_ARENA_SIZE", stlalloc_core::DEFAULT_ARENA_SIZE)?;
     Ok(())
 }
