@@ -390,7 +390,7 @@ def _measure_trim() -> dict[str, Any]:
     # after growth is only top pad + a page). A request bigger than the top grows the heap and
     # its block, the spacer, lies right below the new top; one that a free chunk elsewhere
     # serves leaves the break where it was, so ask again.
-    spacers = []
+    spacers: list[int] = []
     while len(spacers) < 8:
         # A spacer that malloc mmapped would, once freed, raise the trim threshold: keep it
         # small by carving the top down to a page first, in pieces no bin or mmap serves whole.
