@@ -19,6 +19,7 @@ mod monotonic;
 mod pool;
 mod protocol;
 mod seq;
+mod sequence;
 mod stats;
 mod tracing;
 mod typed_vector;
