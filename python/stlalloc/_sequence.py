@@ -13,57 +13,56 @@
 from __future__ import annotations
 
 import copy as _copy
-from typing import Any, TypeVar
+from typing import Any
 
 from stlalloc._native import List, MallocAllocator, Vector
 
-_Seq = TypeVar("_Seq", Vector, List)
+# The helpers below work on either container (and their subclasses), so they are typed
+# loosely; the stubs declare what users see (`__reduce__`, `__copy__`, `__deepcopy__`).
 
 
-def _base(cls: type) -> type[Vector | List]:
+def _base(cls: type) -> Any:
     return Vector if issubclass(cls, Vector) else List
 
 
-def _restore(cls: type[_Seq], dtype: str, over_malloc: bool) -> _Seq:
+def _restore(cls: type, dtype: str, over_malloc: bool) -> Any:
     """An empty ``cls`` container; pickle then appends the values with ``extend``."""
     allocator = MallocAllocator() if over_malloc else None
-    return _base(cls).__new__(cls, dtype=dtype, allocator=allocator)  # type: ignore[no-any-return]
+    return _base(cls).__new__(cls, dtype=dtype, allocator=allocator)
 
 
-def _state(seq: Vector | List) -> dict[str, Any] | None:
+def _state(seq: Any) -> dict[str, Any] | None:
     return getattr(seq, "__dict__", None) or None
 
 
-def reduce(self: Vector | List) -> tuple[Any, ...]:
+def reduce(self: Any) -> tuple[Any, ...]:
     """``__reduce__``: see the module's notes."""
     over_malloc = isinstance(self.get_allocator(), MallocAllocator)
     values = list(_base(type(self)).__iter__(self))
     return _restore, (type(self), self.dtype, over_malloc), _state(self), iter(values)
 
 
-def _empty_like(self: _Seq) -> _Seq:
-    base = _base(type(self))
-    return base.__new__(type(self), dtype=self.dtype, allocator=self.get_allocator())  # type: ignore[no-any-return]
+def _empty_like(self: Any) -> Any:
+    return _base(type(self)).__new__(type(self), dtype=self.dtype, allocator=self.get_allocator())
 
 
-def copy(self: _Seq) -> _Seq:
+def copy(self: Any) -> Any:
     """``__copy__``: the same values, type and allocator."""
     new = _empty_like(self)
     base = _base(type(self))
-    base.extend(new, base.__iter__(self))  # type: ignore[arg-type]
+    base.extend(new, base.__iter__(self))
     state = _state(self)
     if state is not None:
         new.__dict__.update(state)
     return new
 
 
-def deepcopy(self: _Seq, memo: dict[int, Any]) -> _Seq:
+def deepcopy(self: Any, memo: dict[int, Any]) -> Any:
     """``__deepcopy__``: copies of the values, the same type and allocator."""
     new = _empty_like(self)
     memo[id(self)] = new
     base = _base(type(self))
-    values = [_copy.deepcopy(x, memo) for x in base.__iter__(self)]  # type: ignore[arg-type]
-    base.extend(new, values)  # type: ignore[arg-type]
+    base.extend(new, [_copy.deepcopy(x, memo) for x in base.__iter__(self)])
     state = _state(self)
     if state is not None:
         new.__dict__.update(_copy.deepcopy(state, memo))
@@ -71,7 +70,8 @@ def deepcopy(self: _Seq, memo: dict[int, Any]) -> _Seq:
 
 
 def attach() -> None:
+    cls: Any
     for cls in (Vector, List):
-        cls.__reduce__ = reduce  # type: ignore[assignment, method-assign]
-        cls.__copy__ = copy  # type: ignore[attr-defined]
-        cls.__deepcopy__ = deepcopy  # type: ignore[attr-defined]
+        cls.__reduce__ = reduce
+        cls.__copy__ = copy
+        cls.__deepcopy__ = deepcopy

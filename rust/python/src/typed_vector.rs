@@ -253,14 +253,13 @@ impl<T: Elem> Typed<T> {
         match T::probe(x) {
             Probe::Never => Ok(0),
             Probe::Equal(v) => {
-                let removed = {
-                    let mut g = self.lock(py)?;
-                    let doomed: Vec<usize> = (0..g.vec.len())
-                        .filter(|&i| g.vec[i].native_eq(&v) == Some(true))
-                        .collect();
-                    Self::take_at(&mut g.vec, &doomed)
-                };
-                Ok(removed.len())
+                // Numbers have no drop glue: the core drops them in place.
+                let mut g = self.lock(py)?;
+                let doomed: Vec<usize> = (0..g.vec.len())
+                    .filter(|&i| g.vec[i].native_eq(&v) == Some(true))
+                    .collect();
+                drop(Self::take_at(&mut g.vec, &doomed));
+                Ok(doomed.len())
             }
             Probe::Python => self.erase_where(py, "erase", |e| py_eq(&e.into_py(py), x)),
         }
@@ -294,11 +293,13 @@ impl<T: Elem> Typed<T> {
             g.check_unchanged(version, "Vector", during)?;
             Self::take_at(&mut g.vec, &doomed)
         };
-        Ok(removed.len())
+        drop(removed);
+        Ok(doomed.len())
     }
 
     /// Removes the elements at the ascending positions `doomed`, keeping the rest in order
-    /// (survivors swap down over them); the removed come back, to be dropped unlocked.
+    /// (survivors swap down over them); the removed that need dropping come back, to be
+    /// dropped unlocked (`Vector::erase`).
     fn take_at(vec: &mut CoreVec<T>, doomed: &[usize]) -> Vec<T> {
         let Some(&first) = doomed.first() else {
             return Vec::new();
