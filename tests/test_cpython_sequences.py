@@ -96,7 +96,6 @@ class TestListAsSequence(seq_tests.CommonTest):
 
 
 MAXLEN = "uses deque's maxlen, a bound std::list does not have"
-ROTATE = "uses deque.rotate, which List does not have (std::list has no rotate)"
 
 
 class TestListAsDeque(test_deque.TestBasic):
@@ -129,9 +128,6 @@ class TestListAsDeque(test_deque.TestBasic):
                         "test_pickle_recursive",
                     )
                 },
-                "test_rotate": ROTATE,
-                "test_count": ROTATE + " (its last part)",
-                "test_index": ROTATE + " (its last part)",
                 "test_repr": "evaluates repr in test_deque's namespace and asserts deque's "
                 "format; List's repr is List([...], dtype='object')",
                 "test_iterator_pickle": "List iterators hold a cursor into the nodes and do "

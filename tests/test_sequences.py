@@ -229,3 +229,16 @@ def test_containers_doc_examples_run():
     namespace: dict = {}
     for block in blocks:
         exec(compile(block, str(DOC), "exec"), namespace)
+
+
+def test_list_rotate_relinks_the_same_nodes():
+    lst = List(range(5), dtype="int64")
+    nodes = sorted(lst.node_addresses())
+    lst.rotate(2)
+    assert list(lst) == [3, 4, 0, 1, 2] and sorted(lst.node_addresses()) == nodes
+    lst.rotate(-7)
+    assert list(lst) == [0, 1, 2, 3, 4]
+    it = iter(lst)
+    lst.rotate()
+    with pytest.raises(RuntimeError, match="mutated during iteration"):
+        next(it)

@@ -264,6 +264,13 @@ impl StdList {
         each!(&self.inner, t => t.unique(py))
     }
 
+    /// Rotates ``n`` steps to the right (negative: left), as ``deque.rotate``, by
+    /// relinking the nodes at one place: nothing is allocated or freed.
+    #[pyo3(signature = (n = 1))]
+    fn rotate(&self, py: Python<'_>, n: isize) -> PyResult<()> {
+        each!(&self.inner, t => t.rotate(py, n))
+    }
+
     /// Reverses the order by relinking.
     fn reverse(&self, py: Python<'_>) -> PyResult<()> {
         each!(&self.inner, t => t.reverse(py))

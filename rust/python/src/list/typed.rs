@@ -252,6 +252,11 @@ impl<T: Elem> Typed<T> {
         Ok(())
     }
 
+    pub fn rotate(&self, py: Python<'_>, k: isize) -> PyResult<()> {
+        self.lock(py)?.rotate(k);
+        Ok(())
+    }
+
     pub fn node_addresses(&self, py: Python<'_>) -> PyResult<Vec<usize>> {
         Ok(self.lock(py)?.node_addresses())
     }
