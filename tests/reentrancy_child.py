@@ -17,6 +17,7 @@ key functions) read or change the container they are in.
 """
 
 import collections
+import copy
 import gc
 import sys
 
@@ -316,11 +317,20 @@ def callbacks(kind):
             ("del [0]", lambda c, y: c.__delitem__(0)),
             ("setitem", lambda c, y: c.__setitem__(0, y)),
             ("clear", lambda c, y: c.clear()),
+            ("erase", lambda c, y: c.erase(y)),
+            ("erase_if", lambda c, y: c.erase_if(lambda e: e == y)),
+            ("<", lambda c, y: c < make([y], allocator=pool)),
+            ("+ *", lambda c, y: (c + c, c * 2)),
+            ("*=", lambda c, y: c.__imul__(2)),
+            ("__init__", lambda c, y: c.__init__([y, y])),
+            # The copy holds copies of the meddlers, which hold the copy: cleared, no cycle.
+            ("deepcopy", lambda c, y: copy.deepcopy(c).clear()),
         ]
         if kind == "List":
             ops += [
                 ("unique", lambda c, y: c.unique()),
                 ("merge", lambda c, y: c.merge(make([y], allocator=pool))),
+                ("rotate", lambda c, y: c.rotate(3)),
             ]
         else:
             ops += [("resize down", lambda c, y: c.resize(1))]
