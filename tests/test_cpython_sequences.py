@@ -130,8 +130,6 @@ class TestListAsDeque(test_deque.TestBasic):
                 },
                 "test_repr": "evaluates repr in test_deque's namespace and asserts deque's "
                 "format; List's repr is List([...], dtype='object')",
-                "test_iterator_pickle": "List iterators hold a cursor into the nodes and do "
-                "not pickle",
                 "test_reversed_new": "constructs deque's reverse iterator type directly; "
                 "List's iterators come only from iter() and reversed()",
                 "test_sizeof": "asserts the memory layout of CPython's deque blocks",

@@ -242,3 +242,18 @@ def test_list_rotate_relinks_the_same_nodes():
     lst.rotate()
     with pytest.raises(RuntimeError, match="mutated during iteration"):
         next(it)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("walk", [iter, reversed])
+def test_iterators_pickle_with_their_container(kind, walk):
+    c = kind(range(5), dtype="int64")
+    it = walk(c)
+    next(it)
+    it2, c2 = pickle.loads(pickle.dumps((it, c)))
+    assert type(it2) is type(it) and c2 == c
+    c2[2] = 20  # the copy iterates the copied container
+    assert list(it2) == list(walk([0, 1, 20, 3, 4]))[1:]
+    assert list(it) == list(walk(range(5)))[1:]
+    back = pickle.loads(pickle.dumps(it))  # exhausted: over an empty container
+    assert type(back) is type(it) and list(back) == []

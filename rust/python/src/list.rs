@@ -474,18 +474,32 @@ impl Drop for ReprGuard<'_, '_> {
 
 /// Iterates a List from the front, or from the back for ``reversed()``. Raises
 /// ``RuntimeError`` if the List changes structure meanwhile (overwriting values is fine).
-/// Once exhausted it lets go of the List, as a deque iterator does.
+/// Once exhausted it lets go of the List, as a deque iterator does. Pickles as
+/// ``iter(list)`` / ``reversed(list)`` advanced as far, as list iterators do.
 #[pyclass(frozen, module = "stlalloc", name = "ListIterator")]
 pub struct ListIterator {
     /// None once exhausted.
-    state: Mutex<Option<(Py<StdList>, Cursor)>>,
+    state: Mutex<Option<Walk>>,
+}
+
+struct Walk {
+    list: Py<StdList>,
+    cursor: Cursor,
+    backward: bool,
+    /// How many values were yielded, for pickling.
+    yielded: usize,
 }
 
 impl ListIterator {
     fn new(list: Bound<'_, StdList>, backward: bool) -> PyResult<Self> {
         let cursor = each!(&list.get().inner, t => t.cursor(list.py(), backward))?;
         Ok(Self {
-            state: Mutex::new(Some((list.unbind(), cursor))),
+            state: Mutex::new(Some(Walk {
+                list: list.unbind(),
+                cursor,
+                backward,
+                yielded: 0,
+            })),
         })
     }
 }
@@ -501,15 +515,17 @@ impl ListIterator {
             .state
             .lock_py_attached(py)
             .unwrap_or_else(PoisonError::into_inner);
-        let Some((list, cursor)) = slot.as_mut() else {
+        let Some(walk) = slot.as_mut() else {
             return Ok(None);
         };
-        let value = each!(&list.get().inner, t => {
-            t.advance(py, cursor).map(|v| v.map(|v| v.into_py(py)))
+        // Making an int or float object runs no Python code, so it may happen here.
+        let value = each!(&walk.list.get().inner, t => {
+            t.advance(py, &mut walk.cursor).map(|v| v.map(|v| v.into_py(py)))
         });
-        // The List is let go of (perhaps its last reference, running a `__del__`) and the
-        // value becomes a Python object only once the slot is unlocked.
+        // The List is let go of (perhaps its last reference, running a `__del__`) only once
+        // the slot is unlocked.
         let gone = if matches!(value, Ok(Some(_))) {
+            walk.yielded += 1;
             None
         } else {
             slot.take()
@@ -519,11 +535,50 @@ impl ListIterator {
         value
     }
 
+    /// ``(iter, (list,), yielded)`` (``reversed`` going backwards); once exhausted, an
+    /// iterator over an empty List.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let (list, backward, yielded) = {
+            let slot = self
+                .state
+                .lock_py_attached(py)
+                .unwrap_or_else(PoisonError::into_inner);
+            match slot.as_ref() {
+                Some(w) => (Some(w.list.clone_ref(py)), w.backward, w.yielded),
+                None => (None, false, 0),
+            }
+        };
+        let list = match list {
+            Some(l) => l.into_bound(py).into_any(),
+            None => py.get_type::<StdList>().call0()?,
+        };
+        let make = if backward { "reversed" } else { "iter" };
+        let make = py.import("builtins")?.getattr(make)?;
+        PyTuple::new(
+            py,
+            [
+                make,
+                PyTuple::new(py, [list])?.into_any(),
+                yielded.into_pyobject(py)?.into_any(),
+            ],
+        )
+    }
+
+    /// Advances past the first ``n`` values (unpickling).
+    fn __setstate__(&self, py: Python<'_>, n: usize) -> PyResult<()> {
+        for _ in 0..n {
+            if self.__next__(py)?.is_none() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         // The collector does not wait: a slot locked elsewhere counts as external.
         if let Ok(slot) = self.state.try_lock() {
-            if let Some((list, _)) = slot.as_ref() {
-                visit.call(list)?;
+            if let Some(walk) = slot.as_ref() {
+                visit.call(&walk.list)?;
             }
         }
         Ok(())

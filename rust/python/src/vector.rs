@@ -521,6 +521,38 @@ impl VectorIterator {
         Ok(item)
     }
 
+    /// ``(iter, (vector,), position)`` (``reversed`` going backwards), as list iterators
+    /// pickle; once exhausted, an iterator over an empty Vector.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let (vector, pos) = match self.vector(py) {
+            Some(v) => (
+                v.into_bound(py).into_any(),
+                self.next.load(Ordering::Relaxed),
+            ),
+            None => (py.get_type::<PyVector>().call0()?, 0),
+        };
+        let make = if self.reverse { "reversed" } else { "iter" };
+        let make = py.import("builtins")?.getattr(make)?;
+        PyTuple::new(
+            py,
+            [
+                make,
+                PyTuple::new(py, [vector])?.into_any(),
+                pos.into_pyobject(py)?.into_any(),
+            ],
+        )
+    }
+
+    /// Continues from ``position`` (unpickling); going backwards, at most the length.
+    fn __setstate__(&self, py: Python<'_>, position: usize) -> PyResult<()> {
+        let position = match (self.reverse, self.vector(py)) {
+            (true, Some(v)) => position.min(v.get().__len__(py)?),
+            _ => position,
+        };
+        self.next.store(position, Ordering::Relaxed);
+        Ok(())
+    }
+
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         // The collector does not wait: a slot locked elsewhere counts as external.
         if let Ok(slot) = self.vector.try_lock() {
