@@ -489,7 +489,11 @@ impl VectorIterator {
         };
         // Reading an element runs no Python code, so it may happen with the slot locked.
         let pos = self.next.load(Ordering::Relaxed);
-        let at = if self.reverse { pos.checked_sub(1) } else { Some(pos) };
+        let at = if self.reverse {
+            pos.checked_sub(1)
+        } else {
+            Some(pos)
+        };
         let item = match at {
             Some(at) => vector.get().item(py, at)?,
             None => None,
