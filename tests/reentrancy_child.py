@@ -17,6 +17,7 @@ key functions) read or change the container they are in.
 """
 
 import collections
+import copy
 import gc
 import sys
 
@@ -130,6 +131,9 @@ def vector_ops(x):
         ("pop(0)", lambda v, o: v.pop(0), lambda m: m.pop(0)),
         ("del [0]", lambda v, o: v.__delitem__(0), lambda m: m.__delitem__(0)),
         ("remove", lambda v, o: v.remove(x), lambda m: m.remove(x)),
+        ("erase", lambda v, o: v.erase(x), lambda m: remove_all(m, x)),
+        ("erase_if", lambda v, o: v.erase_if(lambda y: y == x), lambda m: remove_all(m, x)),
+        ("refill", lambda v, o: v.extend([x] * 5), lambda m: m.extend([x] * 5)),
         ("index/count/in", lambda v, o: (v.index(x), v.count(x), x in v), None),
         ("sort key", lambda v, o: v.sort(key=repr), lambda m: m.sort(key=repr)),
         ("reverse", lambda v, o: v.reverse(), lambda m: m.reverse()),
@@ -167,7 +171,10 @@ def list_ops(x):
         ("pop", lambda q, o: q.pop(), lambda m: m.pop()),
         ("popleft", lambda q, o: q.popleft(), lambda m: m.pop(0)),
         ("del [1]", lambda q, o: q.__delitem__(1), lambda m: m.__delitem__(1)),
-        ("remove", lambda q, o: q.remove(x), lambda m: remove_all(m, x)),
+        ("erase", lambda q, o: q.erase(x), lambda m: remove_all(m, x)),
+        ("refill", lambda q, o: q.extend([x, x, x]), lambda m: m.extend([x, x, x])),
+        ("remove", lambda q, o: q.remove(x), lambda m: m.remove(x)),
+        ("erase_if", lambda q, o: q.erase_if(lambda y: y == x), lambda m: remove_all(m, x)),
         ("refill", lambda q, o: q.extend([x, x, x]), lambda m: m.extend([x, x, x])),
         ("unique", lambda q, o: q.unique(), unique),
         ("sort key", lambda q, o: q.sort(key=repr), lambda m: m.sort(key=repr)),
@@ -310,11 +317,20 @@ def callbacks(kind):
             ("del [0]", lambda c, y: c.__delitem__(0)),
             ("setitem", lambda c, y: c.__setitem__(0, y)),
             ("clear", lambda c, y: c.clear()),
+            ("erase", lambda c, y: c.erase(y)),
+            ("erase_if", lambda c, y: c.erase_if(lambda e: e == y)),
+            ("<", lambda c, y: c < make([y], allocator=pool)),
+            ("+ *", lambda c, y: (c + c, c * 2)),
+            ("*=", lambda c, y: c.__imul__(2)),
+            ("__init__", lambda c, y: c.__init__([y, y])),
+            # The copy holds copies of the meddlers, which hold the copy: cleared, no cycle.
+            ("deepcopy", lambda c, y: copy.deepcopy(c).clear()),
         ]
         if kind == "List":
             ops += [
                 ("unique", lambda c, y: c.unique()),
                 ("merge", lambda c, y: c.merge(make([y], allocator=pool))),
+                ("rotate", lambda c, y: c.rotate(3)),
             ]
         else:
             ops += [("resize down", lambda c, y: c.resize(1))]

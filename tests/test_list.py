@@ -119,10 +119,27 @@ class ListVsDeque(RuleBasedStateMachine):
                 self.list[i] = x
 
     @rule(data=st.data())
-    def remove_all_equal(self, data):
+    def erase_all_equal(self, data):
         x = data.draw(self.values())
         kept = [v for v in self.model if not (v is x or v == x)]
-        assert self.list.remove(x) == len(self.model) - len(kept)
+        assert self.list.erase(x) == len(self.model) - len(kept)
+        self.model = collections.deque(kept)
+
+    @rule(data=st.data())
+    def remove_first_equal(self, data):
+        x = data.draw(self.values())
+        if x in self.model:
+            self.list.remove(x)
+            self.model.remove(x)
+        else:
+            with pytest.raises(ValueError):
+                self.list.remove(x)
+
+    @rule(data=st.data())
+    def erase_if(self, data):
+        x = data.draw(self.values())
+        kept = [v for v in self.model if not v < x]
+        assert self.list.erase_if(lambda v: v < x) == len(self.model) - len(kept)
         self.model = collections.deque(kept)
 
     @rule()
@@ -434,7 +451,14 @@ class Explosive:
 def test_failing_comparisons_leave_the_list_unchanged():
     lst = List([3, Explosive(), 1, 1])
     before = state(lst)
-    for op in (lst.sort, lst.unique, lambda: lst.remove(1), lambda: lst.sort(key=lambda v: v)):
+    for op in (
+        lst.sort,
+        lst.unique,
+        lambda: lst.remove(1),
+        lambda: lst.erase(1),
+        lambda: lst.erase_if(lambda v: v == 1),
+        lambda: lst.sort(key=lambda v: v),
+    ):
         with pytest.raises(RuntimeError, match="no comparing"):
             op()
         assert state(lst) == before
@@ -463,9 +487,18 @@ def test_modification_during_comparisons_is_detected():
             return True
 
     lst.append(Mutator())
-    with pytest.raises(ValueError, match="modified during remove"):
+    with pytest.raises(RuntimeError, match="mutated during iteration"):
+        lst.erase(5)
+    assert len(lst) == 0
+    # As deque.remove: a change while comparing is an IndexError.
+    lst.extend([1, Mutator()])
+    with pytest.raises(IndexError, match="mutated during iteration"):
         lst.remove(5)
     assert len(lst) == 0
+    lst.extend([1, 2, 3])
+    with pytest.raises(ValueError, match="modified during erase_if"):
+        lst.erase_if(lambda v: lst.append(v) or v == 2)
+    assert list(lst) == [1, 2, 3, 1, 2, 3]
 
 
 def test_iteration_sees_structural_changes_but_not_overwrites():
@@ -501,7 +534,7 @@ def test_python_protocol():
     lst.extendleft([0, -1])
     assert list(lst) == [-1, 0, 1, 2, 2, 3]
     assert (lst.front(), lst.back(), lst.dtype) == (-1, 3, "int64")
-    assert lst.remove(2) == 2 and lst.unique() == 0
+    assert lst.erase(2) == 2 and lst.unique() == 0
     assert bool(List()) is False
 
 

@@ -221,6 +221,20 @@ class VectorMachine(RuleBasedStateMachine):
         self.v.remove(x)
 
     @rule(data=st.data())
+    def erase(self, data):
+        x = data.draw(st.sampled_from(self.model) if self.model else self.values)
+        kept = [y for y in self.model if not y == self.convert(x)]
+        assert self.v.erase(x) == len(self.model) - len(kept)
+        self.model = kept
+
+    @rule(data=st.data())
+    def erase_if(self, data):
+        x = self.convert(data.draw(self.values))
+        kept = [y for y in self.model if not y == x]
+        assert self.v.erase_if(lambda y: y == x) == len(self.model) - len(kept)
+        self.model = kept
+
+    @rule(data=st.data())
     def search(self, data):
         x = data.draw(st.sampled_from(self.model) if self.model else self.values)
         assert (x in self.v) == (self.convert(x) in self.model)

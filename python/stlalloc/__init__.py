@@ -18,6 +18,7 @@
 
 from collections.abc import MutableSequence
 
+from stlalloc import _sequence
 from stlalloc._allocator import Allocator
 from stlalloc._native import (
     DEFAULT_ARENA_SIZE,
@@ -61,6 +62,8 @@ __all__ = [
 ]
 
 MutableSequence.register(Vector)
+# Pickling and copying are written once, in Python, for both containers (`_sequence`).
+_sequence.attach()
 # The extension returns the layout and the package draws it: the binding imports nothing
 # from the package, and `pool.render()` is `render(pool)`.
 PoolAllocator.render = render_method  # type: ignore[method-assign]

@@ -20,6 +20,7 @@ mod pool;
 mod protocol;
 mod pymem;
 mod seq;
+mod sequence;
 mod stats;
 mod tracing;
 mod typed_vector;

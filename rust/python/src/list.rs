@@ -7,16 +7,18 @@ mod typed;
 use crate::alloc_arg::AllocatorArg;
 use crate::dtype::{by_dtype, each, each_pair, ByDtype, Dtype, Family};
 use crate::elem::{items_equal, Elem};
-use crate::seq::subscript;
+use crate::seq::{clamped, subscript, SliceSpec};
+use crate::sequence::{self, check_same, Sequence};
+use pyo3::basic::CompareOp;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::MutexExt;
-use pyo3::types::PyList;
+use pyo3::types::{PyDict, PyList, PySlice, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 use std::sync::{Mutex, PoisonError};
 use stlalloc_core::containers::list::Cursor;
-use typed::{Alloc, CoreList, Typed};
+use typed::{Alloc, CoreList, Typed, WHOLE};
 
 /// The list engines, one per element type.
 struct Lists;
@@ -35,7 +37,7 @@ fn wrap<T: Elem>(list: CoreList<T>) -> AnyList {
     T::wrap(Typed::new(list))
 }
 
-const LIST_INDEX: &str = "List indices must be integers";
+const LIST_INDEX: &str = "List indices must be integers or slices";
 
 /// ``std::list``: a doubly linked list, one node per element, each node one block of
 /// ``node_size()`` bytes (prev, next, value) from ``allocator`` (default: ``default_pool()``).
@@ -44,7 +46,7 @@ const LIST_INDEX: &str = "List indices must be integers";
 /// (``push_back``, ``pop_front``, ``splice``, ``merge``, ``unique``…) and the ``deque``
 /// ones (``append``, ``popleft``, ``extendleft``…) are both there; ``sort`` relinks
 /// nodes and allocates none.
-#[pyclass(frozen, module = "stlalloc", name = "List")]
+#[pyclass(frozen, weakref, subclass, module = "stlalloc", name = "List")]
 pub struct StdList {
     inner: AnyList,
     dtype: Dtype,
@@ -70,23 +72,87 @@ impl StdList {
     }
 }
 
+impl Sequence for StdList {
+    fn items<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        each!(&self.inner, t => t.objects(py))
+    }
+
+    fn operand<'py>(other: &Bound<'py, PyAny>) -> PyResult<Option<Vec<Bound<'py, PyAny>>>> {
+        match other.cast::<StdList>() {
+            Ok(l) => l.get().items(other.py()).map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn equals(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<Option<bool>> {
+        let Ok(other) = other.cast::<StdList>() else {
+            return Ok(None);
+        };
+        let theirs = other.get();
+        if std::ptr::eq(self, theirs) {
+            return Ok(Some(true));
+        }
+        let native = each_pair!(&self.inner, &theirs.inner,
+                                (x, y) => x.native_eq(py, y)?, _ => None);
+        if native.is_some() {
+            return Ok(native);
+        }
+        items_equal(&self.items(py)?, &theirs.items(py)?).map(Some)
+    }
+
+    fn like(&self, py: Python<'_>, items: &Bound<'_, PyList>) -> PyResult<Self> {
+        let alloc = each!(&self.inner, t => t.allocator().clone());
+        let inner = build(self.dtype, &alloc, Some(items.as_any()))?;
+        Ok(Self::from_parts(
+            inner,
+            self.dtype,
+            self.allocator.clone_ref(py),
+        ))
+    }
+
+    fn append_all(&self, py: Python<'_>, items: &Bound<'_, PyList>) -> PyResult<()> {
+        self.extend(py, items)
+    }
+
+    fn clear_all(&self, py: Python<'_>) -> PyResult<()> {
+        self.clear(py)
+    }
+}
+
 #[pymethods]
 impl StdList {
+    /// An empty List of `dtype` over `allocator`; `__init__` fills it, as for `deque`
+    /// (so that a subclass's `__init__` decides what it holds).
     #[new]
     #[pyo3(
-        signature = (iterable = None, *, dtype = "object", allocator = None),
+        signature = (*_args, dtype = "object", allocator = None, **_kwargs),
         text_signature = "(iterable=(), *, dtype='object', allocator=None)"
     )]
     fn new(
         py: Python<'_>,
-        iterable: Option<&Bound<'_, PyAny>>,
+        _args: &Bound<'_, PyTuple>,
         dtype: &str,
         allocator: Option<&Bound<'_, PyAny>>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let dtype = Dtype::parse(dtype)?;
         let alloc = AllocatorArg::from_py(py, allocator)?;
-        let inner = build(dtype, &alloc.core, iterable)?;
+        let inner = build(dtype, &alloc.core, None)?;
         Ok(Self::from_parts(inner, dtype, alloc.object))
+    }
+
+    /// Replaces the contents with ``iterable``'s, as ``deque.__init__``; ``dtype`` and
+    /// ``allocator``, if given, must be the List's own (ValueError otherwise).
+    #[pyo3(signature = (iterable = None, *, dtype = None, allocator = None))]
+    fn __init__(
+        &self,
+        py: Python<'_>,
+        iterable: Option<&Bound<'_, PyAny>>,
+        dtype: Option<&str>,
+        allocator: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        check_same(self.dtype, &self.allocator, dtype, allocator)?;
+        each!(&self.inner, t => t.assign(py, iterable))
     }
 
     /// ``"int64"``, ``"float64"`` or ``"object"``.
@@ -175,15 +241,34 @@ impl StdList {
         each!(&self.inner, t => t.insert(py, i, x))
     }
 
-    /// Removes every element equal to ``x`` (C++20 ``list::remove``); returns how many.
-    fn remove(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<usize> {
+    /// Removes the first element equal to ``x``, as ``deque.remove``; ``ValueError`` if
+    /// there is none (C++'s remove-all is ``erase``).
+    fn remove(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<()> {
         each!(&self.inner, t => t.remove(py, x))
+    }
+
+    /// Removes every element equal to ``x`` (C++20 ``std::erase``); returns how many.
+    fn erase(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<usize> {
+        each!(&self.inner, t => t.erase(py, x))
+    }
+
+    /// Removes every element for which ``pred`` is true (``std::erase_if``); returns how
+    /// many. ``ValueError`` if the List changes while ``pred`` runs (then unchanged).
+    fn erase_if(&self, py: Python<'_>, pred: &Bound<'_, PyAny>) -> PyResult<usize> {
+        each!(&self.inner, t => t.erase_if(py, pred))
     }
 
     /// Removes each element equal to the one kept before it (consecutive duplicates);
     /// returns how many.
     fn unique(&self, py: Python<'_>) -> PyResult<usize> {
         each!(&self.inner, t => t.unique(py))
+    }
+
+    /// Rotates ``n`` steps to the right (negative: left), as ``deque.rotate``, by
+    /// relinking the nodes at one place: nothing is allocated or freed.
+    #[pyo3(signature = (n = 1))]
+    fn rotate(&self, py: Python<'_>, n: isize) -> PyResult<()> {
+        each!(&self.inner, t => t.rotate(py, n))
     }
 
     /// Reverses the order by relinking.
@@ -230,18 +315,24 @@ impl StdList {
         ))
     }
 
-    fn __copy__(&self, py: Python<'_>) -> PyResult<Self> {
-        self.copy(py)
-    }
-
     /// Number of elements equal to ``x``.
     fn count(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<usize> {
-        Ok(each!(&self.inner, t => t.find(py, x, false))?.len())
+        Ok(each!(&self.inner, t => t.find(py, x, WHOLE, false))?.len())
     }
 
-    /// Position of the first element equal to ``x``; ``ValueError`` if none.
-    fn index(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let first = each!(&self.inner, t => t.find(py, x, true))?;
+    /// Position of the first element equal to ``x`` in ``[start, stop)`` (as
+    /// ``list.index`` takes them); ``ValueError`` if none.
+    #[pyo3(signature = (x, start = None, stop = None))]
+    fn index(
+        &self,
+        py: Python<'_>,
+        x: &Bound<'_, PyAny>,
+        start: Option<&Bound<'_, PyAny>>,
+        stop: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<usize> {
+        let start = start.map_or(Ok(0), clamped)?;
+        let stop = stop.map_or(Ok(isize::MAX), clamped)?;
+        let first = each!(&self.inner, t => t.find(py, x, (start, stop), true))?;
         first
             .first()
             .copied()
@@ -249,19 +340,26 @@ impl StdList {
     }
 
     fn __contains__(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<bool> {
-        Ok(!each!(&self.inner, t => t.find(py, x, true))?.is_empty())
+        Ok(!each!(&self.inner, t => t.find(py, x, WHOLE, true))?.is_empty())
     }
 
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
         each!(&self.inner, t => t.len(py))
     }
 
-    /// Element ``i`` (negative from the end), walking from the nearer end.
+    /// Element ``i`` (negative from the end), walking from the nearer end; a slice is a
+    /// new List over the same allocator.
     fn __getitem__<'py>(
         &self,
         py: Python<'py>,
         i: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        if let Ok(slice) = i.cast::<PySlice>() {
+            let spec = SliceSpec::unpack(slice)?;
+            let inner = each!(&self.inner, t => wrap(t.get_slice(py, spec)?));
+            let part = Self::from_parts(inner, self.dtype, self.allocator.clone_ref(py));
+            return Ok(Bound::new(py, part)?.into_any());
+        }
         let i = subscript(i, LIST_INDEX)?;
         each!(&self.inner, t => t.get(py, i))
     }
@@ -289,20 +387,41 @@ impl StdList {
         ListIterator::new(slf, true)
     }
 
-    /// Equal when the other List has equal values in the same order (any dtype).
-    fn __eq__(slf: &Bound<'_, Self>, other: &Bound<'_, StdList>) -> PyResult<bool> {
-        if slf.is(other) {
-            return Ok(true);
-        }
-        let py = slf.py();
-        let (a, b) = (slf.get(), other.get());
-        let native = each_pair!(&a.inner, &b.inner, (x, y) => x.native_eq(py, y)?, _ => None);
-        if let Some(equal) = native {
-            return Ok(equal);
-        }
-        let a = each!(&a.inner, t => t.objects(py))?;
-        let b = each!(&b.inner, t => t.objects(py))?;
-        items_equal(&a, &b)
+    /// ``==`` (equal values in the same order, any dtype) and ordering, lexicographic as
+    /// ``deque`` compares, with another List.
+    fn __richcmp__(
+        &self,
+        py: Python<'_>,
+        other: &Bound<'_, PyAny>,
+        op: CompareOp,
+    ) -> PyResult<Py<PyAny>> {
+        sequence::compare(self, py, other, op)
+    }
+
+    /// Mutable, so unhashable, like a deque.
+    #[classattr]
+    const __hash__: Option<Py<PyAny>> = None;
+
+    /// A new List (of this dtype and allocator) of both Lists' values.
+    fn __add__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        sequence::concat(self, py, other)
+    }
+
+    /// ``extend``.
+    fn __iadd__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.extend(py, other)
+    }
+
+    fn __mul__(&self, py: Python<'_>, n: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        sequence::repeat(self, py, n)
+    }
+
+    fn __rmul__(&self, py: Python<'_>, n: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        sequence::repeat(self, py, n)
+    }
+
+    fn __imul__(&self, py: Python<'_>, n: &Bound<'_, PyAny>) -> PyResult<()> {
+        sequence::repeat_in_place(self, py, n)
     }
 
     /// ``List([1, 2], dtype='int64')``; a List inside itself shows as ``[...]``.
@@ -355,19 +474,32 @@ impl Drop for ReprGuard<'_, '_> {
 
 /// Iterates a List from the front, or from the back for ``reversed()``. Raises
 /// ``RuntimeError`` if the List changes structure meanwhile (overwriting values is fine).
+/// Once exhausted it lets go of the List, as a deque iterator does. Pickles as
+/// ``iter(list)`` / ``reversed(list)`` advanced as far, as list iterators do.
 #[pyclass(frozen, module = "stlalloc", name = "ListIterator")]
 pub struct ListIterator {
-    list: Py<StdList>,
     /// None once exhausted.
-    cursor: Mutex<Option<Cursor>>,
+    state: Mutex<Option<Walk>>,
+}
+
+struct Walk {
+    list: Py<StdList>,
+    cursor: Cursor,
+    backward: bool,
+    /// How many values were yielded, for pickling.
+    yielded: usize,
 }
 
 impl ListIterator {
     fn new(list: Bound<'_, StdList>, backward: bool) -> PyResult<Self> {
         let cursor = each!(&list.get().inner, t => t.cursor(list.py(), backward))?;
         Ok(Self {
-            list: list.unbind(),
-            cursor: Mutex::new(Some(cursor)),
+            state: Mutex::new(Some(Walk {
+                list: list.unbind(),
+                cursor,
+                backward,
+                yielded: 0,
+            })),
         })
     }
 }
@@ -380,24 +512,80 @@ impl ListIterator {
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         let mut slot = self
-            .cursor
+            .state
             .lock_py_attached(py)
             .unwrap_or_else(PoisonError::into_inner);
-        let Some(cursor) = slot.as_mut() else {
+        let Some(walk) = slot.as_mut() else {
             return Ok(None);
         };
-        each!(&self.list.get().inner, t => {
-            let value = t.advance(py, cursor);
-            if !matches!(value, Ok(Some(_))) {
-                *slot = None;
+        // Making an int or float object runs no Python code, so it may happen here.
+        let value = each!(&walk.list.get().inner, t => {
+            t.advance(py, &mut walk.cursor).map(|v| v.map(|v| v.into_py(py)))
+        });
+        // The List is let go of (perhaps its last reference, running a `__del__`) only once
+        // the slot is unlocked.
+        let gone = if matches!(value, Ok(Some(_))) {
+            walk.yielded += 1;
+            None
+        } else {
+            slot.take()
+        };
+        drop(slot);
+        drop(gone);
+        value
+    }
+
+    /// ``(iter, (list,), yielded)`` (``reversed`` going backwards); once exhausted, an
+    /// iterator over an empty List.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let (list, backward, yielded) = {
+            let slot = self
+                .state
+                .lock_py_attached(py)
+                .unwrap_or_else(PoisonError::into_inner);
+            match slot.as_ref() {
+                Some(w) => (Some(w.list.clone_ref(py)), w.backward, w.yielded),
+                None => (None, false, 0),
             }
-            // The value becomes a Python object only once no lock is held.
-            drop(slot);
-            Ok(value?.map(|v| v.into_py(py)))
-        })
+        };
+        let list = match list {
+            Some(l) => l.into_bound(py).into_any(),
+            None => py.get_type::<StdList>().call0()?,
+        };
+        let make = if backward { "reversed" } else { "iter" };
+        let make = py.import("builtins")?.getattr(make)?;
+        PyTuple::new(
+            py,
+            [
+                make,
+                PyTuple::new(py, [list])?.into_any(),
+                yielded.into_pyobject(py)?.into_any(),
+            ],
+        )
+    }
+
+    /// Advances past the first ``n`` values (unpickling).
+    fn __setstate__(&self, py: Python<'_>, n: usize) -> PyResult<()> {
+        for _ in 0..n {
+            if self.__next__(py)?.is_none() {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.list)
+        // The collector does not wait: a slot locked elsewhere counts as external.
+        if let Ok(slot) = self.state.try_lock() {
+            if let Some(walk) = slot.as_ref() {
+                visit.call(&walk.list)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let gone = self.state.try_lock().ok().and_then(|mut slot| slot.take());
+        drop(gone);
     }
 }

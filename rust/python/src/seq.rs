@@ -94,6 +94,15 @@ pub struct Positions {
 }
 
 impl SliceSpec {
+    /// `[:]`, every position.
+    pub fn whole() -> Self {
+        Self {
+            start: 0,
+            stop: isize::MAX,
+            step: 1,
+        }
+    }
+
     /// `slice.start/stop/step` as indices; runs `__index__` and rejects a zero step.
     pub fn unpack(slice: &Bound<'_, PySlice>) -> PyResult<Self> {
         let (mut start, mut stop, mut step) = (0, 0, 0);

@@ -242,6 +242,82 @@ impl<T: Elem> Typed<T> {
         Ok(())
     }
 
+    /// `__init__(items)`: the contents become `items`, as a step-1 slice of everything.
+    pub fn assign(&self, py: Python<'_>, items: Vec<T>) -> PyResult<()> {
+        self.set_slice(py, SliceSpec::whole(), items)
+    }
+
+    /// `std::erase(v, x)`: removes every element equal to `x`; how many. Numbers are
+    /// compared under the lock; objects as `erase_where` does.
+    pub fn erase(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<usize> {
+        match T::probe(x) {
+            Probe::Never => Ok(0),
+            Probe::Equal(v) => {
+                // Numbers have no drop glue: the core drops them in place.
+                let mut g = self.lock(py)?;
+                let doomed: Vec<usize> = (0..g.vec.len())
+                    .filter(|&i| g.vec[i].native_eq(&v) == Some(true))
+                    .collect();
+                drop(Self::take_at(&mut g.vec, &doomed));
+                Ok(doomed.len())
+            }
+            Probe::Python => self.erase_where(py, "erase", |e| py_eq(&e.into_py(py), x)),
+        }
+    }
+
+    /// `std::erase_if(v, pred)`: removes every element for which `pred` is true; how many.
+    pub fn erase_if(&self, py: Python<'_>, pred: &Bound<'_, PyAny>) -> PyResult<usize> {
+        self.erase_where(py, "erase_if", |e| {
+            pred.call1((e.into_py(py),))?.is_truthy()
+        })
+    }
+
+    /// Removes the elements `hit` picks, decided on a snapshot with Python running unlocked,
+    /// and applied only if the vector did not change meanwhile (`ValueError` otherwise,
+    /// the vector unchanged). How many.
+    fn erase_where(
+        &self,
+        py: Python<'_>,
+        during: &str,
+        mut hit: impl FnMut(T) -> PyResult<bool>,
+    ) -> PyResult<usize> {
+        let (items, version) = self.snapshot_versioned(py)?;
+        let mut doomed = Vec::new();
+        for (i, e) in items.into_iter().enumerate() {
+            if hit(e)? {
+                doomed.push(i);
+            }
+        }
+        let removed = {
+            let mut g = self.lock(py)?;
+            g.check_unchanged(version, "Vector", during)?;
+            Self::take_at(&mut g.vec, &doomed)
+        };
+        drop(removed);
+        Ok(doomed.len())
+    }
+
+    /// Removes the elements at the ascending positions `doomed`, keeping the rest in order
+    /// (survivors swap down over them); the removed that need dropping come back, to be
+    /// dropped unlocked (`Vector::erase`).
+    fn take_at(vec: &mut CoreVec<T>, doomed: &[usize]) -> Vec<T> {
+        let Some(&first) = doomed.first() else {
+            return Vec::new();
+        };
+        let len = vec.len();
+        let mut doomed = doomed.iter().peekable();
+        let mut w = first;
+        for i in first..len {
+            if doomed.peek() == Some(&&i) {
+                doomed.next();
+            } else {
+                vec.swap(w, i);
+                w += 1;
+            }
+        }
+        vec.erase(w..len)
+    }
+
     pub fn del(&self, py: Python<'_>, i: isize) -> PyResult<()> {
         let old = {
             let mut g = self.lock(py)?;

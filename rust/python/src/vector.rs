@@ -8,11 +8,13 @@ use crate::buffer;
 use crate::convert::Size;
 use crate::dtype::{by_dtype, each, each_pair, ByDtype, Family};
 use crate::elem::{self, items_equal, Elem};
+use crate::gil_lock::GilMutex;
 use crate::seq::{clamped, subscript, SliceSpec};
+use crate::sequence::{self, check_same, Sequence};
 use crate::typed_vector::Typed;
 use pyo3::basic::CompareOp;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyList, PySlice};
+use pyo3::types::{PyDict, PyList, PySlice, PyTuple};
 use pyo3::{ffi, PyTraverseError, PyVisit};
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,7 +47,14 @@ const VECTOR_INDEX: &str = "Vector indices must be integers or slices";
 /// becomes ``max(1, 2*len)``; inserting ``k`` at once, ``len + max(len, k)``. Numeric
 /// vectors export their storage as a buffer (``'q'``/``'d'``); while exported, anything
 /// that would move or free the storage raises BufferError.
-#[pyclass(frozen, sequence, weakref, module = "stlalloc", name = "Vector")]
+#[pyclass(
+    frozen,
+    sequence,
+    weakref,
+    subclass,
+    module = "stlalloc",
+    name = "Vector"
+)]
 pub struct PyVector {
     store: Store,
     allocator: AllocatorArg,
@@ -58,18 +67,6 @@ impl PyVector {
             store: T::wrap(typed),
             allocator,
         })
-    }
-
-    fn build<T: Elem>(
-        py: Python<'_>,
-        allocator: AllocatorArg,
-        iterable: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
-        let items = match iterable {
-            Some(it) => items_from::<T>(py, it)?,
-            None => Vec::new(),
-        };
-        Self::with_items(allocator, items)
     }
 
     fn item<'py>(&self, py: Python<'py>, i: usize) -> PyResult<Option<Bound<'py, PyAny>>> {
@@ -98,19 +95,75 @@ impl PyVector {
     }
 }
 
+impl Sequence for PyVector {
+    fn items<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        self.py_items(py)
+    }
+
+    fn operand<'py>(other: &Bound<'py, PyAny>) -> PyResult<Option<Vec<Bound<'py, PyAny>>>> {
+        if let Ok(v) = other.cast::<PyVector>() {
+            return v.get().py_items(other.py()).map(Some);
+        }
+        Ok(other.cast::<PyList>().ok().map(|l| l.iter().collect()))
+    }
+
+    fn equals(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<Option<bool>> {
+        PyVector::equals(self, py, other)
+    }
+
+    fn like(&self, py: Python<'_>, items: &Bound<'_, PyList>) -> PyResult<Self> {
+        let allocator = self.allocator.clone_ref(py);
+        by_dtype!(self.store.dtype(), T => Self::with_items::<T>(allocator, elem::collect(items)?))
+    }
+
+    fn append_all(&self, py: Python<'_>, items: &Bound<'_, PyList>) -> PyResult<()> {
+        self.extend(py, items)
+    }
+
+    fn clear_all(&self, py: Python<'_>) -> PyResult<()> {
+        self.clear(py)
+    }
+}
+
 #[pymethods]
 impl PyVector {
+    /// An empty Vector of `dtype` over `allocator`; `__init__` fills it, as for `list`
+    /// (so that a subclass's `__init__` decides what it holds).
     #[new]
-    #[pyo3(signature = (iterable = None, *, dtype = "object", allocator = None))]
+    #[pyo3(
+        signature = (*_args, dtype = "object", allocator = None, **_kwargs),
+        text_signature = "(iterable=None, *, dtype='object', allocator=None)"
+    )]
     fn new(
         py: Python<'_>,
-        iterable: Option<&Bound<'_, PyAny>>,
+        _args: &Bound<'_, PyTuple>,
         dtype: &str,
         allocator: Option<&Bound<'_, PyAny>>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let dtype = crate::dtype::Dtype::parse(dtype)?;
         let allocator = AllocatorArg::from_py(py, allocator)?;
-        by_dtype!(dtype, T => Self::build::<T>(py, allocator, iterable))
+        by_dtype!(dtype, T => Self::with_items::<T>(allocator, Vec::new()))
+    }
+
+    /// Replaces the contents with ``iterable``'s, as ``list.__init__``; ``dtype`` and
+    /// ``allocator``, if given, must be the Vector's own (ValueError otherwise).
+    #[pyo3(signature = (iterable = None, *, dtype = None, allocator = None))]
+    fn __init__(
+        &self,
+        py: Python<'_>,
+        iterable: Option<&Bound<'_, PyAny>>,
+        dtype: Option<&str>,
+        allocator: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        check_same(self.store.dtype(), &self.allocator.object, dtype, allocator)?;
+        each!(&self.store, t => {
+            let items = match iterable {
+                Some(it) => items_from(py, it)?,
+                None => Vec::new(),
+            };
+            t.assign(py, items)
+        })
     }
 
     /// ``"int64"``, ``"float64"`` or ``"object"``.
@@ -280,37 +333,50 @@ impl PyVector {
     }
 
     fn __iter__(slf: Bound<'_, Self>) -> VectorIterator {
-        VectorIterator {
-            vector: slf.unbind(),
-            next: AtomicUsize::new(0),
-            reverse: false,
-        }
+        VectorIterator::new(slf, 0, false)
     }
 
     fn __reversed__(slf: Bound<'_, Self>) -> PyResult<VectorIterator> {
         let len = slf.get().__len__(slf.py())?;
-        Ok(VectorIterator {
-            vector: slf.unbind(),
-            next: AtomicUsize::new(len),
-            reverse: true,
-        })
+        Ok(VectorIterator::new(slf, len, true))
     }
 
+    /// ``==`` and ordering with a Vector or a list, lexicographic as lists compare.
     fn __richcmp__(
         &self,
         py: Python<'_>,
         other: &Bound<'_, PyAny>,
         op: CompareOp,
     ) -> PyResult<Py<PyAny>> {
-        let want = match op {
-            CompareOp::Eq => true,
-            CompareOp::Ne => false,
-            _ => return Ok(py.NotImplemented()),
-        };
-        Ok(match self.equals(py, other)? {
-            Some(eq) => PyBool::new(py, eq == want).to_owned().into_any().unbind(),
-            None => py.NotImplemented(),
-        })
+        sequence::compare(self, py, other, op)
+    }
+
+    /// A new Vector (of this dtype and allocator) of both operands' values.
+    fn __add__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        sequence::concat(self, py, other)
+    }
+
+    fn __mul__(&self, py: Python<'_>, n: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        sequence::repeat(self, py, n)
+    }
+
+    fn __rmul__(&self, py: Python<'_>, n: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        sequence::repeat(self, py, n)
+    }
+
+    fn __imul__(&self, py: Python<'_>, n: &Bound<'_, PyAny>) -> PyResult<()> {
+        sequence::repeat_in_place(self, py, n)
+    }
+
+    /// Removes every element equal to ``x`` (C++20 ``std::erase``); returns how many.
+    fn erase(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<usize> {
+        each!(&self.store, t => t.erase(py, x))
+    }
+
+    /// Removes every element for which ``pred`` is true (``std::erase_if``); returns how
+    /// many. ``ValueError`` if the Vector changes while ``pred`` runs (then unchanged).
+    fn erase_if(&self, py: Python<'_>, pred: &Bound<'_, PyAny>) -> PyResult<usize> {
+        each!(&self.store, t => t.erase_if(py, pred))
     }
 
     /// Mutable, so unhashable, like a list.
@@ -344,10 +410,6 @@ impl PyVector {
     fn copy(&self, py: Python<'_>) -> PyResult<Self> {
         let allocator = self.allocator.clone_ref(py);
         each!(&self.store, t => Self::with_items(allocator, t.snapshot(py)?))
-    }
-
-    fn __copy__(&self, py: Python<'_>) -> PyResult<Self> {
-        self.copy(py)
     }
 
     /// # Safety
@@ -388,17 +450,31 @@ impl PyVector {
 }
 
 /// Iterates a Vector forwards or backwards, reading it afresh at each step as list
-/// iterators do: changes made meanwhile are seen, and it never runs past the end.
+/// iterators do: changes made meanwhile are seen, and it never runs past the end. Once
+/// exhausted it lets go of the Vector, as a list iterator does.
 #[pyclass(frozen, module = "stlalloc", name = "VectorIterator")]
 pub struct VectorIterator {
-    vector: Py<PyVector>,
-    /// Forwards: the next position (`usize::MAX` once exhausted). Backwards: one past it
-    /// (0 once exhausted).
+    /// `None` once exhausted. The engine's lock (`gil_lock`): on a GIL build it costs two
+    /// plain stores, where a mutex would add a tenth to each step.
+    vector: GilMutex<Option<Py<PyVector>>>,
+    /// Forwards: the next position. Backwards: one past it.
     next: AtomicUsize,
     reverse: bool,
 }
 
-const EXHAUSTED: usize = usize::MAX;
+impl VectorIterator {
+    fn new(vector: Bound<'_, PyVector>, next: usize, reverse: bool) -> Self {
+        Self {
+            vector: GilMutex::new(Some(vector.unbind())),
+            next: AtomicUsize::new(next),
+            reverse,
+        }
+    }
+
+    fn vector(&self, py: Python<'_>) -> PyResult<Option<Py<PyVector>>> {
+        Ok(self.vector.lock(py)?.as_ref().map(|v| v.clone_ref(py)))
+    }
+}
 
 #[pymethods]
 impl VectorIterator {
@@ -407,26 +483,80 @@ impl VectorIterator {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let v = self.vector.get();
-        let pos = self.next.load(Ordering::Relaxed);
-        let (at, after, done) = if self.reverse {
-            let Some(at) = pos.checked_sub(1) else {
-                return Ok(None);
-            };
-            (at, at, 0)
-        } else {
-            if pos == EXHAUSTED {
-                return Ok(None);
-            }
-            (pos, pos + 1, EXHAUSTED)
+        let mut slot = self.vector.lock(py)?;
+        let Some(vector) = slot.as_ref() else {
+            return Ok(None);
         };
-        let item = v.item(py, at)?;
-        self.next
-            .store(if item.is_some() { after } else { done }, Ordering::Relaxed);
+        // Reading an element runs no Python code, so it may happen with the slot locked.
+        let pos = self.next.load(Ordering::Relaxed);
+        let at = if self.reverse {
+            pos.checked_sub(1)
+        } else {
+            Some(pos)
+        };
+        let item = match at {
+            Some(at) => vector.get().item(py, at)?,
+            None => None,
+        };
+        // The Vector is let go of (perhaps its last reference, running a `__del__`) only
+        // once the slot is unlocked.
+        let gone = match (&item, at) {
+            (Some(_), Some(at)) => {
+                let after = if self.reverse { at } else { at + 1 };
+                self.next.store(after, Ordering::Relaxed);
+                None
+            }
+            _ => slot.take(),
+        };
+        drop(slot);
+        drop(gone);
         Ok(item)
     }
 
+    /// ``(iter, (vector,), position)`` (``reversed`` going backwards), as list iterators
+    /// pickle; once exhausted, an iterator over an empty Vector.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let (vector, pos) = match self.vector(py)? {
+            Some(v) => (
+                v.into_bound(py).into_any(),
+                self.next.load(Ordering::Relaxed),
+            ),
+            None => (py.get_type::<PyVector>().call0()?, 0),
+        };
+        let make = if self.reverse { "reversed" } else { "iter" };
+        let make = py.import("builtins")?.getattr(make)?;
+        PyTuple::new(
+            py,
+            [
+                make,
+                PyTuple::new(py, [vector])?.into_any(),
+                pos.into_pyobject(py)?.into_any(),
+            ],
+        )
+    }
+
+    /// Continues from ``position`` (unpickling); going backwards, at most the length.
+    fn __setstate__(&self, py: Python<'_>, position: usize) -> PyResult<()> {
+        let position = match (self.reverse, self.vector(py)?) {
+            (true, Some(v)) => position.min(v.get().__len__(py)?),
+            _ => position,
+        };
+        self.next.store(position, Ordering::Relaxed);
+        Ok(())
+    }
+
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.vector)
+        // The collector does not wait: a slot locked elsewhere counts as external.
+        if let Some(slot) = self.vector.try_lock() {
+            if let Some(v) = slot.as_ref() {
+                visit.call(v)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let gone = self.vector.try_lock().and_then(|mut slot| slot.take());
+        drop(gone);
     }
 }

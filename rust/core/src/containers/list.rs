@@ -544,6 +544,39 @@ impl<T, A: BlockAllocator> List<T, A> {
         self.touch();
     }
 
+    /// Rotates `k` steps to the right (`deque.rotate(k)`; negative: to the left): the
+    /// last `k mod len` values come first. Relinks the ring at one place, walking
+    /// `min(s, len - s)` nodes to find it; no node is allocated or freed.
+    pub fn rotate(&mut self, k: isize) {
+        let len = self.len as isize;
+        if len < 2 {
+            return;
+        }
+        // The index of the node that becomes the head.
+        let s = (len - k.rem_euclid(len)) % len;
+        if s == 0 {
+            return;
+        }
+        let (Some(old_head), Some(old_tail), Some(new_head)) =
+            (self.head, self.tail, self.node_at(s as usize))
+        else {
+            unreachable!("a list of two or more nodes has ends and node s < len");
+        };
+        // SAFETY: all three are nodes of this list; `new_head` is not the head (s > 0), so
+        // it has a `prev`. Closing the ring and opening it before `new_head` keeps every
+        // `x.next.prev == x` and leaves one chain of the same `len` nodes.
+        unsafe {
+            let new_tail = (*new_head.as_ptr()).prev.expect("s > 0");
+            (*old_tail.as_ptr()).next = Some(old_head);
+            (*old_head.as_ptr()).prev = Some(old_tail);
+            (*new_tail.as_ptr()).next = None;
+            (*new_head.as_ptr()).prev = None;
+            self.head = Some(new_head);
+            self.tail = Some(new_tail);
+        }
+        self.touch();
+    }
+
     /// Moves every node into a new list with the same allocator, leaving this one empty;
     /// O(1).
     pub fn take(&mut self) -> Self

@@ -7,7 +7,7 @@
 use crate::elem::{collect, py_eq, Elem, Probe};
 use crate::engine::{Guard, Locked};
 use crate::errors::OrRaise;
-use crate::seq::{insertion_point, resolve};
+use crate::seq::{insertion_point, resolve, search_bounds, SliceSpec};
 use pyo3::exceptions::{PyIndexError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyRange};
@@ -26,6 +26,9 @@ pub struct Typed<T> {
 }
 
 type ListGuard<'a, T> = Guard<'a, CoreList<T>>;
+
+/// `(start, stop)` of a search of the whole list.
+pub const WHOLE: (isize, isize) = (0, isize::MAX);
 
 /// Element `i` (negative from the end) of a list of `len`, or `IndexError`.
 fn position(i: isize, len: usize) -> PyResult<usize> {
@@ -68,6 +71,10 @@ impl<T: Elem> Typed<T> {
             alloc: list.allocator().clone(),
             state: Locked::new(list),
         }
+    }
+
+    pub fn allocator(&self) -> &Alloc {
+        &self.alloc
     }
 
     #[inline]
@@ -245,6 +252,11 @@ impl<T: Elem> Typed<T> {
         Ok(())
     }
 
+    pub fn rotate(&self, py: Python<'_>, k: isize) -> PyResult<()> {
+        self.lock(py)?.rotate(k);
+        Ok(())
+    }
+
     pub fn node_addresses(&self, py: Python<'_>) -> PyResult<Vec<usize>> {
         Ok(self.lock(py)?.node_addresses())
     }
@@ -262,11 +274,34 @@ impl<T: Elem> Typed<T> {
 
     /// A new core list with copies of the values, over the same allocator.
     pub fn copy(&self, py: Python<'_>) -> PyResult<CoreList<T>> {
+        self.list_of(self.snapshot(py)?.0)
+    }
+
+    /// A new core list of `values` over this list's allocator, made without any lock.
+    fn list_of(&self, values: Vec<T>) -> PyResult<CoreList<T>> {
         let mut list = CoreList::new(self.alloc.clone());
-        for value in self.snapshot(py)?.0 {
+        for value in values {
             list.push_back(value).or_raise()?;
         }
         Ok(list)
+    }
+
+    /// `l[slice]`: a new core list of the selected values, over the same allocator.
+    pub fn get_slice(&self, py: Python<'_>, spec: SliceSpec) -> PyResult<CoreList<T>> {
+        let values = self.snapshot(py)?.0;
+        let pos = spec.fit(values.len());
+        let mut values: Vec<Option<T>> = values.into_iter().map(Some).collect();
+        let picked = pos.iter().filter_map(|i| values[i].take()).collect();
+        self.list_of(picked)
+    }
+
+    /// `__init__(iterable)`: the new nodes are made first, then swapped in; the old ones
+    /// are freed after unlocking.
+    pub fn assign(&self, py: Python<'_>, iterable: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let mut new = Self::build(&self.alloc, iterable, false)?;
+        std::mem::swap(&mut *self.lock(py)?, &mut new);
+        drop(new);
+        Ok(())
     }
 
     /// Stable sort by relinking nodes; no node is allocated. Numbers without a key are
@@ -304,21 +339,27 @@ impl<T: Elem> Typed<T> {
         Ok(())
     }
 
-    /// Positions of the values equal to `x` (only the first if `first_only`).
+    /// Positions in `within` (`list.index`'s `start`, `stop`) of the values equal to `x`,
+    /// only the first if `first_only`. As `deque` does, a change of the list while Python
+    /// compares is an error (`RuntimeError`).
     pub fn find(
         &self,
         py: Python<'_>,
         x: &Bound<'_, PyAny>,
+        within: (isize, isize),
         first_only: bool,
     ) -> PyResult<Vec<usize>> {
-        Ok(self.find_versioned(py, x, first_only)?.0)
+        let mutated = |m| PyRuntimeError::new_err(m);
+        Ok(self.find_versioned(py, x, within, first_only, mutated)?.0)
     }
 
     fn find_versioned(
         &self,
         py: Python<'_>,
         x: &Bound<'_, PyAny>,
+        (start, stop): (isize, isize),
         first_only: bool,
+        mutated: fn(String) -> PyErr,
     ) -> PyResult<(Vec<usize>, u64)> {
         let limit = if first_only { 1 } else { usize::MAX };
         let probe = match T::probe(x) {
@@ -326,9 +367,17 @@ impl<T: Elem> Typed<T> {
             Probe::Equal(v) => v,
             Probe::Python => {
                 let (values, version) = self.snapshot(py)?;
+                let within = search_bounds(start, stop, values.len());
                 let mut hits = Vec::new();
-                for (i, v) in values.into_iter().enumerate() {
-                    if py_eq(&v.into_py(py), x)? {
+                for (i, v) in values.into_iter().enumerate().take(within.end) {
+                    if i < within.start {
+                        continue;
+                    }
+                    let equal = py_eq(&v.into_py(py), x)?;
+                    if self.lock(py)?.version() != version {
+                        return Err(mutated("List mutated during iteration".to_string()));
+                    }
+                    if equal {
                         hits.push(i);
                         if hits.len() == limit {
                             break;
@@ -339,15 +388,41 @@ impl<T: Elem> Typed<T> {
             }
         };
         let state = self.lock(py)?;
-        let hits = state.iter().enumerate();
+        let within = search_bounds(start, stop, state.len());
+        let hits = state.iter().enumerate().take(within.end).skip(within.start);
         let hits = hits.filter(|(_, v)| v.native_eq(&probe) == Some(true));
         Ok((hits.map(|(i, _)| i).take(limit).collect(), state.version()))
     }
 
-    /// Removes every value equal to `x` (C++20 `list::remove`); how many.
-    pub fn remove(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let (hits, version) = self.find_versioned(py, x, false)?;
-        self.extract_at(py, hits, version, "remove")
+    /// Removes the first value equal to `x`, as `deque.remove`: `ValueError` if none,
+    /// `IndexError` if the list changes while Python compares.
+    pub fn remove(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<()> {
+        let mutated = |m| PyIndexError::new_err(m);
+        let (hits, version) = self.find_versioned(py, x, WHOLE, true, mutated)?;
+        if hits.is_empty() {
+            return Err(PyValueError::new_err("List.remove(x): x not in List"));
+        }
+        self.extract_at(py, hits, version, "remove").map(drop)
+    }
+
+    /// Removes every value equal to `x` (C++20 `std::erase`); how many.
+    pub fn erase(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let mutated = |m| PyRuntimeError::new_err(m);
+        let (hits, version) = self.find_versioned(py, x, WHOLE, false, mutated)?;
+        self.extract_at(py, hits, version, "erase")
+    }
+
+    /// Removes every value for which `pred` is true (`std::erase_if`); how many. `pred`
+    /// runs on a snapshot; `ValueError` if the list changed meanwhile (then unchanged).
+    pub fn erase_if(&self, py: Python<'_>, pred: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let (values, version) = self.snapshot(py)?;
+        let mut hits = Vec::new();
+        for (i, v) in values.into_iter().enumerate() {
+            if pred.call1((v.into_py(py),))?.is_truthy()? {
+                hits.push(i);
+            }
+        }
+        self.extract_at(py, hits, version, "erase_if")
     }
 
     /// Removes the values at `hits` if the list is still at `version`; how many. The

@@ -501,3 +501,26 @@ proptest! {
         prop_assert_eq!(alloc.stats().live_blocks, 0);
     }
 }
+
+proptest! {
+    #[test]
+    fn rotate_is_deque_rotate_and_relinks_only(n in 0usize..12, k in -30isize..30) {
+        let alloc = pool();
+        let mut l = list_of(&alloc, 0..n as i64);
+        let mut model: VecDeque<i64> = (0..n as i64).collect();
+        let nodes: std::collections::BTreeSet<usize> = l.node_addresses().into_iter().collect();
+        let generation = l.generation();
+        l.rotate(k);
+        if n > 0 {
+            let steps = k.rem_euclid(n as isize) as usize;
+            model.rotate_right(steps);
+        }
+        prop_assert_eq!(contents(&l), Vec::from(model));
+        let after: std::collections::BTreeSet<usize> = l.node_addresses().into_iter().collect();
+        prop_assert_eq!(after, nodes, "the same nodes, relinked");
+        l.check_invariants();
+        if n >= 2 && k.rem_euclid(n as isize) != 0 {
+            prop_assert_ne!(l.generation(), generation, "a rotation is a relink");
+        }
+    }
+}
