@@ -1,67 +1,161 @@
-//! CPython entry points of their own for `allocate(n)` and `deallocate(p, n)`, the calls a
-//! Python program makes millions of times (issue #4).
+//! CPython entry points of their own for the methods a Python program calls millions of
+//! times: an allocator's `allocate(n)` and `deallocate(p, n)` (issue #4), a container's
+//! `push_back`, `append`, `pop`... (issue #14). One mechanism for all of them.
 //!
-//! PyO3's generic method wrapper (trampoline, argument parser, `FromPyObject`) costs more
-//! than the pool work itself. These entry points handle only the common call inline: the
-//! right number of positional exact `int`s that fit a `usize`, no keywords. Every other
+//! PyO3's generic method wrapper (argument parser, `FromPyObject`) costs more than the work
+//! itself. A [`FastMethod`] serves the common call inline: positional arguments only, of
+//! the kinds it checks for (an exact `int`, say); for any other it answers `None` and the
 //! call goes, unchanged, to the PyO3 wrapper the class had before (kept at installation),
-//! so every message and exception type stays the one `convert` and `errors` give. A core
-//! error on the fast path is raised through the same `errors::to_py`; the call is not
-//! repeated, since a failed allocation may already have run the out-of-memory handler.
+//! so every message and exception type stays the one the `#[pymethods]` give. A call it
+//! serves runs the same Rust method the PyO3 wrapper would, so an error raised is that
+//! method's error; the call is never repeated.
+//!
+//! The entry points run inside PyO3's own trampoline (`pyo3::impl_::trampoline`, what the
+//! `#[pymethods]` expand to, pinned with the `pyo3` version): it tells PyO3 the thread is
+//! attached (so a `Py` dropped on the fast path is released at once, not deferred), turns a
+//! panic into a `PanicException` and raises a returned error.
+//!
+//! The fast method is a method descriptor in the class's dict, so a subclass that
+//! overrides the name in Python gets its override: attribute lookup finds it first.
 
 use crate::errors::to_py;
 use pyo3::ffi;
-use pyo3::panic::PanicException;
+use pyo3::impl_::trampoline::{fastcall_cfunction_with_keywords as fastcall, MethodDef};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
-use pyo3::PyClass;
-use std::any::Any;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::ptr::null_mut;
+use pyo3::{IntoPyObject, PyClass};
+use std::marker::PhantomData;
 use std::sync::OnceLock;
 use stlalloc_core::AllocError;
 
 type FastFn = ffi::PyCFunctionFastWithKeywords;
 
-/// The PyO3 wrappers the fast entry points fall back on, one set per class.
-pub struct Fallbacks {
-    allocate: OnceLock<FastFn>,
-    deallocate: OnceLock<FastFn>,
+/// Where `install` keeps the PyO3 wrapper a fast method falls back on.
+pub type Fallback = OnceLock<FastFn>;
+
+/// A method of `Class` with a fast entry point. Frozen classes only, so that `&self` is
+/// reached without a borrow flag.
+pub trait FastMethod: 'static {
+    type Class: PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync;
+    const NAME: &'static str;
+    fn fallback() -> &'static Fallback;
+    /// Serves a call of positional `args`: `Some(result)` (a new reference), or `None`
+    /// to hand the call unchanged to the PyO3 method. Runs no Python code before deciding.
+    fn call(
+        this: &Self::Class,
+        py: Python<'_>,
+        args: &[*mut ffi::PyObject],
+    ) -> Option<PyResult<*mut ffi::PyObject>>;
 }
 
-impl Fallbacks {
-    pub const fn new() -> Self {
-        Self {
-            allocate: OnceLock::new(),
-            deallocate: OnceLock::new(),
+/// Declares a [`FastMethod`] `$marker` of `$class` named `$name`, served by `$body` with
+/// `$this`, `$py` and `$args` bound as in [`FastMethod::call`].
+macro_rules! fast_method {
+    ($marker:ident, $class:ty, $name:literal, |$this:ident, $py:ident, $args:ident| $body:expr) => {
+        pub struct $marker;
+        impl $crate::fastcall::FastMethod for $marker {
+            type Class = $class;
+            const NAME: &'static str = $name;
+            fn fallback() -> &'static $crate::fastcall::Fallback {
+                static FALLBACK: $crate::fastcall::Fallback = std::sync::OnceLock::new();
+                &FALLBACK
+            }
+            #[inline(always)]
+            fn call(
+                $this: &$class,
+                $py: pyo3::Python<'_>,
+                $args: &[*mut pyo3::ffi::PyObject],
+            ) -> Option<pyo3::PyResult<*mut pyo3::ffi::PyObject>> {
+                $body
+            }
         }
+    };
+}
+pub(crate) use fast_method;
+
+/// What a fast method returns, as the `#[pymethods]` return it: `()` is `None`.
+pub trait Ret {
+    fn into_ptr(self, py: Python<'_>) -> *mut ffi::PyObject;
+}
+
+impl Ret for () {
+    #[inline(always)]
+    fn into_ptr(self, py: Python<'_>) -> *mut ffi::PyObject {
+        py.None().into_ptr()
     }
 }
 
-/// A class whose `allocate` and `deallocate` get the fast entry points. Frozen, so that
-/// `&self` is reached without a borrow flag.
-pub trait FastPair: PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync {
-    fn fallbacks() -> &'static Fallbacks;
-    fn allocate(&self, n: usize) -> Result<usize, AllocError>;
-    fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError>;
+impl Ret for usize {
+    #[inline(always)]
+    fn into_ptr(self, py: Python<'_>) -> *mut ffi::PyObject {
+        self.into_pyobject(py)
+            .map_or_else(|e| match e {}, Bound::into_ptr)
+    }
 }
 
-/// Puts the fast `allocate` and `deallocate` of `T` in its type's dict, in place of PyO3's
-/// method descriptors (whose name and doc, hence `__text_signature__`, they keep). Must run
-/// after the class is added and before any instance is used.
-pub fn install<T: FastPair>(ty: &Bound<'_, PyType>) -> PyResult<()> {
-    let fb = T::fallbacks();
-    replace(ty, "allocate", allocate::<T>, &fb.allocate)?;
-    replace(ty, "deallocate", deallocate::<T>, &fb.deallocate)
+impl Ret for Bound<'_, PyAny> {
+    #[inline(always)]
+    fn into_ptr(self, _py: Python<'_>) -> *mut ffi::PyObject {
+        Bound::into_ptr(self)
+    }
 }
 
-fn replace(
-    ty: &Bound<'_, PyType>,
-    name: &str,
-    fast: FastFn,
-    fallback: &OnceLock<FastFn>,
-) -> PyResult<()> {
-    let descr = ty.getattr(name)?;
+/// A method's result as the new reference CPython expects.
+#[inline(always)]
+pub fn ret<R: Ret>(py: Python<'_>, r: PyResult<R>) -> Option<PyResult<*mut ffi::PyObject>> {
+    Some(r.map(|v| v.into_ptr(py)))
+}
+
+/// Argument `p` for the call.
+///
+/// # Safety
+/// `p` is one of the live arguments CPython passed to the running call.
+#[inline(always)]
+pub unsafe fn arg<'a, 'py>(py: Python<'py>, p: *mut ffi::PyObject) -> Borrowed<'a, 'py, PyAny> {
+    // SAFETY: the caller's promise; CPython keeps the arguments alive for the whole call.
+    unsafe { Borrowed::from_ptr(py, p) }
+}
+
+/// The value of an exact `int` that fits an `isize`; `None` for anything else (`bool` and
+/// other subclasses included), with no error left set, for the PyO3 wrapper to judge.
+#[inline(always)]
+pub fn exact_isize(obj: *mut ffi::PyObject) -> Option<isize> {
+    // SAFETY: `obj` is a live argument of the running call, which is attached.
+    unsafe {
+        if ffi::PyLong_CheckExact(obj) == 0 {
+            return None;
+        }
+        let v = ffi::PyLong_AsSsize_t(obj);
+        if v == -1 && !ffi::PyErr_Occurred().is_null() {
+            ffi::PyErr_Clear(); // too large
+            return None;
+        }
+        Some(v)
+    }
+}
+
+/// The value of an exact `int` in `0..=usize::MAX`, else `None`, as [`exact_isize`].
+#[inline(always)]
+fn exact_usize(obj: *mut ffi::PyObject) -> Option<usize> {
+    // SAFETY: `obj` is a live argument of the running call, which is attached.
+    unsafe {
+        if ffi::PyLong_CheckExact(obj) == 0 {
+            return None;
+        }
+        let v = ffi::PyLong_AsSize_t(obj);
+        if v == usize::MAX && !ffi::PyErr_Occurred().is_null() {
+            ffi::PyErr_Clear(); // negative or too large
+            return None;
+        }
+        Some(v)
+    }
+}
+
+/// Puts the fast entry point of `M` in its class's dict, in place of PyO3's method
+/// descriptor (whose name and doc, hence `__text_signature__`, it keeps). Must run after
+/// the class is added and before any instance is used.
+pub fn install<M: FastMethod>(ty: &Bound<'_, PyType>) -> PyResult<()> {
+    let descr = ty.getattr(M::NAME)?;
     let method_descr_type = &raw mut ffi::PyMethodDescr_Type;
     // SAFETY: `descr` is a live object; its type is read, not written.
     if unsafe { ffi::Py_TYPE(descr.as_ptr()) } != method_descr_type {
@@ -75,10 +169,11 @@ fn replace(
     }
     // SAFETY: the flags say which member of the union is set.
     let original = unsafe { def.ml_meth.PyCFunctionFastWithKeywords };
+    let fast: FastFn = fastcall::<Entry<M>>;
     if original as usize == fast as usize {
         return Ok(()); // already installed: falling back on itself would never end
     }
-    let _ = fallback.set(original); // a second module init finds the same wrapper
+    let _ = M::fallback().set(original); // a second module init finds the same wrapper
     let new_def = Box::leak(Box::new(ffi::PyMethodDef {
         ml_name: def.ml_name,
         ml_meth: ffi::PyMethodDefPointer {
@@ -93,155 +188,121 @@ fn replace(
         Bound::from_owned_ptr_or_err(ty.py(), ffi::PyDescr_NewMethod(ty.as_type_ptr(), new_def))?
     };
     // Setting an attribute of a type also invalidates its method cache (`PyType_Modified`).
-    ty.setattr(name, new)
+    ty.setattr(M::NAME, new)
 }
 
-/// `allocate(n)` of a `T`.
-///
+/// The trampoline's view of `M`.
+struct Entry<M>(PhantomData<M>);
+
+impl<M: FastMethod> MethodDef<fastcall::Func> for Entry<M> {
+    const METH: fastcall::Func = entry::<M>;
+}
+
 /// # Safety
-/// Called by CPython only, attached to the interpreter, through the descriptor `install`
-/// made, which checks that `slf` is a `T`; `args` holds `nargs` objects, then the keyword
-/// values named in `kwnames` (or null).
-unsafe extern "C" fn allocate<T: FastPair>(
+/// Called by PyO3's trampoline only, attached, through the descriptor `install` made, which
+/// checks that `slf` is a `M::Class` (or a subclass); `args` holds `nargs` objects, then the
+/// keyword values named in `kwnames` (or null).
+unsafe fn entry<M: FastMethod>(
+    py: Python<'_>,
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    guarded(|| {
-        if kwnames.is_null() && nargs == 1 {
-            // SAFETY: `nargs == 1`, so `args[0]` is a live object.
-            if let Some(n) = unsafe { exact_usize(*args) } {
-                // SAFETY: CPython called us attached, with `slf` a `T` (see `# Safety`).
-                let this = unsafe { receiver::<T>(slf) };
-                return match this.get().allocate(n) {
-                    // SAFETY: attached; a null return is an error already set.
-                    Ok(p) => unsafe { ffi::PyLong_FromSize_t(p) },
-                    Err(e) => raise(e),
-                };
-            }
+) -> PyResult<*mut ffi::PyObject> {
+    if kwnames.is_null() {
+        // SAFETY: `args` holds `nargs` live objects (see `# Safety`); CPython never passes
+        // a negative count.
+        let positional = unsafe { std::slice::from_raw_parts(args, nargs as usize) };
+        // SAFETY: `slf` is a live `M::Class`, kept alive for the whole call.
+        let this = unsafe { Borrowed::from_ptr(py, slf).cast_unchecked::<M::Class>() };
+        if let Some(r) = M::call(this.get(), py, positional) {
+            return r;
         }
-        let slow = T::fallbacks().allocate.get().copied();
-        // SAFETY: the PyO3 wrapper `install` saved, called with our own arguments.
-        unsafe { call(slow, slf, args, nargs, kwnames) }
-    })
+    }
+    fall_back::<M>(slf, args, nargs, kwnames)
 }
 
-/// `deallocate(p, n)` of a `T`.
-///
-/// # Safety
-/// As for `allocate`.
-unsafe extern "C" fn deallocate<T: FastPair>(
+/// The PyO3 wrapper, with the call's own arguments; it raises its own errors, so a null
+/// result is passed through with the exception already set.
+#[cold]
+#[inline(never)]
+fn fall_back<M: FastMethod>(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    guarded(|| {
-        if kwnames.is_null() && nargs == 2 {
-            // SAFETY: `nargs == 2`, so `args[0]` and `args[1]` are live objects.
-            let (p, n) = unsafe { (exact_usize(*args), exact_usize(*args.add(1))) };
-            if let (Some(p), Some(n)) = (p, n) {
-                // SAFETY: CPython called us attached, with `slf` a `T` (see `# Safety`).
-                let this = unsafe { receiver::<T>(slf) };
-                return match this.get().deallocate(p, n) {
-                    // SAFETY: attached; `None` is a live object, and the new reference is
-                    // the caller's.
-                    Ok(()) => unsafe { ffi::Py_NewRef(ffi::Py_None()) },
-                    Err(e) => raise(e),
-                };
-            }
+) -> PyResult<*mut ffi::PyObject> {
+    let f = M::fallback()
+        .get()
+        .expect("a fast entry point is installed only with its fallback");
+    // SAFETY: the arguments CPython gave `entry`, unchanged, to the wrapper they were meant
+    // for; PyO3's wrapper catches its own panics.
+    Ok(unsafe { f(slf, args, nargs, kwnames) })
+}
+
+/// The allocators' pair: a class whose `allocate` and `deallocate` get fast entry points.
+pub trait FastPair: PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync {
+    fn fallbacks() -> &'static Fallbacks;
+    fn allocate(&self, n: usize) -> Result<usize, AllocError>;
+    fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError>;
+}
+
+/// The PyO3 wrappers of a [`FastPair`]'s methods (a generic impl cannot own a static).
+pub struct Fallbacks {
+    allocate: Fallback,
+    deallocate: Fallback,
+}
+
+impl Fallbacks {
+    pub const fn new() -> Self {
+        Self {
+            allocate: OnceLock::new(),
+            deallocate: OnceLock::new(),
         }
-        let slow = T::fallbacks().deallocate.get().copied();
-        // SAFETY: the PyO3 wrapper `install` saved, called with our own arguments.
-        unsafe { call(slow, slf, args, nargs, kwnames) }
-    })
-}
-
-/// The value of an exact `int` in `0..=usize::MAX`; `None` for anything else (`bool` and
-/// other subclasses included), with no error left set, for the PyO3 wrapper to judge.
-///
-/// # Safety
-/// Attached to the interpreter; `obj` is a live object.
-#[inline(always)]
-unsafe fn exact_usize(obj: *mut ffi::PyObject) -> Option<usize> {
-    // SAFETY: the caller's promise.
-    unsafe {
-        if ffi::PyLong_CheckExact(obj) == 0 {
-            return None;
-        }
-        let v = ffi::PyLong_AsSize_t(obj);
-        if v == usize::MAX && !ffi::PyErr_Occurred().is_null() {
-            ffi::PyErr_Clear(); // negative or too large
-            return None;
-        }
-        Some(v)
     }
 }
 
-/// `slf` as a `T`, borrowed for the call.
-///
-/// # Safety
-/// Attached to the interpreter; `slf` is a live `T` for as long as the result is used.
-#[inline(always)]
-unsafe fn receiver<'a, T: FastPair>(slf: *mut ffi::PyObject) -> Borrowed<'a, 'a, T> {
-    // SAFETY: the caller's promise; CPython keeps `slf` alive for the whole call.
-    unsafe {
-        let py = Python::assume_attached();
-        Borrowed::from_ptr(py, slf).cast_unchecked::<T>()
+struct Allocate<T>(PhantomData<T>);
+struct Deallocate<T>(PhantomData<T>);
+
+impl<T: FastPair> FastMethod for Allocate<T> {
+    type Class = T;
+    const NAME: &'static str = "allocate";
+    fn fallback() -> &'static Fallback {
+        &T::fallbacks().allocate
+    }
+    #[inline(always)]
+    fn call(
+        this: &T,
+        py: Python<'_>,
+        args: &[*mut ffi::PyObject],
+    ) -> Option<PyResult<*mut ffi::PyObject>> {
+        let &[n] = args else { return None };
+        let n = exact_usize(n)?;
+        ret(py, this.allocate(n).map_err(to_py))
     }
 }
 
-/// # Safety
-/// As for the entry points, whose arguments these are.
-#[cold]
-#[inline(never)]
-unsafe fn call(
-    f: Option<FastFn>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    let f = f.expect("a fast entry point is installed only with its fallback");
-    // SAFETY: the caller's promise; PyO3's wrapper catches its own panics.
-    unsafe { f(slf, args, nargs, kwnames) }
-}
-
-/// Raises a core error as the PyO3 methods do. `Python::attach` (not an assumed token):
-/// making the exception is Python code, and PyO3 must know the thread is attached.
-#[cold]
-#[inline(never)]
-fn raise(e: AllocError) -> *mut ffi::PyObject {
-    Python::attach(|py| to_py(e).restore(py));
-    null_mut()
-}
-
-/// Runs `body`; a panic becomes a `PanicException`, as PyO3 makes it, since nothing may
-/// unwind into CPython; a panic while raising it aborts the process.
-#[inline(always)]
-fn guarded(body: impl FnOnce() -> *mut ffi::PyObject) -> *mut ffi::PyObject {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(r) => r,
-        Err(payload) => raise_panic(payload),
+impl<T: FastPair> FastMethod for Deallocate<T> {
+    type Class = T;
+    const NAME: &'static str = "deallocate";
+    fn fallback() -> &'static Fallback {
+        &T::fallbacks().deallocate
+    }
+    #[inline(always)]
+    fn call(
+        this: &T,
+        py: Python<'_>,
+        args: &[*mut ffi::PyObject],
+    ) -> Option<PyResult<*mut ffi::PyObject>> {
+        let &[p, n] = args else { return None };
+        let (p, n) = (exact_usize(p)?, exact_usize(n)?);
+        ret(py, this.deallocate(p, n).map_err(to_py))
     }
 }
 
-#[cold]
-#[inline(never)]
-fn raise_panic(payload: Box<dyn Any + Send>) -> *mut ffi::PyObject {
-    let raised = catch_unwind(AssertUnwindSafe(|| {
-        let msg = if let Some(s) = payload.downcast_ref::<String>() {
-            s.clone()
-        } else if let Some(s) = payload.downcast_ref::<&str>() {
-            (*s).to_owned()
-        } else {
-            "panic from Rust code".to_owned()
-        };
-        Python::attach(|py| PanicException::new_err((msg,)).restore(py));
-    }));
-    if raised.is_err() {
-        std::process::abort();
-    }
-    null_mut()
+/// Installs the fast `allocate` and `deallocate` of `T`.
+pub fn install_pair<T: FastPair>(ty: &Bound<'_, PyType>) -> PyResult<()> {
+    install::<Allocate<T>>(ty)?;
+    install::<Deallocate<T>>(ty)
 }
