@@ -161,6 +161,23 @@ def test_objects_are_released_at_once():
 
 
 @pytest.mark.parametrize("cls", [List, Vector])
+def test_a_failed_push_releases_its_value_at_once(cls):
+    """The value a failed push converted is released before the error reaches Python."""
+
+    class Box:
+        pass
+
+    c = cls(allocator=MallocAllocator(limit=0))
+    b = Box()
+    r = weakref.ref(b)
+    with pytest.raises(MemoryError):
+        c.append(b)
+    del b
+    assert r() is None
+    assert len(c) == 0
+
+
+@pytest.mark.parametrize("cls", [List, Vector])
 def test_unbound_calls_check_the_receiver(cls):
     c = cls(dtype="int64")
     cls.push_back(c, 1)

@@ -10,21 +10,27 @@
 //! serves runs the same Rust method the PyO3 wrapper would, so an error raised is that
 //! method's error; the call is never repeated.
 //!
-//! The entry points run inside PyO3's own trampoline (`pyo3::impl_::trampoline`, what the
-//! `#[pymethods]` expand to, pinned with the `pyo3` version): it tells PyO3 the thread is
-//! attached (so a `Py` dropped on the fast path is released at once, not deferred), turns a
-//! panic into a `PanicException` and raises a returned error.
+//! CPython calls an entry point directly, so PyO3 does not know the thread is attached: a
+//! `Py` dropped there would have its decref deferred to PyO3's pool. (PyO3's trampoline,
+//! which would tell it, costs 100 instructions a call, a quarter of a `List.push_back`.)
+//! So a fast method drops no `Py` when it succeeds, and every error is raised through
+//! `Python::attach`, which first releases what was deferred (the value a failed push
+//! converted, say): an object is still released before the call returns. Panics become
+//! `PanicException`s, as PyO3 makes them, since nothing may unwind into CPython.
 //!
 //! The fast method is a method descriptor in the class's dict, so a subclass that
 //! overrides the name in Python gets its override: attribute lookup finds it first.
 
 use crate::errors::to_py;
 use pyo3::ffi;
-use pyo3::impl_::trampoline::{fastcall_cfunction_with_keywords as fastcall, MethodDef};
+use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 use pyo3::{IntoPyObject, PyClass};
+use std::any::Any;
 use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::null_mut;
 use std::sync::OnceLock;
 use stlalloc_core::AllocError;
 
@@ -40,7 +46,8 @@ pub trait FastMethod: 'static {
     const NAME: &'static str;
     fn fallback() -> &'static Fallback;
     /// Serves a call of positional `args`: `Some(result)` (a new reference), or `None`
-    /// to hand the call unchanged to the PyO3 method. Runs no Python code before deciding.
+    /// to hand the call unchanged to the PyO3 method. Runs no Python code before deciding,
+    /// and drops no `Py` unless it fails (see the module's notes).
     fn call(
         this: &Self::Class,
         py: Python<'_>,
@@ -169,7 +176,7 @@ pub fn install<M: FastMethod>(ty: &Bound<'_, PyType>) -> PyResult<()> {
     }
     // SAFETY: the flags say which member of the union is set.
     let original = unsafe { def.ml_meth.PyCFunctionFastWithKeywords };
-    let fast: FastFn = fastcall::<Entry<M>>;
+    let fast: FastFn = entry::<M>;
     if original as usize == fast as usize {
         return Ok(()); // already installed: falling back on itself would never end
     }
@@ -191,53 +198,92 @@ pub fn install<M: FastMethod>(ty: &Bound<'_, PyType>) -> PyResult<()> {
     ty.setattr(M::NAME, new)
 }
 
-/// The trampoline's view of `M`.
-struct Entry<M>(PhantomData<M>);
-
-impl<M: FastMethod> MethodDef<fastcall::Func> for Entry<M> {
-    const METH: fastcall::Func = entry::<M>;
+/// # Safety
+/// Called by CPython only, attached, through the descriptor `install` made, which checks
+/// that `slf` is a `M::Class` (or a subclass); `args` holds `nargs` objects, then the
+/// keyword values named in `kwnames` (or null).
+unsafe extern "C" fn entry<M: FastMethod>(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    guarded(|| {
+        if kwnames.is_null() {
+            // SAFETY: CPython called us attached (see `# Safety`).
+            let py = unsafe { Python::assume_attached() };
+            // SAFETY: `args` holds `nargs` live objects; CPython never passes a negative
+            // count.
+            let positional = unsafe { std::slice::from_raw_parts(args, nargs as usize) };
+            // SAFETY: `slf` is a live `M::Class`, kept alive for the whole call.
+            let this = unsafe { Borrowed::from_ptr(py, slf).cast_unchecked::<M::Class>() };
+            match M::call(this.get(), py, positional) {
+                Some(Ok(result)) => return result,
+                Some(Err(e)) => return raise(e),
+                None => {}
+            }
+        }
+        let f = M::fallback()
+            .get()
+            .expect("a fast entry point is installed only with its fallback");
+        // SAFETY: the arguments CPython gave us, unchanged, to the wrapper they were meant
+        // for, which raises its own errors and catches its own panics.
+        unsafe { fall_back(*f, slf, args, nargs, kwnames) }
+    })
 }
 
 /// # Safety
-/// Called by PyO3's trampoline only, attached, through the descriptor `install` made, which
-/// checks that `slf` is a `M::Class` (or a subclass); `args` holds `nargs` objects, then the
-/// keyword values named in `kwnames` (or null).
-unsafe fn entry<M: FastMethod>(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    if kwnames.is_null() {
-        // SAFETY: `args` holds `nargs` live objects (see `# Safety`); CPython never passes
-        // a negative count.
-        let positional = unsafe { std::slice::from_raw_parts(args, nargs as usize) };
-        // SAFETY: `slf` is a live `M::Class`, kept alive for the whole call.
-        let this = unsafe { Borrowed::from_ptr(py, slf).cast_unchecked::<M::Class>() };
-        if let Some(r) = M::call(this.get(), py, positional) {
-            return r;
-        }
-    }
-    fall_back::<M>(slf, args, nargs, kwnames)
-}
-
-/// The PyO3 wrapper, with the call's own arguments; it raises its own errors, so a null
-/// result is passed through with the exception already set.
+/// As for `entry`, whose arguments these are.
 #[cold]
 #[inline(never)]
-fn fall_back<M: FastMethod>(
+unsafe fn fall_back(
+    f: FastFn,
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    let f = M::fallback()
-        .get()
-        .expect("a fast entry point is installed only with its fallback");
-    // SAFETY: the arguments CPython gave `entry`, unchanged, to the wrapper they were meant
-    // for; PyO3's wrapper catches its own panics.
-    Ok(unsafe { f(slf, args, nargs, kwnames) })
+) -> *mut ffi::PyObject {
+    // SAFETY: the caller's promise.
+    unsafe { f(slf, args, nargs, kwnames) }
+}
+
+/// Raises `e`. `Python::attach` (not an assumed token): making the exception may run
+/// Python code, PyO3 must know the thread is attached, and attaching releases the
+/// references dropped on the way to the error (see the module's notes).
+#[cold]
+#[inline(never)]
+fn raise(e: PyErr) -> *mut ffi::PyObject {
+    Python::attach(|py| e.restore(py));
+    null_mut()
+}
+
+/// Runs `body`; a panic becomes a `PanicException`, as PyO3 makes it, since nothing may
+/// unwind into CPython; a panic while raising it aborts the process.
+#[inline(always)]
+fn guarded(body: impl FnOnce() -> *mut ffi::PyObject) -> *mut ffi::PyObject {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(r) => r,
+        Err(payload) => raise_panic(payload),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn raise_panic(payload: Box<dyn Any + Send>) -> *mut ffi::PyObject {
+    let raised = catch_unwind(AssertUnwindSafe(|| {
+        let msg = if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else if let Some(s) = payload.downcast_ref::<&str>() {
+            (*s).to_owned()
+        } else {
+            "panic from Rust code".to_owned()
+        };
+        Python::attach(|py| PanicException::new_err((msg,)).restore(py));
+    }));
+    if raised.is_err() {
+        std::process::abort();
+    }
+    null_mut()
 }
 
 /// The allocators' pair: a class whose `allocate` and `deallocate` get fast entry points.
