@@ -232,3 +232,67 @@ def test_subclass_overrides_win_and_inherited_methods_stay_fast(cls):
     assert list(c) == [10, 2]
     assert c.pop() == 2
     gc.collect()
+
+
+# `c[i]`, `c[i] = x` and `len(c)` go through the type's slots, which the fast path fills;
+# the type's `__getitem__`, `__setitem__` and `__len__` wrappers keep PyO3's functions.
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cls", [List, Vector])
+@pytest.mark.parametrize("i", INDICES, ids=repr)
+def test_subscript_slot_and_wrapper_agree(cls, dtype, i):
+    fast, slow = twins(cls, dtype, (1, 2, 3, 4))
+    first = outcome(lambda: fast[i])
+    second = outcome(lambda: cls.__getitem__(slow, i))
+    assert first == second
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cls", [List, Vector])
+@pytest.mark.parametrize("i", INDICES, ids=repr)
+@pytest.mark.parametrize("x", [7, 2**63, 1.5, "x", None], ids=repr)
+def test_assignment_slot_and_wrapper_agree(cls, dtype, i, x):
+    fast, slow = twins(cls, dtype, (1, 2, 3, 4))
+
+    def assign():
+        fast[i] = x
+
+    first = outcome(assign)
+    second = outcome(lambda: cls.__setitem__(slow, i, x))
+    assert first == second
+    assert list(fast) == list(slow)
+
+
+@pytest.mark.parametrize("cls", [List, Vector])
+def test_deletion_and_slices_take_the_wrapper(cls):
+    c = cls(range(6), dtype="int64")
+    del c[0]
+    assert list(c) == [1, 2, 3, 4, 5]
+    with pytest.raises(TypeError):
+        del c["0"]
+    if cls is Vector:
+        assert list(c[1:3]) == [2, 3]
+        c[0:2] = [9]
+        assert list(c) == [9, 3, 4, 5]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cls", [List, Vector])
+def test_len_slot_and_wrapper_agree(cls, dtype):
+    c = cls(dtype=dtype)
+    for n in range(5):
+        assert len(c) == cls.__len__(c) == n
+        c.append(n)
+    assert bool(c) and not bool(cls(dtype=dtype))
+
+
+def test_replaced_object_is_released_at_once():
+    class Box:
+        pass
+
+    for cls in (List, Vector):
+        c = cls([Box()])
+        r = weakref.ref(c[0])
+        c[0] = 1
+        assert r() is None

@@ -21,6 +21,10 @@
 //! The fast method is a method descriptor in the class's dict, so a subclass that
 //! overrides the name in Python gets its override: attribute lookup finds it first.
 
+mod slots;
+
+pub use slots::{install_slots, FastSlots, SlotFallbacks};
+
 use crate::errors::to_py;
 use pyo3::ffi;
 use pyo3::panic::PanicException;
@@ -208,7 +212,7 @@ unsafe extern "C" fn entry<M: FastMethod>(
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    guarded(|| {
+    guarded(null_mut(), || {
         if kwnames.is_null() {
             // SAFETY: CPython called us attached (see `# Safety`).
             let py = unsafe { Python::assume_attached() };
@@ -257,19 +261,22 @@ fn raise(e: PyErr) -> *mut ffi::PyObject {
     null_mut()
 }
 
-/// Runs `body`; a panic becomes a `PanicException`, as PyO3 makes it, since nothing may
-/// unwind into CPython; a panic while raising it aborts the process.
+/// Runs `body`; a panic becomes a `PanicException`, as PyO3 makes it, and `failed` is
+/// returned, since nothing may unwind into CPython; a panic while raising it aborts.
 #[inline(always)]
-fn guarded(body: impl FnOnce() -> *mut ffi::PyObject) -> *mut ffi::PyObject {
+fn guarded<R>(failed: R, body: impl FnOnce() -> R) -> R {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(r) => r,
-        Err(payload) => raise_panic(payload),
+        Err(payload) => {
+            raise_panic(payload);
+            failed
+        }
     }
 }
 
 #[cold]
 #[inline(never)]
-fn raise_panic(payload: Box<dyn Any + Send>) -> *mut ffi::PyObject {
+fn raise_panic(payload: Box<dyn Any + Send>) {
     let raised = catch_unwind(AssertUnwindSafe(|| {
         let msg = if let Some(s) = payload.downcast_ref::<String>() {
             s.clone()
@@ -283,7 +290,6 @@ fn raise_panic(payload: Box<dyn Any + Send>) -> *mut ffi::PyObject {
     if raised.is_err() {
         std::process::abort();
     }
-    null_mut()
 }
 
 /// The allocators' pair: a class whose `allocate` and `deallocate` get fast entry points.

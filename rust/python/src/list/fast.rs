@@ -3,9 +3,33 @@
 //! the same name, so results and errors are that method's.
 
 use super::StdList;
-use crate::fastcall::{arg, fast_method, install, ret};
+use crate::dtype::Dtype;
+use crate::fastcall::{arg, fast_method, install, install_slots, ret, FastSlots, SlotFallbacks};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
+
+static SLOTS: SlotFallbacks = SlotFallbacks::new();
+
+impl FastSlots for StdList {
+    fn fallbacks() -> &'static SlotFallbacks {
+        &SLOTS
+    }
+    fn len(&self, py: Python<'_>) -> PyResult<usize> {
+        self.__len__(py)
+    }
+    fn get<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.__getitem__(py, key)
+    }
+    fn set(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> Option<PyResult<()>> {
+        // Replacing an object drops a `Py`: PyO3's slot does that.
+        (self.dtype != Dtype::Object).then(|| self.__setitem__(py, key, value))
+    }
+}
 
 fast_method!(PushBack, StdList, "push_back", |this, py, args| {
     let &[x] = args else { return None };
@@ -48,5 +72,6 @@ pub fn install_all(ty: &Bound<'_, PyType>) -> PyResult<()> {
     install::<PopBack>(ty)?;
     install::<Pop>(ty)?;
     install::<PopFront>(ty)?;
-    install::<PopLeft>(ty)
+    install::<PopLeft>(ty)?;
+    install_slots::<StdList>(ty)
 }
