@@ -26,6 +26,7 @@ mod slots;
 pub use slots::{install_slots, FastSlots, SlotFallbacks};
 
 use crate::errors::to_py;
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
@@ -40,8 +41,15 @@ use stlalloc_core::AllocError;
 
 type FastFn = ffi::PyCFunctionFastWithKeywords;
 
+/// PyO3's wrapper of a method, of the calling convention its descriptor's flags name.
+#[derive(Clone, Copy)]
+pub enum Original {
+    FastWithKeywords(FastFn),
+    NoArgs(ffi::PyCFunction),
+}
+
 /// Where `install` keeps the PyO3 wrapper a fast method falls back on.
-pub type Fallback = OnceLock<FastFn>;
+pub type Fallback = OnceLock<Original>;
 
 /// A method of `Class` with a fast entry point. Frozen classes only, so that `&self` is
 /// reached without a borrow flag.
@@ -170,26 +178,40 @@ pub fn install<M: FastMethod>(ty: &Bound<'_, PyType>) -> PyResult<()> {
     let method_descr_type = &raw mut ffi::PyMethodDescr_Type;
     // SAFETY: `descr` is a live object; its type is read, not written.
     if unsafe { ffi::Py_TYPE(descr.as_ptr()) } != method_descr_type {
-        return Ok(()); // not what PyO3 makes here: keep it rather than guess
+        return Err(not_pyo3::<M>());
     }
     // SAFETY: `descr` is exactly a method descriptor (checked above), so it has this layout,
     // and its `d_method` lives as long as the type, which PyO3 never frees.
     let def = unsafe { &*(*descr.as_ptr().cast::<ffi::PyMethodDescrObject>()).d_method };
-    if def.ml_flags != ffi::METH_FASTCALL | ffi::METH_KEYWORDS {
-        return Ok(());
-    }
-    // SAFETY: the flags say which member of the union is set.
-    let original = unsafe { def.ml_meth.PyCFunctionFastWithKeywords };
-    let fast: FastFn = entry::<M>;
-    if original as usize == fast as usize {
-        return Ok(()); // already installed: falling back on itself would never end
-    }
+    let (original, meth) = if def.ml_flags == ffi::METH_FASTCALL | ffi::METH_KEYWORDS {
+        // SAFETY: the flags say which member of the union is set.
+        let original = unsafe { def.ml_meth.PyCFunctionFastWithKeywords };
+        let fast: FastFn = entry::<M>;
+        if original as usize == fast as usize {
+            return Ok(()); // already installed: falling back on itself would never end
+        }
+        let meth = ffi::PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: fast,
+        };
+        (Original::FastWithKeywords(original), meth)
+    } else if def.ml_flags == ffi::METH_NOARGS {
+        // SAFETY: the flags say which member of the union is set.
+        let original = unsafe { def.ml_meth.PyCFunction };
+        let fast: ffi::PyCFunction = noargs_entry::<M>;
+        if original as usize == fast as usize {
+            return Ok(());
+        }
+        (
+            Original::NoArgs(original),
+            ffi::PyMethodDefPointer { PyCFunction: fast },
+        )
+    } else {
+        return Err(not_pyo3::<M>());
+    };
     let _ = M::fallback().set(original); // a second module init finds the same wrapper
     let new_def = Box::leak(Box::new(ffi::PyMethodDef {
         ml_name: def.ml_name,
-        ml_meth: ffi::PyMethodDefPointer {
-            PyCFunctionFastWithKeywords: fast,
-        },
+        ml_meth: meth,
         ml_flags: def.ml_flags,
         ml_doc: def.ml_doc,
     }));
@@ -200,6 +222,59 @@ pub fn install<M: FastMethod>(ty: &Bound<'_, PyType>) -> PyResult<()> {
     };
     // Setting an attribute of a type also invalidates its method cache (`PyType_Modified`).
     ty.setattr(M::NAME, new)
+}
+
+/// A method that is not what PyO3 makes: refused loudly (the module does not import),
+/// rather than left slow without anyone knowing.
+fn not_pyo3<M: FastMethod>() -> PyErr {
+    PyRuntimeError::new_err(format!(
+        "no fast entry point for {}: not a METH_FASTCALL|METH_KEYWORDS or METH_NOARGS \
+         method descriptor",
+        M::NAME
+    ))
+}
+
+/// Serves a call of positional `args` as `M` does: `None` when `M` hands it on.
+///
+/// # Safety
+/// Attached; `slf` is a live `M::Class` (or subclass instance) for the whole call.
+#[inline(always)]
+unsafe fn serve<M: FastMethod>(
+    slf: *mut ffi::PyObject,
+    args: &[*mut ffi::PyObject],
+) -> Option<*mut ffi::PyObject> {
+    // SAFETY: the caller's promise.
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: the caller's promise; CPython keeps `slf` alive for the whole call.
+    let this = unsafe { Borrowed::from_ptr(py, slf).cast_unchecked::<M::Class>() };
+    M::call(this.get(), py, args).map(|r| r.unwrap_or_else(raise))
+}
+
+/// The PyO3 wrapper `install` kept for `M`.
+fn original<M: FastMethod>() -> Original {
+    *M::fallback()
+        .get()
+        .expect("a fast entry point is installed only with its fallback")
+}
+
+/// # Safety
+/// Called by CPython only, attached, through a `METH_NOARGS` descriptor `install` made,
+/// which checks that `slf` is a `M::Class` (or a subclass).
+unsafe extern "C" fn noargs_entry<M: FastMethod>(
+    slf: *mut ffi::PyObject,
+    unused: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    guarded(null_mut(), || {
+        // SAFETY: see `# Safety`.
+        if let Some(result) = unsafe { serve::<M>(slf, &[]) } {
+            return result;
+        }
+        match original::<M>() {
+            // SAFETY: the wrapper the descriptor had, with the arguments CPython gave us.
+            Original::NoArgs(f) => unsafe { f(slf, unused) },
+            Original::FastWithKeywords(_) => unreachable!("installed as METH_NOARGS"),
+        }
+    })
 }
 
 /// # Safety
@@ -214,25 +289,20 @@ unsafe extern "C" fn entry<M: FastMethod>(
 ) -> *mut ffi::PyObject {
     guarded(null_mut(), || {
         if kwnames.is_null() {
-            // SAFETY: CPython called us attached (see `# Safety`).
-            let py = unsafe { Python::assume_attached() };
             // SAFETY: `args` holds `nargs` live objects; CPython never passes a negative
             // count.
             let positional = unsafe { std::slice::from_raw_parts(args, nargs as usize) };
-            // SAFETY: `slf` is a live `M::Class`, kept alive for the whole call.
-            let this = unsafe { Borrowed::from_ptr(py, slf).cast_unchecked::<M::Class>() };
-            match M::call(this.get(), py, positional) {
-                Some(Ok(result)) => return result,
-                Some(Err(e)) => return raise(e),
-                None => {}
+            // SAFETY: see `# Safety`.
+            if let Some(result) = unsafe { serve::<M>(slf, positional) } {
+                return result;
             }
         }
-        let f = M::fallback()
-            .get()
-            .expect("a fast entry point is installed only with its fallback");
-        // SAFETY: the arguments CPython gave us, unchanged, to the wrapper they were meant
-        // for, which raises its own errors and catches its own panics.
-        unsafe { fall_back(*f, slf, args, nargs, kwnames) }
+        match original::<M>() {
+            // SAFETY: the wrapper the descriptor had, which raises its own errors and
+            // catches its own panics, with the arguments CPython gave us.
+            Original::FastWithKeywords(f) => unsafe { fall_back(f, slf, args, nargs, kwnames) },
+            Original::NoArgs(_) => unreachable!("installed as METH_FASTCALL|METH_KEYWORDS"),
+        }
     })
 }
 
