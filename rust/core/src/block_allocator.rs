@@ -239,4 +239,10 @@ unsafe impl<A: BlockAllocator + ?Sized> BlockAllocator for std::sync::Arc<A> {
     fn equality_key(&self) -> usize {
         (**self).equality_key()
     }
+    /// Two handles of one allocator are the same without asking it: a list's push links a
+    /// node of the list's own allocator, and this saves it two dynamic calls.
+    #[inline]
+    fn same_as(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(self, other) || self.equality_key() == other.equality_key()
+    }
 }

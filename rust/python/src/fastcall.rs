@@ -1,21 +1,39 @@
-//! CPython entry points of their own for `allocate(n)` and `deallocate(p, n)`, the calls a
-//! Python program makes millions of times (issue #4).
+//! CPython entry points of their own for the methods a Python program calls millions of
+//! times: an allocator's `allocate(n)` and `deallocate(p, n)` (issue #4), a container's
+//! `push_back`, `append`, `pop`... (issue #14). One mechanism for all of them.
 //!
-//! PyO3's generic method wrapper (trampoline, argument parser, `FromPyObject`) costs more
-//! than the pool work itself. These entry points handle only the common call inline: the
-//! right number of positional exact `int`s that fit a `usize`, no keywords. Every other
+//! PyO3's generic method wrapper (argument parser, `FromPyObject`) costs more than the work
+//! itself. A [`FastMethod`] serves the common call inline: positional arguments only, of
+//! the kinds it checks for (an exact `int`, say); for any other it answers `None` and the
 //! call goes, unchanged, to the PyO3 wrapper the class had before (kept at installation),
-//! so every message and exception type stays the one `convert` and `errors` give. A core
-//! error on the fast path is raised through the same `errors::to_py`; the call is not
-//! repeated, since a failed allocation may already have run the out-of-memory handler.
+//! so every message and exception type stays the one the `#[pymethods]` give. A call it
+//! serves runs the same Rust method the PyO3 wrapper would, so an error raised is that
+//! method's error; the call is never repeated.
+//!
+//! CPython calls an entry point directly, so PyO3 does not know the thread is attached: a
+//! `Py` dropped there would have its decref deferred to PyO3's pool. (PyO3's trampoline,
+//! which would tell it, costs 100 instructions a call, a quarter of a `List.push_back`.)
+//! So a fast method drops no `Py` when it succeeds, and every error is raised through
+//! `Python::attach`, which first releases what was deferred (the value a failed push
+//! converted, say): an object is still released before the call returns. Panics become
+//! `PanicException`s, as PyO3 makes them, since nothing may unwind into CPython.
+//!
+//! The fast method is a method descriptor in the class's dict, so a subclass that
+//! overrides the name in Python gets its override: attribute lookup finds it first.
+
+mod slots;
+
+pub use slots::{install_slots, FastSlots, SlotFallbacks};
 
 use crate::errors::to_py;
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
-use pyo3::PyClass;
+use pyo3::{IntoPyObject, PyClass};
 use std::any::Any;
+use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::null_mut;
 use std::sync::OnceLock;
@@ -23,149 +41,122 @@ use stlalloc_core::AllocError;
 
 type FastFn = ffi::PyCFunctionFastWithKeywords;
 
-/// The PyO3 wrappers the fast entry points fall back on, one set per class.
-pub struct Fallbacks {
-    allocate: OnceLock<FastFn>,
-    deallocate: OnceLock<FastFn>,
+/// PyO3's wrapper of a method, of the calling convention its descriptor's flags name.
+#[derive(Clone, Copy)]
+pub enum Original {
+    FastWithKeywords(FastFn),
+    NoArgs(ffi::PyCFunction),
 }
 
-impl Fallbacks {
-    pub const fn new() -> Self {
-        Self {
-            allocate: OnceLock::new(),
-            deallocate: OnceLock::new(),
+/// Where `install` keeps the PyO3 wrapper a fast method falls back on.
+pub type Fallback = OnceLock<Original>;
+
+/// A method of `Class` with a fast entry point. Frozen classes only, so that `&self` is
+/// reached without a borrow flag.
+pub trait FastMethod: 'static {
+    type Class: PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync;
+    const NAME: &'static str;
+    fn fallback() -> &'static Fallback;
+    /// Serves a call of positional `args`: `Some(result)` (a new reference), or `None`
+    /// to hand the call unchanged to the PyO3 method. Runs no Python code before deciding,
+    /// and drops no `Py` unless it fails (see the module's notes).
+    fn call(
+        this: &Self::Class,
+        py: Python<'_>,
+        args: &[*mut ffi::PyObject],
+    ) -> Option<PyResult<*mut ffi::PyObject>>;
+}
+
+/// Declares a [`FastMethod`] `$marker` of `$class` named `$name`, served by `$body` with
+/// `$this`, `$py` and `$args` bound as in [`FastMethod::call`].
+macro_rules! fast_method {
+    ($marker:ident, $class:ty, $name:literal, |$this:ident, $py:ident, $args:ident| $body:expr) => {
+        pub struct $marker;
+        impl $crate::fastcall::FastMethod for $marker {
+            type Class = $class;
+            const NAME: &'static str = $name;
+            fn fallback() -> &'static $crate::fastcall::Fallback {
+                static FALLBACK: $crate::fastcall::Fallback = std::sync::OnceLock::new();
+                &FALLBACK
+            }
+            #[inline(always)]
+            fn call(
+                $this: &$class,
+                $py: pyo3::Python<'_>,
+                $args: &[*mut pyo3::ffi::PyObject],
+            ) -> Option<pyo3::PyResult<*mut pyo3::ffi::PyObject>> {
+                $body
+            }
         }
-    }
-}
-
-/// A class whose `allocate` and `deallocate` get the fast entry points. Frozen, so that
-/// `&self` is reached without a borrow flag.
-pub trait FastPair: PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync {
-    fn fallbacks() -> &'static Fallbacks;
-    fn allocate(&self, n: usize) -> Result<usize, AllocError>;
-    fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError>;
-}
-
-/// Puts the fast `allocate` and `deallocate` of `T` in its type's dict, in place of PyO3's
-/// method descriptors (whose name and doc, hence `__text_signature__`, they keep). Must run
-/// after the class is added and before any instance is used.
-pub fn install<T: FastPair>(ty: &Bound<'_, PyType>) -> PyResult<()> {
-    let fb = T::fallbacks();
-    replace(ty, "allocate", allocate::<T>, &fb.allocate)?;
-    replace(ty, "deallocate", deallocate::<T>, &fb.deallocate)
-}
-
-fn replace(
-    ty: &Bound<'_, PyType>,
-    name: &str,
-    fast: FastFn,
-    fallback: &OnceLock<FastFn>,
-) -> PyResult<()> {
-    let descr = ty.getattr(name)?;
-    let method_descr_type = &raw mut ffi::PyMethodDescr_Type;
-    // SAFETY: `descr` is a live object; its type is read, not written.
-    if unsafe { ffi::Py_TYPE(descr.as_ptr()) } != method_descr_type {
-        return Ok(()); // not what PyO3 makes here: keep it rather than guess
-    }
-    // SAFETY: `descr` is exactly a method descriptor (checked above), so it has this layout,
-    // and its `d_method` lives as long as the type, which PyO3 never frees.
-    let def = unsafe { &*(*descr.as_ptr().cast::<ffi::PyMethodDescrObject>()).d_method };
-    if def.ml_flags != ffi::METH_FASTCALL | ffi::METH_KEYWORDS {
-        return Ok(());
-    }
-    // SAFETY: the flags say which member of the union is set.
-    let original = unsafe { def.ml_meth.PyCFunctionFastWithKeywords };
-    if original as usize == fast as usize {
-        return Ok(()); // already installed: falling back on itself would never end
-    }
-    let _ = fallback.set(original); // a second module init finds the same wrapper
-    let new_def = Box::leak(Box::new(ffi::PyMethodDef {
-        ml_name: def.ml_name,
-        ml_meth: ffi::PyMethodDefPointer {
-            PyCFunctionFastWithKeywords: fast,
-        },
-        ml_flags: def.ml_flags,
-        ml_doc: def.ml_doc,
-    }));
-    // SAFETY: `ty` is a live type and `new_def` is leaked, so it outlives the descriptor as
-    // CPython requires; the new reference is owned by the `Bound`.
-    let new = unsafe {
-        Bound::from_owned_ptr_or_err(ty.py(), ffi::PyDescr_NewMethod(ty.as_type_ptr(), new_def))?
     };
-    // Setting an attribute of a type also invalidates its method cache (`PyType_Modified`).
-    ty.setattr(name, new)
+}
+pub(crate) use fast_method;
+
+/// What a fast method returns, as the `#[pymethods]` return it: `()` is `None`.
+pub trait Ret {
+    fn into_ptr(self, py: Python<'_>) -> *mut ffi::PyObject;
 }
 
-/// `allocate(n)` of a `T`.
-///
-/// # Safety
-/// Called by CPython only, attached to the interpreter, through the descriptor `install`
-/// made, which checks that `slf` is a `T`; `args` holds `nargs` objects, then the keyword
-/// values named in `kwnames` (or null).
-unsafe extern "C" fn allocate<T: FastPair>(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    guarded(|| {
-        if kwnames.is_null() && nargs == 1 {
-            // SAFETY: `nargs == 1`, so `args[0]` is a live object.
-            if let Some(n) = unsafe { exact_usize(*args) } {
-                // SAFETY: CPython called us attached, with `slf` a `T` (see `# Safety`).
-                let this = unsafe { receiver::<T>(slf) };
-                return match this.get().allocate(n) {
-                    // SAFETY: attached; a null return is an error already set.
-                    Ok(p) => unsafe { ffi::PyLong_FromSize_t(p) },
-                    Err(e) => raise(e),
-                };
-            }
-        }
-        let slow = T::fallbacks().allocate.get().copied();
-        // SAFETY: the PyO3 wrapper `install` saved, called with our own arguments.
-        unsafe { call(slow, slf, args, nargs, kwnames) }
-    })
+impl Ret for () {
+    #[inline(always)]
+    fn into_ptr(self, py: Python<'_>) -> *mut ffi::PyObject {
+        py.None().into_ptr()
+    }
 }
 
-/// `deallocate(p, n)` of a `T`.
-///
-/// # Safety
-/// As for `allocate`.
-unsafe extern "C" fn deallocate<T: FastPair>(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    guarded(|| {
-        if kwnames.is_null() && nargs == 2 {
-            // SAFETY: `nargs == 2`, so `args[0]` and `args[1]` are live objects.
-            let (p, n) = unsafe { (exact_usize(*args), exact_usize(*args.add(1))) };
-            if let (Some(p), Some(n)) = (p, n) {
-                // SAFETY: CPython called us attached, with `slf` a `T` (see `# Safety`).
-                let this = unsafe { receiver::<T>(slf) };
-                return match this.get().deallocate(p, n) {
-                    // SAFETY: attached; `None` is a live object, and the new reference is
-                    // the caller's.
-                    Ok(()) => unsafe { ffi::Py_NewRef(ffi::Py_None()) },
-                    Err(e) => raise(e),
-                };
-            }
-        }
-        let slow = T::fallbacks().deallocate.get().copied();
-        // SAFETY: the PyO3 wrapper `install` saved, called with our own arguments.
-        unsafe { call(slow, slf, args, nargs, kwnames) }
-    })
+impl Ret for usize {
+    #[inline(always)]
+    fn into_ptr(self, py: Python<'_>) -> *mut ffi::PyObject {
+        self.into_pyobject(py)
+            .map_or_else(|e| match e {}, Bound::into_ptr)
+    }
 }
 
-/// The value of an exact `int` in `0..=usize::MAX`; `None` for anything else (`bool` and
-/// other subclasses included), with no error left set, for the PyO3 wrapper to judge.
-///
-/// # Safety
-/// Attached to the interpreter; `obj` is a live object.
+impl Ret for Bound<'_, PyAny> {
+    #[inline(always)]
+    fn into_ptr(self, _py: Python<'_>) -> *mut ffi::PyObject {
+        Bound::into_ptr(self)
+    }
+}
+
+/// A method's result as the new reference CPython expects.
 #[inline(always)]
-unsafe fn exact_usize(obj: *mut ffi::PyObject) -> Option<usize> {
-    // SAFETY: the caller's promise.
+pub fn ret<R: Ret>(py: Python<'_>, r: PyResult<R>) -> Option<PyResult<*mut ffi::PyObject>> {
+    Some(r.map(|v| v.into_ptr(py)))
+}
+
+/// Argument `p` for the call.
+///
+/// # Safety
+/// `p` is one of the live arguments CPython passed to the running call.
+#[inline(always)]
+pub unsafe fn arg<'a, 'py>(py: Python<'py>, p: *mut ffi::PyObject) -> Borrowed<'a, 'py, PyAny> {
+    // SAFETY: the caller's promise; CPython keeps the arguments alive for the whole call.
+    unsafe { Borrowed::from_ptr(py, p) }
+}
+
+/// The value of an exact `int` that fits an `isize`; `None` for anything else (`bool` and
+/// other subclasses included), with no error left set, for the PyO3 wrapper to judge.
+#[inline(always)]
+pub fn exact_isize(obj: *mut ffi::PyObject) -> Option<isize> {
+    // SAFETY: `obj` is a live argument of the running call, which is attached.
+    unsafe {
+        if ffi::PyLong_CheckExact(obj) == 0 {
+            return None;
+        }
+        let v = ffi::PyLong_AsSsize_t(obj);
+        if v == -1 && !ffi::PyErr_Occurred().is_null() {
+            ffi::PyErr_Clear(); // too large
+            return None;
+        }
+        Some(v)
+    }
+}
+
+/// The value of an exact `int` in `0..=usize::MAX`, else `None`, as [`exact_isize`].
+#[inline(always)]
+fn exact_usize(obj: *mut ffi::PyObject) -> Option<usize> {
+    // SAFETY: `obj` is a live argument of the running call, which is attached.
     unsafe {
         if ffi::PyLong_CheckExact(obj) == 0 {
             return None;
@@ -179,57 +170,183 @@ unsafe fn exact_usize(obj: *mut ffi::PyObject) -> Option<usize> {
     }
 }
 
-/// `slf` as a `T`, borrowed for the call.
+/// Puts the fast entry point of `M` in its class's dict, in place of PyO3's method
+/// descriptor (whose name and doc, hence `__text_signature__`, it keeps). Must run after
+/// the class is added and before any instance is used.
+pub fn install<M: FastMethod>(ty: &Bound<'_, PyType>) -> PyResult<()> {
+    let descr = ty.getattr(M::NAME)?;
+    let method_descr_type = &raw mut ffi::PyMethodDescr_Type;
+    // SAFETY: `descr` is a live object; its type is read, not written.
+    if unsafe { ffi::Py_TYPE(descr.as_ptr()) } != method_descr_type {
+        return Err(not_pyo3::<M>());
+    }
+    // SAFETY: `descr` is exactly a method descriptor (checked above), so it has this layout,
+    // and its `d_method` lives as long as the type, which PyO3 never frees.
+    let def = unsafe { &*(*descr.as_ptr().cast::<ffi::PyMethodDescrObject>()).d_method };
+    let (original, meth) = if def.ml_flags == ffi::METH_FASTCALL | ffi::METH_KEYWORDS {
+        // SAFETY: the flags say which member of the union is set.
+        let original = unsafe { def.ml_meth.PyCFunctionFastWithKeywords };
+        let fast: FastFn = entry::<M>;
+        if original as usize == fast as usize {
+            return Ok(()); // already installed: falling back on itself would never end
+        }
+        let meth = ffi::PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: fast,
+        };
+        (Original::FastWithKeywords(original), meth)
+    } else if def.ml_flags == ffi::METH_NOARGS {
+        // SAFETY: the flags say which member of the union is set.
+        let original = unsafe { def.ml_meth.PyCFunction };
+        let fast: ffi::PyCFunction = noargs_entry::<M>;
+        if original as usize == fast as usize {
+            return Ok(());
+        }
+        (
+            Original::NoArgs(original),
+            ffi::PyMethodDefPointer { PyCFunction: fast },
+        )
+    } else {
+        return Err(not_pyo3::<M>());
+    };
+    let _ = M::fallback().set(original); // a second module init finds the same wrapper
+    let new_def = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: def.ml_name,
+        ml_meth: meth,
+        ml_flags: def.ml_flags,
+        ml_doc: def.ml_doc,
+    }));
+    // SAFETY: `ty` is a live type and `new_def` is leaked, so it outlives the descriptor as
+    // CPython requires; the new reference is owned by the `Bound`.
+    let new = unsafe {
+        Bound::from_owned_ptr_or_err(ty.py(), ffi::PyDescr_NewMethod(ty.as_type_ptr(), new_def))?
+    };
+    // Setting an attribute of a type also invalidates its method cache (`PyType_Modified`).
+    ty.setattr(M::NAME, new)
+}
+
+/// A method that is not what PyO3 makes: refused loudly (the module does not import),
+/// rather than left slow without anyone knowing.
+fn not_pyo3<M: FastMethod>() -> PyErr {
+    PyRuntimeError::new_err(format!(
+        "no fast entry point for {}: not a METH_FASTCALL|METH_KEYWORDS or METH_NOARGS \
+         method descriptor",
+        M::NAME
+    ))
+}
+
+/// Serves a call of positional `args` as `M` does: `None` when `M` hands it on.
 ///
 /// # Safety
-/// Attached to the interpreter; `slf` is a live `T` for as long as the result is used.
+/// Attached; `slf` is a live `M::Class` (or subclass instance) for the whole call.
 #[inline(always)]
-unsafe fn receiver<'a, T: FastPair>(slf: *mut ffi::PyObject) -> Borrowed<'a, 'a, T> {
+unsafe fn serve<M: FastMethod>(
+    slf: *mut ffi::PyObject,
+    args: &[*mut ffi::PyObject],
+) -> Option<*mut ffi::PyObject> {
+    // SAFETY: the caller's promise.
+    let py = unsafe { Python::assume_attached() };
     // SAFETY: the caller's promise; CPython keeps `slf` alive for the whole call.
-    unsafe {
-        let py = Python::assume_attached();
-        Borrowed::from_ptr(py, slf).cast_unchecked::<T>()
-    }
+    let this = unsafe { Borrowed::from_ptr(py, slf).cast_unchecked::<M::Class>() };
+    M::call(this.get(), py, args).map(|r| r.unwrap_or_else(raise))
+}
+
+/// The PyO3 wrapper `install` kept for `M`.
+fn original<M: FastMethod>() -> Original {
+    *M::fallback()
+        .get()
+        .expect("a fast entry point is installed only with its fallback")
 }
 
 /// # Safety
-/// As for the entry points, whose arguments these are.
-#[cold]
-#[inline(never)]
-unsafe fn call(
-    f: Option<FastFn>,
+/// Called by CPython only, attached, through a `METH_NOARGS` descriptor `install` made,
+/// which checks that `slf` is a `M::Class` (or a subclass).
+unsafe extern "C" fn noargs_entry<M: FastMethod>(
+    slf: *mut ffi::PyObject,
+    unused: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    guarded(null_mut(), || {
+        // SAFETY: see `# Safety`.
+        if let Some(result) = unsafe { serve::<M>(slf, &[]) } {
+            return result;
+        }
+        match original::<M>() {
+            // SAFETY: the wrapper the descriptor had, with the arguments CPython gave us.
+            Original::NoArgs(f) => unsafe { f(slf, unused) },
+            Original::FastWithKeywords(_) => unreachable!("installed as METH_NOARGS"),
+        }
+    })
+}
+
+/// # Safety
+/// Called by CPython only, attached, through the descriptor `install` made, which checks
+/// that `slf` is a `M::Class` (or a subclass); `args` holds `nargs` objects, then the
+/// keyword values named in `kwnames` (or null).
+unsafe extern "C" fn entry<M: FastMethod>(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    let f = f.expect("a fast entry point is installed only with its fallback");
-    // SAFETY: the caller's promise; PyO3's wrapper catches its own panics.
+    guarded(null_mut(), || {
+        if kwnames.is_null() {
+            // SAFETY: `args` holds `nargs` live objects; CPython never passes a negative
+            // count.
+            let positional = unsafe { std::slice::from_raw_parts(args, nargs as usize) };
+            // SAFETY: see `# Safety`.
+            if let Some(result) = unsafe { serve::<M>(slf, positional) } {
+                return result;
+            }
+        }
+        match original::<M>() {
+            // SAFETY: the wrapper the descriptor had, which raises its own errors and
+            // catches its own panics, with the arguments CPython gave us.
+            Original::FastWithKeywords(f) => unsafe { fall_back(f, slf, args, nargs, kwnames) },
+            Original::NoArgs(_) => unreachable!("installed as METH_FASTCALL|METH_KEYWORDS"),
+        }
+    })
+}
+
+/// # Safety
+/// As for `entry`, whose arguments these are.
+#[cold]
+#[inline(never)]
+unsafe fn fall_back(
+    f: FastFn,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: the caller's promise.
     unsafe { f(slf, args, nargs, kwnames) }
 }
 
-/// Raises a core error as the PyO3 methods do. `Python::attach` (not an assumed token):
-/// making the exception is Python code, and PyO3 must know the thread is attached.
+/// Raises `e`. `Python::attach` (not an assumed token): making the exception may run
+/// Python code, PyO3 must know the thread is attached, and attaching releases the
+/// references dropped on the way to the error (see the module's notes).
 #[cold]
 #[inline(never)]
-fn raise(e: AllocError) -> *mut ffi::PyObject {
-    Python::attach(|py| to_py(e).restore(py));
+fn raise(e: PyErr) -> *mut ffi::PyObject {
+    Python::attach(|py| e.restore(py));
     null_mut()
 }
 
-/// Runs `body`; a panic becomes a `PanicException`, as PyO3 makes it, since nothing may
-/// unwind into CPython; a panic while raising it aborts the process.
+/// Runs `body`; a panic becomes a `PanicException`, as PyO3 makes it, and `failed` is
+/// returned, since nothing may unwind into CPython; a panic while raising it aborts.
 #[inline(always)]
-fn guarded(body: impl FnOnce() -> *mut ffi::PyObject) -> *mut ffi::PyObject {
+fn guarded<R>(failed: R, body: impl FnOnce() -> R) -> R {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(r) => r,
-        Err(payload) => raise_panic(payload),
+        Err(payload) => {
+            raise_panic(payload);
+            failed
+        }
     }
 }
 
 #[cold]
 #[inline(never)]
-fn raise_panic(payload: Box<dyn Any + Send>) -> *mut ffi::PyObject {
+fn raise_panic(payload: Box<dyn Any + Send>) {
     let raised = catch_unwind(AssertUnwindSafe(|| {
         let msg = if let Some(s) = payload.downcast_ref::<String>() {
             s.clone()
@@ -243,5 +360,71 @@ fn raise_panic(payload: Box<dyn Any + Send>) -> *mut ffi::PyObject {
     if raised.is_err() {
         std::process::abort();
     }
-    null_mut()
+}
+
+/// The allocators' pair: a class whose `allocate` and `deallocate` get fast entry points.
+pub trait FastPair: PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync {
+    fn fallbacks() -> &'static Fallbacks;
+    fn allocate(&self, n: usize) -> Result<usize, AllocError>;
+    fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError>;
+}
+
+/// The PyO3 wrappers of a [`FastPair`]'s methods (a generic impl cannot own a static).
+pub struct Fallbacks {
+    allocate: Fallback,
+    deallocate: Fallback,
+}
+
+impl Fallbacks {
+    pub const fn new() -> Self {
+        Self {
+            allocate: OnceLock::new(),
+            deallocate: OnceLock::new(),
+        }
+    }
+}
+
+struct Allocate<T>(PhantomData<T>);
+struct Deallocate<T>(PhantomData<T>);
+
+impl<T: FastPair> FastMethod for Allocate<T> {
+    type Class = T;
+    const NAME: &'static str = "allocate";
+    fn fallback() -> &'static Fallback {
+        &T::fallbacks().allocate
+    }
+    #[inline(always)]
+    fn call(
+        this: &T,
+        py: Python<'_>,
+        args: &[*mut ffi::PyObject],
+    ) -> Option<PyResult<*mut ffi::PyObject>> {
+        let &[n] = args else { return None };
+        let n = exact_usize(n)?;
+        ret(py, this.allocate(n).map_err(to_py))
+    }
+}
+
+impl<T: FastPair> FastMethod for Deallocate<T> {
+    type Class = T;
+    const NAME: &'static str = "deallocate";
+    fn fallback() -> &'static Fallback {
+        &T::fallbacks().deallocate
+    }
+    #[inline(always)]
+    fn call(
+        this: &T,
+        py: Python<'_>,
+        args: &[*mut ffi::PyObject],
+    ) -> Option<PyResult<*mut ffi::PyObject>> {
+        let &[p, n] = args else { return None };
+        let (p, n) = (exact_usize(p)?, exact_usize(n)?);
+        ret(py, this.deallocate(p, n).map_err(to_py))
+    }
+}
+
+/// Installs the fast `allocate` and `deallocate` of `T`.
+pub fn install_pair<T: FastPair>(ty: &Bound<'_, PyType>) -> PyResult<()> {
+    install::<Allocate<T>>(ty)?;
+    install::<Deallocate<T>>(ty)
 }

@@ -51,8 +51,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<tracing::PyAllocatorEvent>()?;
     m.add_function(wrap_pyfunction!(protocol::_protocol_roundtrip, m)?)?;
     m.add_function(wrap_pyfunction!(protocol::_block_view, m)?)?;
-    fastcall::install::<malloc::PyMallocAllocator>(&py.get_type::<malloc::PyMallocAllocator>())?;
-    fastcall::install::<pool::PyPoolAllocator>(&py.get_type::<pool::PyPoolAllocator>())?;
+    fastcall::install_pair::<malloc::PyMallocAllocator>(
+        &py.get_type::<malloc::PyMallocAllocator>(),
+    )?;
+    fastcall::install_pair::<pool::PyPoolAllocator>(&py.get_type::<pool::PyPoolAllocator>())?;
+    list::install_fast(&py.get_type::<list::StdList>())?;
+    vector::install_fast(&py.get_type::<vector::PyVector>())?;
     pymem::register(m)?;
     m.add("DEFAULT_ARENA_SIZE", stlalloc_core::DEFAULT_ARENA_SIZE)?;
     Ok(())

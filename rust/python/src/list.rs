@@ -2,7 +2,10 @@
 //! the chosen allocator (one per element). The logic is the core's `List`; this layer
 //! converts, locks and raises (see `typed` for the locking rules).
 
+mod fast;
 mod typed;
+
+pub use fast::install_all as install_fast;
 
 use crate::alloc_arg::AllocatorArg;
 use crate::dtype::{by_dtype, each, each_pair, ByDtype, Dtype, Family};

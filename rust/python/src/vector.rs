@@ -3,6 +3,10 @@
 //! allocator; numeric vectors export it as a buffer. The work is done by `Typed<T>`, one per
 //! dtype; this layer parses arguments and dispatches.
 
+mod fast;
+
+pub use fast::install_all as install_fast;
+
 use crate::alloc_arg::AllocatorArg;
 use crate::buffer;
 use crate::convert::Size;
