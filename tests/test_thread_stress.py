@@ -81,8 +81,11 @@ class Shared:
             List(dtype="object", allocator=pool),
         ]
         self.handoff = collections.deque()  # raw blocks for another thread to free
-        self.pushed = collections.defaultdict(lambda: [[] for _ in range(THREADS)])
-        self.popped = collections.defaultdict(lambda: [[] for _ in range(THREADS)])
+        # Made up front: a defaultdict's factory is Python code, so two threads meeting a
+        # missing key at once would each make a record and one would be lost.
+        names = [*self.vectors, "lists"]
+        self.pushed = {name: [[] for _ in range(THREADS)] for name in names}
+        self.popped = {name: [[] for _ in range(THREADS)] for name in names}
         self.ops = [collections.Counter() for _ in range(THREADS)]
 
 
