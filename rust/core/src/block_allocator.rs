@@ -3,10 +3,10 @@
 //! and changes nothing.
 
 use crate::error::AllocError;
-use crate::malloc_alloc::{MallocAlloc, MALLOC_ALIGN};
 use crate::raw_lock::RawLock;
-use crate::shared_pool::SharedPool;
-use crate::upstream::Upstream;
+use crate::sgi::first_level::{MallocAlloc, MALLOC_ALIGN};
+use crate::sgi::upstream::Upstream;
+use crate::shared::SharedPool;
 
 /// # Safety
 /// Containers build on these promises, so an implementation must keep them:

@@ -16,12 +16,17 @@
 //! thread-safe wrapper can make them without holding its lock: an out-of-memory handler
 //! may re-enter the pool.
 
-use crate::classmap::ClassMap;
+pub mod block_map;
+pub mod class_map;
+mod granules;
+pub mod spans;
+
+use crate::checked::class_map::ClassMap;
 use crate::error::AllocError;
-use crate::params::Params;
-use crate::pool::{NeedChunk, Pool};
+use crate::sgi::params::Params;
+use crate::sgi::pool::{NeedChunk, Pool};
+use crate::sgi::upstream::Upstream;
 use crate::stats::PoolStats;
-use crate::upstream::Upstream;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ptr::NonNull;
 

@@ -7,45 +7,31 @@
 //! - [`SharedPool`]: the checked pool, thread-safe, a heap per thread up to K; what
 //!   Python uses.
 
-pub mod api2;
-pub mod arena;
+pub mod adaptors;
 pub mod block_allocator;
-pub mod blockmap;
 pub mod checked;
-pub mod classmap;
 pub mod containers;
-pub mod debug;
 pub mod error;
-mod granules;
-pub mod heaps;
-pub mod layout;
 pub mod lending;
-pub mod malloc_alloc;
-pub mod monotonic;
-mod owner_fence;
-pub mod params;
-pub mod pool;
+pub mod os;
 pub mod raw_lock;
-pub mod shared_pool;
+pub mod sgi;
+pub mod shared;
 pub mod stats;
 mod sync;
-pub mod syscalls;
-mod thread_token;
-pub mod tracing;
-pub mod upstream;
 
-pub use arena::Arena;
 pub use block_allocator::BlockAllocator;
 pub use checked::CheckedPool;
 pub use error::{AllocError, HandlerError};
-pub use malloc_alloc::{MallocAlloc, MallocStats, OomHandler};
-pub use params::{Params, PoolParams, Sgi};
-pub use pool::{NeedChunk, Pool};
+pub use os::arena::Arena;
+pub use os::syscalls::SyscallCounts;
 pub use raw_lock::{RawLock, SpinLock};
-pub use shared_pool::SharedPool;
+pub use sgi::first_level::{MallocAlloc, MallocStats, OomHandler};
+pub use sgi::params::{Params, PoolParams, Sgi};
+pub use sgi::pool::{NeedChunk, Pool};
+pub use sgi::upstream::{LibcMalloc, Upstream};
+pub use shared::SharedPool;
 pub use stats::PoolStats;
-pub use syscalls::SyscallCounts;
-pub use upstream::{LibcMalloc, Upstream};
 
 /// The default arena reservation: 64 MiB of address space, committed as the break moves.
 pub const DEFAULT_ARENA_SIZE: usize = 64 << 20;

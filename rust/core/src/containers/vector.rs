@@ -492,9 +492,9 @@ impl<T: std::fmt::Debug, A: BlockAllocator> std::fmt::Debug for Vector<T, A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::malloc_alloc::MallocAlloc;
-    use crate::params::Params;
-    use crate::shared_pool::SharedPool;
+    use crate::sgi::first_level::MallocAlloc;
+    use crate::sgi::params::Params;
+    use crate::shared::SharedPool;
     use proptest::prelude::*;
     use std::sync::{Arc, Mutex};
 

@@ -14,10 +14,10 @@
 use crate::block_allocator::BlockAllocator;
 use crate::checked::CheckedPool;
 use crate::error::AllocError;
-use crate::heaps::PoolGuard;
 use crate::raw_lock::{RawLock, SpinLock};
-use crate::shared_pool::SharedPool;
-use crate::upstream::Upstream;
+use crate::sgi::upstream::Upstream;
+use crate::shared::heaps::PoolGuard;
+use crate::shared::SharedPool;
 use std::sync::Arc;
 
 /// The byte freed user memory is filled with.
@@ -272,8 +272,8 @@ unsafe impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for De
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::malloc_alloc::MallocAlloc;
-    use crate::params::Params;
+    use crate::sgi::first_level::MallocAlloc;
+    use crate::sgi::params::Params;
 
     fn debug_pool() -> DebugPool<Arc<MallocAlloc>> {
         let upstream = Arc::new(MallocAlloc::new(None));

@@ -9,8 +9,8 @@
 //! `claimed ⊆ starts`. Cost: 3 bits per `align` bytes (3/64 of the region at 8), resident
 //! only where blocks have been live.
 
+use crate::checked::granules::Granules;
 use crate::error::AllocError;
-use crate::granules::Granules;
 
 pub struct BlockMap {
     region: Granules,

@@ -7,7 +7,7 @@
 //! chunk is carved into blocks from its start, its leftover pushed onto a free list.
 
 use crate::checked::CheckedPool;
-use crate::upstream::Upstream;
+use crate::sgi::upstream::Upstream;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpanKind {

@@ -2,10 +2,10 @@
 //! and the maps of their blocks, and the operations on them.
 
 use super::{MonotonicStats, GRANULE, MAX_NEXT_BUFFER};
-use crate::arena::Arena;
-use crate::blockmap::BlockMap;
+use crate::checked::block_map::BlockMap;
 use crate::error::AllocError;
-use crate::syscalls;
+use crate::os::arena::Arena;
+use crate::os::syscalls;
 use std::collections::{HashMap, HashSet};
 
 /// One buffer from upstream, carved from its start like the arena.

@@ -14,8 +14,8 @@
 //! exist only with more than 62 size classes; their exact sizes are kept aside so the byte
 //! stays one byte.
 
+use crate::checked::granules::Granules;
 use crate::error::AllocError;
-use crate::granules::Granules;
 use std::collections::HashMap;
 
 /// Set in a block's byte while a container holds the block.

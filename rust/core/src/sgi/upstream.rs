@@ -2,7 +2,7 @@
 //! requests once its arena is exhausted (SGI's `malloc_alloc`).
 
 use crate::error::AllocError;
-use crate::malloc_alloc::{self, MallocAlloc, MALLOC_ALIGN};
+use crate::sgi::first_level::{self, MallocAlloc, MALLOC_ALIGN};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -65,8 +65,8 @@ pub struct LibcMalloc;
 // SAFETY: malloc/posix_memalign return disjoint blocks of the asked size and alignment.
 unsafe impl Upstream for LibcMalloc {
     fn allocate(&self, n: usize, align: usize) -> Result<NonNull<u8>, AllocError> {
-        malloc_alloc::check_size(n)?;
-        malloc_alloc::raw_malloc(n, align).ok_or(AllocError::OutOfMemory { size: n })
+        first_level::check_size(n)?;
+        first_level::raw_malloc(n, align).ok_or(AllocError::OutOfMemory { size: n })
     }
 
     unsafe fn deallocate(&self, p: NonNull<u8>, _n: usize) {
@@ -85,7 +85,7 @@ unsafe impl Upstream for LibcMalloc {
             // SAFETY: the caller's guarantee for `p`.
             return unsafe { move_block(self, p, old, new, align) };
         }
-        malloc_alloc::check_size(new)?;
+        first_level::check_size(new)?;
         // SAFETY: the caller guarantees `p` is a live malloc block; on null it is untouched.
         let q = unsafe { libc::realloc(p.as_ptr().cast(), new) };
         NonNull::new(q.cast()).ok_or(AllocError::OutOfMemory { size: new })

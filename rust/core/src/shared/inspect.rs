@@ -2,12 +2,12 @@
 //! each heap read under its lock. With one heap these are exactly that pool's answers.
 
 use super::SharedPool;
+use crate::checked::spans::Region;
 use crate::error::AllocError;
-use crate::heaps::{Heap, PoolGuard};
-use crate::layout::Region;
 use crate::raw_lock::RawLock;
+use crate::sgi::upstream::Upstream;
+use crate::shared::heaps::{Heap, PoolGuard};
 use crate::stats::PoolStats;
-use crate::upstream::Upstream;
 
 impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     /// How many heaps exist now (one until a second thread allocates).

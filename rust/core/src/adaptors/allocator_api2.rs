@@ -14,8 +14,8 @@
 //! A block pinned by a view (Python's `pool.view`) cannot be freed; `deallocate` then
 //! leaves it live in the pool (a leak) rather than freeing memory a view still shows.
 
-use crate::shared_pool::SharedPool;
-use crate::upstream::Upstream;
+use crate::sgi::upstream::Upstream;
+use crate::shared::SharedPool;
 use allocator_api2::alloc::{AllocError, Allocator, Layout};
 use std::ptr::NonNull;
 

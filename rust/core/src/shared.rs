@@ -12,18 +12,21 @@
 //! - a thread holds at most one heap lock at a time, so heaps cannot deadlock (the
 //!   inspections that lock them all take them in index order).
 
+pub mod heaps;
 mod inspect;
+mod owner_fence;
 #[cfg(test)]
 mod tests;
+mod thread_token;
 
 use crate::checked::BlockKind;
 use crate::error::AllocError;
-use crate::heaps::{Heap, Heaps, PoolGuard};
-use crate::malloc_alloc::{check_size, MallocAlloc};
-use crate::params::Params;
-use crate::pool::NeedChunk;
 use crate::raw_lock::{RawLock, SpinLock};
-use crate::upstream::Upstream;
+use crate::sgi::first_level::{check_size, MallocAlloc};
+use crate::sgi::params::Params;
+use crate::sgi::pool::NeedChunk;
+use crate::sgi::upstream::Upstream;
+use crate::shared::heaps::{Heap, Heaps, PoolGuard};
 use std::ptr::NonNull;
 use std::sync::Arc;
 

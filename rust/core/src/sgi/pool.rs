@@ -14,10 +14,10 @@
 //!   aligned to `align`, on no other list;
 //! - `start_free <= end_free`, both null when the chunk is empty after a failed request.
 
-use crate::arena::Arena;
 use crate::error::AllocError;
-use crate::params::{Params, PoolParams};
-use crate::upstream::{LibcMalloc, Upstream};
+use crate::os::arena::Arena;
+use crate::sgi::params::{Params, PoolParams};
+use crate::sgi::upstream::{LibcMalloc, Upstream};
 use std::ptr::{self, NonNull};
 
 /// SGI's `_Obj`: a free block's first word links it to the next free block.
@@ -533,7 +533,7 @@ mod tests {
 
     #[test]
     fn sgi_constants_behave_exactly_as_the_default_parameters() {
-        use crate::params::Sgi;
+        use crate::sgi::params::Sgi;
         let mut a = pool(1 << 16);
         let mut b = Pool::new(Sgi, 1 << 16, LibcMalloc).unwrap();
         let (base_a, base_b) = (a.arena().base(), b.arena().base());

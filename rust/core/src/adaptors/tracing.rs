@@ -191,9 +191,9 @@ unsafe impl<A: BlockAllocator> BlockAllocator for Tracing<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::malloc_alloc::MallocAlloc;
-    use crate::params::Params;
-    use crate::shared_pool::SharedPool;
+    use crate::sgi::first_level::MallocAlloc;
+    use crate::sgi::params::Params;
+    use crate::shared::SharedPool;
     use std::sync::Arc;
 
     #[test]

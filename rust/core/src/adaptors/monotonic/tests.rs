@@ -1,5 +1,5 @@
 use super::*;
-use crate::syscalls;
+use crate::os::syscalls;
 use proptest::prelude::*;
 
 type Mono = Monotonic<Arc<MallocAlloc>>;

@@ -14,7 +14,7 @@
 //! `release()` drops the pages and moves the break back to 0.
 
 use crate::error::AllocError;
-use crate::syscalls::{self, SyscallCounts};
+use crate::os::syscalls::{self, SyscallCounts};
 use std::ptr::NonNull;
 
 /// The first commit, like glibc's 128 KiB top pad.

@@ -22,14 +22,14 @@
 //! Upstream buffers are requested with no lock held: the upstream's out-of-memory handler
 //! may call back into this allocator.
 
-use crate::arena::Arena;
 use crate::block_allocator::BlockAllocator;
-use crate::blockmap::BlockMap;
+use crate::checked::block_map::BlockMap;
 use crate::error::AllocError;
-use crate::malloc_alloc::{check_size, MallocAlloc};
+use crate::os::arena::Arena;
+use crate::os::syscalls::SyscallCounts;
 use crate::raw_lock::{RawLock, SpinLock};
-use crate::syscalls::SyscallCounts;
-use crate::upstream::Upstream;
+use crate::sgi::first_level::{check_size, MallocAlloc};
+use crate::sgi::upstream::Upstream;
 use std::collections::{HashMap, HashSet};
 use std::ptr::NonNull;
 use std::sync::Arc;

@@ -23,12 +23,12 @@
 
 use crate::checked::CheckedPool;
 use crate::error::AllocError;
-use crate::owner_fence;
-use crate::params::Params;
 use crate::raw_lock::RawLock;
+use crate::sgi::params::Params;
+use crate::sgi::upstream::Upstream;
+use crate::shared::owner_fence;
+use crate::shared::thread_token::{self, FREE};
 use crate::sync::model::{self, Mutex};
-use crate::thread_token::{self, FREE};
-use crate::upstream::Upstream;
 use model::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::cell::{Cell, UnsafeCell};
 use std::ops::{Deref, DerefMut};
