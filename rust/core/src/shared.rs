@@ -93,7 +93,7 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     pub fn allocate(&self, n: usize) -> Result<usize, AllocError> {
         match self.try_pop(n, false) {
             Some(p) => Ok(p),
-            None => self.allocate_claimed(n, false),
+            None => self.allocate_slow(n, false),
         }
     }
 
@@ -122,10 +122,11 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         }
     }
 
-    /// `allocate`, the block claimed for a container (see `CheckedPool::claim`) under the
-    /// same lock that hands it out: every case, refills and upstream included.
+    /// `allocate` past the fast path, every case, refills and upstream included; with
+    /// `claimed`, the block is claimed for a container (see `CheckedPool::claim`) under the
+    /// same lock that hands it out.
     #[inline(never)]
-    fn allocate_claimed(&self, n: usize, claimed: bool) -> Result<usize, AllocError> {
+    fn allocate_slow(&self, n: usize, claimed: bool) -> Result<usize, AllocError> {
         if n == 0 {
             return Ok(0);
         }
@@ -171,27 +172,27 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
 
     /// `allocate`, the block handed to a container at once (see `CheckedPool::claim`).
     #[inline(always)]
-    pub fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
+    pub fn allocate_claimed(&self, n: usize) -> Result<usize, AllocError> {
         match self.try_pop(n, true) {
             Some(p) => Ok(p),
-            None => self.allocate_claimed(n, true),
+            None => self.allocate_slow(n, true),
         }
     }
 
     #[inline(always)]
-    pub fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
+    pub fn deallocate_claimed(&self, p: usize, n: usize) -> Result<(), AllocError> {
         if self.try_free(p, n, true) {
             return Ok(());
         }
-        self.deallocate_owned_checked(p, n)
+        self.deallocate_claimed_checked(p, n)
     }
 
     #[inline(never)]
-    fn deallocate_owned_checked(&self, p: usize, n: usize) -> Result<(), AllocError> {
+    fn deallocate_claimed_checked(&self, p: usize, n: usize) -> Result<(), AllocError> {
         if p == 0 && n == 0 {
             return Ok(());
         }
-        self.lock_owner(p, n).deallocate_owned(p, n)
+        self.lock_owner(p, n).deallocate_claimed(p, n)
     }
 
     /// SPEC §3 `reallocate`. On error `p` is still live, unchanged, and the pool's state is
@@ -212,7 +213,7 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
             let kind = pool.validate(p, old)?;
             pool.check_unpinned(p)?;
             if pool.is_claimed_at(p) {
-                return Err(AllocError::Owned { addr: p });
+                return Err(AllocError::Claimed { addr: p });
             }
             if kind == BlockKind::Small
                 && new <= max

@@ -97,7 +97,7 @@ impl<U: Upstream + Clone + Send + Sync, L: RawLock> DebugPool<U, L> {
             AllocError::Foreign { .. } => AllocError::Foreign { addr: q },
             AllocError::Moving { .. } => AllocError::Moving { addr: q },
             AllocError::Pinned { .. } => AllocError::Pinned { addr: q },
-            AllocError::Owned { .. } => AllocError::Owned { addr: q },
+            AllocError::Claimed { .. } => AllocError::Claimed { addr: q },
             AllocError::Interior { start, size, .. } => AllocError::Interior {
                 addr: q,
                 start: start + header,
@@ -128,18 +128,18 @@ impl<U: Upstream + Clone + Send + Sync, L: RawLock> DebugPool<U, L> {
     }
 
     /// Checks `(q, n)` as a block free to be freed or moved by its caller (not exported,
-    /// held by a container only if `owned`); returns its pool block.
+    /// held by a container only if `claimed`); returns its pool block.
     fn check_free(
         &self,
         pool: &CheckedPool<U>,
         q: usize,
         n: usize,
-        owned: bool,
+        claimed: bool,
     ) -> Result<usize, AllocError> {
         let p = self.check_cookie(pool, q, n)?;
         pool.check_unpinned(p).map_err(|e| self.user_error(e, q))?;
-        match (pool.is_claimed_at(p), owned) {
-            (true, false) => Err(AllocError::Owned { addr: q }),
+        match (pool.is_claimed_at(p), claimed) {
+            (true, false) => Err(AllocError::Claimed { addr: q }),
             (false, true) => Err(AllocError::NotLive { addr: q }),
             _ => Ok(p),
         }
@@ -147,15 +147,15 @@ impl<U: Upstream + Clone + Send + Sync, L: RawLock> DebugPool<U, L> {
 
     /// Checks, fills and frees under one lock, so two threads freeing one block cannot
     /// both pass the check.
-    fn free(&self, q: usize, n: usize, owned: bool) -> Result<(), AllocError> {
+    fn free(&self, q: usize, n: usize, claimed: bool) -> Result<(), AllocError> {
         let inner = self.inner_size(n)?;
         let mut pool = self.heap_of(q, inner);
-        let p = self.check_free(&pool, q, n, owned)?;
+        let p = self.check_free(&pool, q, n, claimed)?;
         if let Some(user) = self.pool_user_bytes(inner) {
             Self::fill_freed(q, user);
         }
-        if owned {
-            pool.deallocate_owned(p, inner)
+        if claimed {
+            pool.deallocate_claimed(p, inner)
         } else {
             pool.deallocate(p, inner)
         }
@@ -193,7 +193,7 @@ unsafe impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for De
         self.free(q, n, false)
     }
 
-    fn deallocate_owned(&self, q: usize, n: usize) -> Result<(), AllocError> {
+    fn deallocate_claimed(&self, q: usize, n: usize) -> Result<(), AllocError> {
         self.free(q, n, true)
     }
 

@@ -116,15 +116,16 @@ impl<U: Upstream + Send, L: RawLock> Monotonic<U, L> {
 
     /// Moves the break up by `n` bytes rounded to 8, aligned to `align`; 0 for `n == 0`.
     pub fn allocate(&self, n: usize) -> Result<usize, AllocError> {
-        self.allocate_claimed(n, false)
+        self.allocate_marked(n, false)
     }
 
     /// `allocate`, the block claimed for a container under the lock that hands it out.
-    pub fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
-        self.allocate_claimed(n, true)
+    pub fn allocate_claimed(&self, n: usize) -> Result<usize, AllocError> {
+        self.allocate_marked(n, true)
     }
 
-    fn allocate_claimed(&self, n: usize, claimed: bool) -> Result<usize, AllocError> {
+    /// `allocate`, claimed or not: the block is marked under the lock that hands it out.
+    fn allocate_marked(&self, n: usize, claimed: bool) -> Result<usize, AllocError> {
         if n == 0 {
             return Ok(0);
         }
@@ -176,8 +177,8 @@ impl<U: Upstream + Send, L: RawLock> Monotonic<U, L> {
         Ok(())
     }
 
-    /// Retires a block a container holds (`allocate_owned` or `claim`).
-    pub fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
+    /// Retires a block a container holds (`allocate_claimed` or `claim`).
+    pub fn deallocate_claimed(&self, p: usize, n: usize) -> Result<(), AllocError> {
         if p == 0 && n == 0 {
             return Ok(());
         }
@@ -355,7 +356,7 @@ impl<U: Upstream, L: RawLock> Drop for Monotonic<U, L> {
 
 // SAFETY: blocks are carved from the break, which only moves up until `release()`, so live
 // blocks never overlap and stay valid until retired; the block maps enforce claims (a
-// claimed block is retired only by `deallocate_owned`, never pinned, never released) and
+// claimed block is retired only by `deallocate_claimed`, never pinned, never released) and
 // report only live blocks.
 unsafe impl<U: Upstream + Send + Sync, L: RawLock> BlockAllocator for Monotonic<U, L> {
     fn allocate(&self, n: usize) -> Result<usize, AllocError> {
@@ -376,7 +377,7 @@ unsafe impl<U: Upstream + Send + Sync, L: RawLock> BlockAllocator for Monotonic<
             return Err(AllocError::NotLive { addr: start });
         }
         if st.is_claimed(start) {
-            return Err(AllocError::Owned { addr: start });
+            return Err(AllocError::Claimed { addr: start });
         }
         if st.moving.contains(&start) {
             return Err(AllocError::Moving { addr: start });
@@ -397,11 +398,11 @@ unsafe impl<U: Upstream + Send + Sync, L: RawLock> BlockAllocator for Monotonic<
     fn unclaim(&self, start: usize) {
         Monotonic::unclaim(self, start)
     }
-    fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
-        Monotonic::allocate_owned(self, n)
+    fn allocate_claimed(&self, n: usize) -> Result<usize, AllocError> {
+        Monotonic::allocate_claimed(self, n)
     }
-    fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
-        Monotonic::deallocate_owned(self, p, n)
+    fn deallocate_claimed(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        Monotonic::deallocate_claimed(self, p, n)
     }
     fn alignment(&self) -> usize {
         self.align

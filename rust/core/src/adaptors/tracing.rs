@@ -1,6 +1,6 @@
 //! `Tracing<A>`: forwards every call to an allocator and records each allocation call as an
 //! event, failed ones included, so a user sees which calls a container makes. A
-//! container's `allocate_owned` / `deallocate_owned` are recorded as `allocate` /
+//! container's `allocate_claimed` / `deallocate_claimed` are recorded as `allocate` /
 //! `deallocate`: to the user they are the allocator calls of C++.
 //!
 //! Recording is one lock and one push; nothing is formatted unless a call fails, and
@@ -166,15 +166,15 @@ unsafe impl<A: BlockAllocator> BlockAllocator for Tracing<A> {
         self.inner.unclaim(start)
     }
 
-    fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
-        let r = self.inner.allocate_owned(n);
+    fn allocate_claimed(&self, n: usize) -> Result<usize, AllocError> {
+        let r = self.inner.allocate_claimed(n);
         let address = *r.as_ref().unwrap_or(&0);
         self.record(Op::Allocate, address, n, r.as_ref().copied());
         r
     }
 
-    fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
-        let r = self.inner.deallocate_owned(p, n);
+    fn deallocate_claimed(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        let r = self.inner.deallocate_claimed(p, n);
         self.record(Op::Deallocate, p, n, r.as_ref().map(|()| 0));
         r
     }
@@ -244,12 +244,12 @@ mod tests {
         assert_ne!(t.equality_key(), other.equality_key());
         let p = t.allocate(8).unwrap();
         assert_eq!(t.block_containing(p + 3), Some((p, 8)));
-        let owned = t.allocate_owned(16).unwrap();
+        let claimed = t.allocate_claimed(16).unwrap();
         assert!(matches!(
-            pool.deallocate(owned, 16),
-            Err(AllocError::Owned { .. })
+            pool.deallocate(claimed, 16),
+            Err(AllocError::Claimed { .. })
         ));
-        t.deallocate_owned(owned, 16).unwrap();
+        t.deallocate_claimed(claimed, 16).unwrap();
         t.pin(p).unwrap();
         assert!(matches!(
             pool.deallocate(p, 8),

@@ -52,7 +52,7 @@ impl<T, A: BlockAllocator> Storage<T, A> {
     /// A block of `cap * size_of::<T>()` bytes from `alloc` (none for `cap == 0`).
     pub fn allocate(alloc: A, cap: usize) -> Result<Self, AllocError> {
         let bytes = bytes_for::<T>(cap)?;
-        let addr = alloc.allocate_owned(bytes)?;
+        let addr = alloc.allocate_claimed(bytes)?;
         Ok(Self {
             block: Retired::block(alloc, addr, bytes),
             addr,
@@ -478,7 +478,7 @@ impl<T, A: BlockAllocator> Drop for Vector<T, A> {
             // The block is claimed: only this vector can free it.
             let _ = self
                 .alloc
-                .deallocate_owned(self.ptr as usize, self.cap * Self::ELEM);
+                .deallocate_claimed(self.ptr as usize, self.cap * Self::ELEM);
         }
     }
 }
@@ -693,13 +693,13 @@ mod tests {
         let before = (v.data(), v.capacity(), live(&p));
         assert!(matches!(
             p.deallocate(data, bytes),
-            Err(AllocError::Owned { .. })
+            Err(AllocError::Claimed { .. })
         ));
         assert!(matches!(
             p.reallocate(data, bytes, 64),
-            Err(AllocError::Owned { .. })
+            Err(AllocError::Claimed { .. })
         ));
-        assert!(matches!(p.pin(data), Err(AllocError::Owned { .. })));
+        assert!(matches!(p.pin(data), Err(AllocError::Claimed { .. })));
         assert_eq!((v.data(), v.capacity(), live(&p)), before);
         drop(v.push(3).unwrap());
         v.check_invariants();

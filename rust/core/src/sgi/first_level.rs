@@ -175,7 +175,7 @@ impl MallocAlloc {
 
     /// A block for a container, claimed as it is made (one registry step, not two).
     #[inline]
-    pub fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
+    pub fn allocate_claimed(&self, n: usize) -> Result<usize, AllocError> {
         self.allocate_as(n, MALLOC_ALIGN, 0, true)
     }
 
@@ -300,7 +300,7 @@ impl MallocAlloc {
 
     fn pin_in(reg: &mut Registry, start: usize) -> Result<(), AllocError> {
         match reg.get(start) {
-            Some(b) if b.claimed || b.pool_held => Err(AllocError::Owned { addr: start }),
+            Some(b) if b.claimed || b.pool_held => Err(AllocError::Claimed { addr: start }),
             Some(_) => {
                 reg.update(start, |b| b.pins += 1);
                 Ok(())
@@ -310,12 +310,12 @@ impl MallocAlloc {
     }
 
     /// Hands the live block at `start` to a container: `deallocate`, `reallocate` and
-    /// `pin` refuse it until `deallocate_owned` frees it (or `unclaim`).
+    /// `pin` refuse it until `deallocate_claimed` frees it (or `unclaim`).
     pub fn claim(&self, start: usize) -> Result<(), AllocError> {
         let mut reg = registry();
         match reg.get(start) {
             Some(b) if b.pins > 0 => Err(AllocError::Pinned { addr: start }),
-            Some(b) if b.claimed => Err(AllocError::Owned { addr: start }),
+            Some(b) if b.claimed => Err(AllocError::Claimed { addr: start }),
             Some(_) => {
                 reg.update(start, |b| b.claimed = true);
                 Ok(())
@@ -330,7 +330,7 @@ impl MallocAlloc {
 
     /// Frees a block a container holds.
     #[inline]
-    pub fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
+    pub fn deallocate_claimed(&self, p: usize, n: usize) -> Result<(), AllocError> {
         registry().forget_if(p, |b| match b.claimed && b.size == n && b.pins == 0 {
             true => Ok(()),
             false => Err(AllocError::NotLive { addr: p }),

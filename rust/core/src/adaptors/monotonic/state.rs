@@ -127,7 +127,7 @@ impl State {
         } else if self.pins.contains_key(&p) {
             Err(AllocError::Pinned { addr: p })
         } else if self.is_claimed(p) {
-            Err(AllocError::Owned { addr: p })
+            Err(AllocError::Claimed { addr: p })
         } else {
             Ok(())
         }

@@ -131,7 +131,7 @@ fn a_zero_sized_arena_takes_everything_upstream() {
 fn containers_claim_blocks_and_views_pin_them() {
     let (m, _) = mono(1 << 16, 8);
     let a = m.allocate(8).unwrap();
-    let b = m.allocate_owned(8).unwrap();
+    let b = m.allocate_claimed(8).unwrap();
     for refused in [
         m.deallocate(b, 8),
         m.pin(b),
@@ -139,19 +139,19 @@ fn containers_claim_blocks_and_views_pin_them() {
         m.reallocate(b, 8, 16).map(drop),
     ] {
         assert!(
-            matches!(refused, Err(AllocError::Owned { .. })),
+            matches!(refused, Err(AllocError::Claimed { .. })),
             "{refused:?}"
         );
     }
     assert!(matches!(
-        m.deallocate_owned(a, 8),
+        m.deallocate_claimed(a, 8),
         Err(AllocError::NotLive { .. })
     ));
     assert!(matches!(
         m.release(),
         Err(AllocError::LiveBlocks { blocks: 1 })
     ));
-    m.deallocate_owned(b, 8).unwrap();
+    m.deallocate_claimed(b, 8).unwrap();
     m.pin(a).unwrap();
     assert!(matches!(m.claim(a), Err(AllocError::Pinned { .. })));
     assert!(matches!(m.deallocate(a, 8), Err(AllocError::Pinned { .. })));
@@ -254,7 +254,7 @@ fn threads_never_share_a_block() {
 #[derive(Debug, Clone)]
 enum Step {
     Allocate(usize),
-    AllocateOwned(usize),
+    AllocateClaimed(usize),
     Deallocate(usize),
     DoubleFree(usize),
     Reallocate(usize, usize),
@@ -264,7 +264,7 @@ enum Step {
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         4 => (1usize..300).prop_map(Step::Allocate),
-        1 => (1usize..300).prop_map(Step::AllocateOwned),
+        1 => (1usize..300).prop_map(Step::AllocateClaimed),
         2 => any::<usize>().prop_map(Step::Deallocate),
         1 => any::<usize>().prop_map(Step::DoubleFree),
         2 => (any::<usize>(), 1usize..300).prop_map(|(i, n)| Step::Reallocate(i, n)),
@@ -293,16 +293,16 @@ proptest! {
                     fill(p, n, tag);
                     live.push((p, n, tag, false));
                 }
-                Step::AllocateOwned(n) => {
-                    let p = m.allocate_owned(n).unwrap();
+                Step::AllocateClaimed(n) => {
+                    let p = m.allocate_claimed(n).unwrap();
                     fill(p, n, tag);
                     live.push((p, n, tag, true));
                 }
                 Step::Deallocate(i) if !live.is_empty() => {
-                    let (p, n, _, owned) = live.swap_remove(i % live.len());
-                    if owned {
+                    let (p, n, _, claimed) = live.swap_remove(i % live.len());
+                    if claimed {
                         prop_assert!(m.deallocate(p, n).is_err());
-                        m.deallocate_owned(p, n).unwrap();
+                        m.deallocate_claimed(p, n).unwrap();
                     } else {
                         m.deallocate(p, n).unwrap();
                     }
@@ -316,8 +316,8 @@ proptest! {
                 }
                 Step::Reallocate(i, new) if !live.is_empty() => {
                     let k = i % live.len();
-                    let (p, old, t, owned) = live[k];
-                    if owned {
+                    let (p, old, t, claimed) = live[k];
+                    if claimed {
                         let before = m.stats();
                         prop_assert!(m.reallocate(p, old, new).is_err());
                         prop_assert_eq!(m.stats(), before);

@@ -24,7 +24,7 @@ pub(super) struct Block {
     pub owner: usize,
     /// Views exporting the block, and pools holding it as a chunk or large block.
     pub pins: usize,
-    /// Held by a container: only `deallocate_owned` frees it.
+    /// Held by a container: only `deallocate_claimed` frees it.
     pub claimed: bool,
     /// A pool's chunk or large block: never exposed (a view would let Python code
     /// overwrite the pool's free-list links).
@@ -54,7 +54,7 @@ impl Block {
         } else if self.pins > pins {
             Err(AllocError::Pinned { addr: p })
         } else if self.claimed {
-            Err(AllocError::Owned { addr: p })
+            Err(AllocError::Claimed { addr: p })
         } else {
             Ok(())
         }

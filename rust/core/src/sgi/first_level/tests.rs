@@ -87,7 +87,7 @@ fn pool_blocks_cannot_be_freed_or_viewed_by_users() {
         m.deallocate(p, 64),
         Err(AllocError::Pinned { .. })
     ));
-    assert!(matches!(m.pin(p), Err(AllocError::Owned { .. })));
+    assert!(matches!(m.pin(p), Err(AllocError::Claimed { .. })));
     m.deallocate_for_pool(p, 64).unwrap();
     m.check_invariants();
 }
@@ -95,12 +95,12 @@ fn pool_blocks_cannot_be_freed_or_viewed_by_users() {
 #[test]
 fn a_dropped_allocator_leaves_the_blocks_a_container_claimed() {
     let (a, b) = (MallocAlloc::new(None), MallocAlloc::new(None));
-    let kept = a.allocate_owned(24).unwrap();
+    let kept = a.allocate_claimed(24).unwrap();
     a.allocate(8).unwrap();
     drop(a);
     // As after a splice: the container of an equal allocator holds `kept`.
     assert_eq!(b.block_containing(kept), Some((kept, 24)));
-    b.deallocate_owned(kept, 24).unwrap();
+    b.deallocate_claimed(kept, 24).unwrap();
     assert!(b.block_containing(kept).is_none());
 }
 
@@ -255,10 +255,13 @@ fn a_pin_spills_the_block_and_the_last_unpin_packs_it_again() {
     assert!(is_packed(p));
     m.claim(p).unwrap();
     assert!(is_packed(p), "a claim packs");
-    assert!(matches!(m.deallocate(p, 48), Err(AllocError::Owned { .. })));
-    assert!(matches!(m.pin(p), Err(AllocError::Owned { .. })));
+    assert!(matches!(
+        m.deallocate(p, 48),
+        Err(AllocError::Claimed { .. })
+    ));
+    assert!(matches!(m.pin(p), Err(AllocError::Claimed { .. })));
     m.check_invariants();
-    m.deallocate_owned(p, 48).unwrap();
+    m.deallocate_claimed(p, 48).unwrap();
     m.check_invariants();
 }
 
