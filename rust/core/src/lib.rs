@@ -6,6 +6,29 @@
 //! - [`CheckedPool`]: the same pool validating every call;
 //! - [`SharedPool`]: the checked pool, thread-safe, a heap per thread up to K; what
 //!   Python uses.
+//!
+//! # Crate map
+//!
+//! The layers, bottom up; a layer calls only the layers listed before it:
+//!
+//! - `error`, `stats`, `sync`, `raw_lock`: what every layer shares (errors, statistics,
+//!   the lock type parameter and the `shuttle` switch);
+//! - `os`: the `mmap`'d arena and its counted system calls;
+//! - `sgi`: SGI's two levels as `stl_alloc.h` has them, unchecked (`params`, `pool`,
+//!   `first_level`, `upstream`); calls `os`;
+//! - `checked`: `CheckedPool`, the pool validating every call over block maps and the
+//!   spans of every byte; calls `sgi`;
+//! - `shared`: `SharedPool`, checked pools behind locks, a heap per thread; calls `checked`;
+//! - `block_allocator`: the address-based interface the layers above compose over,
+//!   implemented here for `MallocAlloc` and `SharedPool` (one exception to the order:
+//!   `sgi::first_level` uses its `spanning` helper);
+//! - `adaptors`: debug, monotonic, tracing and allocator-api2 over a `BlockAllocator`;
+//! - `containers`: `Vector` and `List` over any `BlockAllocator`;
+//! - `lending`: the ledger that lets a foreign allocator back a container with blocks of
+//!   a built-in one, over any `BlockAllocator`.
+//!
+//! No layer calls one above it; `containers` and `lending` see allocators only through
+//! `BlockAllocator` (their tests build concrete pools).
 
 pub mod adaptors;
 pub mod block_allocator;
