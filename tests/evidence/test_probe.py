@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE_DIR = Path(__file__).resolve().parents[1] / "python" / "stlalloc"
+PACKAGE_DIR = Path(__file__).resolve().parents[2] / "python" / "stlalloc"
 
 
 def import_stlalloc(name: str) -> types.ModuleType:

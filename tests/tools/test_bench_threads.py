@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "python" / "threads.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "python" / "threads.py"
 
 
 def test_threads_bench_reports_every_scenario():

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "framework.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "framework.md"
 
 
 @pytest.mark.skipif(not DOC.exists(), reason="run from a source checkout")

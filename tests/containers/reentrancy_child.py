@@ -1,8 +1,8 @@
 """Every container operation against one hostile Python allocator, run in a child process
 by ``test_reentrancy.py`` (a hang is then a timeout, not a frozen test run).
 
-    python tests/reentrancy_child.py WHERE WHAT
-    python tests/reentrancy_child.py callbacks Vector|List
+    python tests/containers/reentrancy_child.py WHERE WHAT
+    python tests/containers/reentrancy_child.py callbacks Vector|List
 
 The allocator misbehaves inside ``WHERE`` (``allocate`` or ``deallocate``) as ``WHAT`` says:
 ``read`` the container it serves, ``mutate`` it, ``raise``, or return garbage from

@@ -17,8 +17,8 @@ was not killed by a signal.
 
 Run one program by hand (a failure prints the exact command, with address randomisation
 off so that it replays):
-    python tests/test_misuse_fuzz.py SEED [STEPS]
-Longer runs: STLALLOC_FUZZ_SECONDS=600 pytest -s tests/test_misuse_fuzz.py
+    python tests/misuse/test_misuse_fuzz.py SEED [STEPS]
+Longer runs: STLALLOC_FUZZ_SECONDS=600 pytest -s tests/misuse/test_misuse_fuzz.py
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import sys
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from misuse_fuzz.model import container_kinds
 from misuse_fuzz.world import World
@@ -66,6 +67,7 @@ def child_main(seed, steps):
 # The parent: pytest
 # --------------------------------------------------------------------------------------
 
+TESTS = Path(__file__).resolve().parents[1]
 STEPS = int(os.environ.get("STLALLOC_FUZZ_STEPS", "8000"))
 CHILDREN = int(os.environ.get("STLALLOC_FUZZ_CHILDREN", "8"))
 SECONDS = float(os.environ.get("STLALLOC_FUZZ_SECONDS", "0"))
@@ -84,7 +86,9 @@ def child_command(seed):
 
 def run_child(seed):
     cmd = child_command(seed)
-    env = dict(os.environ, PYTHONHASHSEED="0")
+    # The child imports the helpers pytest puts on the path (stats_fields, in tests/).
+    path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONHASHSEED="0", PYTHONPATH=path)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     return seed, cmd, proc
 
