@@ -17,7 +17,7 @@ was not killed by a signal.
 
 Run one program by hand (a failure prints the exact command, with address randomisation
 off so that it replays):
-    python tests/misuse/test_misuse_fuzz.py SEED [STEPS]
+    PYTHONPATH=tests python tests/misuse/test_misuse_fuzz.py SEED [STEPS]
 Longer runs: STLALLOC_FUZZ_SECONDS=600 pytest -s tests/misuse/test_misuse_fuzz.py
 """
 
@@ -115,7 +115,7 @@ def test_random_misuse_programs_survive_in_child_processes():
         )
         assert proc.returncode == 0, (
             f"misuse program {seed}: {how}\n"
-            f"reproduce: PYTHONHASHSEED=0 {' '.join(cmd)}\n{proc.stderr[-4000:]}"
+            f"reproduce: PYTHONHASHSEED=0 PYTHONPATH={TESTS} {' '.join(cmd)}\n{proc.stderr[-4000:]}"
         )
         report = json.loads(proc.stdout.strip().splitlines()[-1])
         totals.update({k: v for k, v in report.items() if isinstance(v, int) and k != "seed"})
