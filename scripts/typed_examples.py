@@ -1,7 +1,7 @@
 """Type-checks the Python examples of README.md and docs/*.md as users would write them.
 
-Each document's ```python blocks run in order in one namespace (tests/test_readme.py and
-tests/test_framework_docs.py run them so), so each document becomes one module. Every block
+Each document's ```python blocks run in order in one namespace (tests/tools/test_readme.py and
+tests/tools/test_framework_docs.py run them so), so each document becomes one module. Every block
 keeps its line numbers: a checker's "README.md.py:42" is line 42 of README.md. Checked by
 `mypy --strict` and, when given, by pyright in strict mode, against the installed stlalloc.
 

@@ -55,14 +55,14 @@ fn step(
 ) {
     let at = |i: u16, len: usize| usize::from(i) % (len + 1);
     let ok = match *op {
-        Op::Push(x) => v.push(x).map(|()| mv.push(x)).is_ok(),
+        Op::Push(x) => v.push(x).map(|_old| mv.push(x)).is_ok(),
         Op::Pop => {
             assert_eq!(v.pop(), mv.pop());
             true
         }
         Op::Insert(i, x) => {
             let i = at(i, mv.len());
-            v.insert(i, x).map(|()| mv.insert(i, x)).is_ok()
+            v.insert(i, x).map(|_old| mv.insert(i, x)).is_ok()
         }
         Op::Remove(i) => {
             if !mv.is_empty() {
@@ -83,19 +83,19 @@ fn step(
             ok
         }
         Op::Truncate(n) => {
-            v.truncate(n.into());
+            drop(v.truncate(n.into()));
             mv.truncate(n.into());
             true
         }
         Op::Extend(n, x) => {
             let items = vec![x; n.into()];
             v.extend_from_vec(items.clone())
-                .map(|()| mv.extend(items))
+                .map(|_old| mv.extend(items))
                 .is_ok()
         }
         Op::Resize(n, x) => {
             let n = usize::from(n) % 2048;
-            v.resize_with(n, || x).map(|()| mv.resize(n, x)).is_ok()
+            v.resize_with(n, || x).map(|_old| mv.resize(n, x)).is_ok()
         }
         Op::PushBack(x) => l.push_back(x).map(|()| ml.push_back(x)).is_ok(),
         Op::PushFront(x) => l.push_front(x).map(|()| ml.push_front(x)).is_ok(),
@@ -104,16 +104,16 @@ fn step(
             l.insert(i, x).map(|()| ml.insert(i, x)).is_ok()
         }
         Op::PopBack => {
-            assert_eq!(l.pop_back(), ml.pop_back());
+            assert_eq!(l.pop_back().map(|n| n.into_value()), ml.pop_back());
             true
         }
         Op::PopFront => {
-            assert_eq!(l.pop_front(), ml.pop_front());
+            assert_eq!(l.pop_front().map(|n| n.into_value()), ml.pop_front());
             true
         }
         Op::RemoveAt(i) => {
             let i = at(i, ml.len());
-            assert_eq!(l.remove_at(i), ml.remove(i));
+            assert_eq!(l.remove_at(i).map(|n| n.into_value()), ml.remove(i));
             true
         }
         Op::Reverse => {
@@ -136,7 +136,7 @@ fn step(
             true
         }
         Op::ClearList => {
-            l.clear();
+            drop(l.take());
             ml.clear();
             true
         }

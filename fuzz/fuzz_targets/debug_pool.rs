@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::Arc;
-use stlalloc_core::debug::DebugPool;
+use stlalloc_core::adaptors::debug::DebugPool;
 use stlalloc_core::{AllocError, MallocAlloc, Params, PoolStats, SharedPool};
 use stlalloc_fuzz::{Block, Model, Op, Subject};
 

@@ -6,7 +6,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use std::sync::Arc;
-use stlalloc_core::monotonic::{Monotonic, MonotonicStats};
+use stlalloc_core::adaptors::monotonic::{Monotonic, MonotonicStats};
 use stlalloc_core::{AllocError, MallocAlloc};
 use stlalloc_fuzz::{Block, Model, Op, Subject};
 

@@ -59,11 +59,11 @@ pub enum Size {
 #[derive(Arbitrary, Debug, Clone, Copy)]
 pub enum Op {
     Allocate(Size),
-    AllocateOwned(Size),
-    /// Frees live block `i` with its own size (owned or not, as it is held).
+    AllocateClaimed(Size),
+    /// Frees live block `i` with its own size (claimed or not, as it is held).
     Free(u8),
     Deallocate(Addr, Size),
-    DeallocateOwned(Addr, Size),
+    DeallocateClaimed(Addr, Size),
     Reallocate(Addr, Size, Size),
     /// Moves live block `i` to a new size.
     Resize(u8, Size),
@@ -153,7 +153,7 @@ impl<S: Subject> Model<S> {
                 a.unpin(b.addr);
             }
             let done = if b.claimed {
-                a.deallocate_owned(b.addr, b.asked)
+                a.deallocate_claimed(b.addr, b.asked)
             } else {
                 a.deallocate(b.addr, b.asked)
             };
@@ -274,10 +274,10 @@ impl<S: Subject> Model<S> {
         );
     }
 
-    fn allocate(&mut self, n: usize, owned: bool) {
+    fn allocate(&mut self, n: usize, claimed: bool) {
         let a = self.subject.alloc();
-        let got = if owned {
-            a.allocate_owned(n)
+        let got = if claimed {
+            a.allocate_claimed(n)
         } else {
             a.allocate(n)
         };
@@ -285,31 +285,31 @@ impl<S: Subject> Model<S> {
             Ok(0) => assert_eq!(n, 0, "allocate({n}) returned 0"),
             Ok(p) => {
                 assert!(n > 0, "allocate(0) returned {p:#x}");
-                self.add(p, n, owned);
+                self.add(p, n, claimed);
             }
             Err(e) => assert!(is_oom(&e), "allocate({n}): {e}"),
         }
     }
 
-    /// Whether `(p, n)` names a live block free to be freed by `deallocate` (`owned`
-    /// false) or `deallocate_owned`.
-    fn freeable(&self, p: usize, n: usize, owned: bool) -> Option<usize> {
+    /// Whether `(p, n)` names a live block free to be freed by `deallocate` (`claimed`
+    /// false) or `deallocate_claimed`.
+    fn freeable(&self, p: usize, n: usize, claimed: bool) -> Option<usize> {
         let i = self.index_at(p)?;
         let b = &self.live[i];
-        (self.subject.frees_with(b.asked, n) && b.pins == 0 && b.claimed == owned).then_some(i)
+        (self.subject.frees_with(b.asked, n) && b.pins == 0 && b.claimed == claimed).then_some(i)
     }
 
-    fn deallocate(&mut self, p: usize, n: usize, owned: bool) {
+    fn deallocate(&mut self, p: usize, n: usize, claimed: bool) {
         let a = self.subject.alloc();
         let call = || {
-            if owned {
-                a.deallocate_owned(p, n)
+            if claimed {
+                a.deallocate_claimed(p, n)
             } else {
                 a.deallocate(p, n)
             }
         };
         if p == 0 && n == 0 {
-            // Does nothing: an Ok, or (`deallocate_owned` of some) an error.
+            // Does nothing: an Ok, or (`deallocate_claimed` of some) an error.
             let before = self.subject.stats();
             let _ = call();
             assert_eq!(
@@ -319,13 +319,13 @@ impl<S: Subject> Model<S> {
             );
             return;
         }
-        match self.freeable(p, n, owned) {
+        match self.freeable(p, n, claimed) {
             Some(i) => {
                 self.verify(&self.live[i]);
                 call().unwrap_or_else(|e| panic!("deallocate({p:#x}, {n}): {e}"));
                 self.forget(i);
             }
-            None => self.refused(&format!("deallocate({p:#x}, {n}, owned {owned})"), call),
+            None => self.refused(&format!("deallocate({p:#x}, {n}, claimed {claimed})"), call),
         }
     }
 
@@ -412,15 +412,15 @@ impl<S: Subject> Model<S> {
         let a = self.subject.alloc();
         match op {
             Op::Allocate(s) => self.allocate(self.size(s), false),
-            Op::AllocateOwned(s) => self.allocate(self.size(s), true),
+            Op::AllocateClaimed(s) => self.allocate(self.size(s), true),
             Op::Free(i) => {
                 if let Some(b) = self.live.get(usize::from(i) % self.live.len().max(1)) {
-                    let (p, n, owned) = (b.addr, b.asked, b.claimed);
-                    self.deallocate(p, n, owned);
+                    let (p, n, claimed) = (b.addr, b.asked, b.claimed);
+                    self.deallocate(p, n, claimed);
                 }
             }
             Op::Deallocate(p, s) => self.deallocate(self.addr(p), self.size(s), false),
-            Op::DeallocateOwned(p, s) => self.deallocate(self.addr(p), self.size(s), true),
+            Op::DeallocateClaimed(p, s) => self.deallocate(self.addr(p), self.size(s), true),
             Op::Reallocate(p, old, new) => {
                 self.reallocate(self.addr(p), self.size(old), self.size(new))
             }

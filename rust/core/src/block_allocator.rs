@@ -3,18 +3,18 @@
 //! and changes nothing.
 
 use crate::error::AllocError;
-use crate::malloc_alloc::{MallocAlloc, MALLOC_ALIGN};
 use crate::raw_lock::RawLock;
-use crate::shared_pool::SharedPool;
-use crate::upstream::Upstream;
+use crate::sgi::first_level::{MallocAlloc, MALLOC_ALIGN};
+use crate::sgi::upstream::Upstream;
+use crate::shared::SharedPool;
 
 /// # Safety
 /// Containers build on these promises, so an implementation must keep them:
-/// - `allocate(n)` and `allocate_owned(n)` return 0 for `n == 0`, else the address of a
+/// - `allocate(n)` and `allocate_claimed(n)` return 0 for `n == 0`, else the address of a
 ///   block of at least `n` writable bytes aligned to `alignment()`, disjoint from every
 ///   other live block, valid until it is deallocated;
-/// - a block handed out by `allocate_owned` (or `claim`ed) is freed, moved, exposed
-///   (`pin`) or handed out again only through `deallocate_owned`;
+/// - a block handed out by `allocate_claimed` (or `claim`ed) is freed, moved, exposed
+///   (`pin`) or handed out again only through `deallocate_claimed`;
 /// - `block_containing` reports only live blocks.
 pub unsafe trait BlockAllocator: Send + Sync {
     /// A block of at least `n` bytes, aligned to `alignment()`; 0 for `n == 0`.
@@ -37,7 +37,7 @@ pub unsafe trait BlockAllocator: Send + Sync {
     fn alignment(&self) -> usize;
 
     /// A block for a container, claimed as it is handed out.
-    fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
+    fn allocate_claimed(&self, n: usize) -> Result<usize, AllocError> {
         let p = self.allocate(n)?;
         if p != 0 {
             if let Err(e) = self.claim(p) {
@@ -48,8 +48,8 @@ pub unsafe trait BlockAllocator: Send + Sync {
         Ok(p)
     }
 
-    /// Frees a block obtained from `allocate_owned` (or claimed).
-    fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
+    /// Frees a block obtained from `allocate_claimed` (or claimed).
+    fn deallocate_claimed(&self, p: usize, n: usize) -> Result<(), AllocError> {
         self.unclaim(p);
         self.deallocate(p, n)
     }
@@ -129,11 +129,11 @@ unsafe impl BlockAllocator for MallocAlloc {
     fn unclaim(&self, start: usize) {
         MallocAlloc::unclaim(self, start)
     }
-    fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
-        MallocAlloc::allocate_owned(self, n)
+    fn allocate_claimed(&self, n: usize) -> Result<usize, AllocError> {
+        MallocAlloc::allocate_claimed(self, n)
     }
-    fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
-        MallocAlloc::deallocate_owned(self, p, n)
+    fn deallocate_claimed(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        MallocAlloc::deallocate_claimed(self, p, n)
     }
     fn pin_spanning(&self, addr: usize, len: usize) -> Result<(usize, usize), AllocError> {
         MallocAlloc::pin_spanning(self, addr, len)
@@ -182,12 +182,12 @@ unsafe impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for Sh
         Ok((start, size))
     }
     #[inline]
-    fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
-        SharedPool::allocate_owned(self, n)
+    fn allocate_claimed(&self, n: usize) -> Result<usize, AllocError> {
+        SharedPool::allocate_claimed(self, n)
     }
     #[inline]
-    fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
-        SharedPool::deallocate_owned(self, p, n)
+    fn deallocate_claimed(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        SharedPool::deallocate_claimed(self, p, n)
     }
     fn alignment(&self) -> usize {
         self.params().align()
@@ -223,12 +223,12 @@ unsafe impl<A: BlockAllocator + ?Sized> BlockAllocator for std::sync::Arc<A> {
         (**self).unclaim(start)
     }
     #[inline]
-    fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
-        (**self).allocate_owned(n)
+    fn allocate_claimed(&self, n: usize) -> Result<usize, AllocError> {
+        (**self).allocate_claimed(n)
     }
     #[inline]
-    fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
-        (**self).deallocate_owned(p, n)
+    fn deallocate_claimed(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        (**self).deallocate_claimed(p, n)
     }
     fn pin_spanning(&self, addr: usize, len: usize) -> Result<(usize, usize), AllocError> {
         (**self).pin_spanning(addr, len)

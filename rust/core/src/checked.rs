@@ -16,12 +16,17 @@
 //! thread-safe wrapper can make them without holding its lock: an out-of-memory handler
 //! may re-enter the pool.
 
-use crate::classmap::ClassMap;
+pub mod block_map;
+pub mod class_map;
+mod granules;
+pub mod spans;
+
+use crate::checked::class_map::ClassMap;
 use crate::error::AllocError;
-use crate::params::Params;
-use crate::pool::{NeedChunk, Pool};
+use crate::sgi::params::Params;
+use crate::sgi::pool::{NeedChunk, Pool};
+use crate::sgi::upstream::Upstream;
 use crate::stats::PoolStats;
-use crate::upstream::Upstream;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ptr::NonNull;
 
@@ -219,14 +224,14 @@ impl<U: Upstream> CheckedPool<U> {
         let kind = self.validate(p, n)?;
         self.check_unpinned(p)?;
         if self.is_claimed(kind, p) {
-            return Err(AllocError::Owned { addr: p });
+            return Err(AllocError::Claimed { addr: p });
         }
         self.free_validated(kind, p, n);
         Ok(())
     }
 
     /// Frees a block a container holds (`claim`ed), validated like `deallocate`.
-    pub fn deallocate_owned(&mut self, p: usize, n: usize) -> Result<(), AllocError> {
+    pub fn deallocate_claimed(&mut self, p: usize, n: usize) -> Result<(), AllocError> {
         if self.try_free(p, n, true) {
             return Ok(());
         }
@@ -332,14 +337,14 @@ impl<U: Upstream> CheckedPool<U> {
     }
 
     /// Hands the live block at `start` to a container: from now on only
-    /// `deallocate_owned` frees it, and `deallocate`, `reallocate` and `pin` refuse it.
+    /// `deallocate_claimed` frees it, and `deallocate`, `reallocate` and `pin` refuse it.
     pub fn claim(&mut self, start: usize) -> Result<(), AllocError> {
         let kind = self
             .kind_at(start)
             .ok_or(AllocError::NotLive { addr: start })?;
         self.check_unpinned(start)?;
         if self.is_claimed(kind, start) {
-            return Err(AllocError::Owned { addr: start });
+            return Err(AllocError::Claimed { addr: start });
         }
         self.set_claimed(kind, start, true);
         Ok(())
@@ -400,7 +405,7 @@ impl<U: Upstream> CheckedPool<U> {
     /// moved until unpinned as often.
     pub fn pin(&mut self, start: usize) -> Result<(), AllocError> {
         if self.is_claimed_at(start) {
-            return Err(AllocError::Owned { addr: start });
+            return Err(AllocError::Claimed { addr: start });
         }
         if self.moving.contains(&start) {
             return Err(AllocError::Moving { addr: start });
@@ -446,7 +451,7 @@ impl<U: Upstream> CheckedPool<U> {
         let kind = self.kind_at(p).ok_or(AllocError::NotLive { addr: p })?;
         self.check_unpinned(p)?;
         if self.is_claimed(kind, p) {
-            return Err(AllocError::Owned { addr: p });
+            return Err(AllocError::Claimed { addr: p });
         }
         self.add_pin(p);
         self.moving.insert(p);

@@ -48,7 +48,7 @@ pub enum AllocError {
     /// not be freed, moved or viewed meanwhile, and is no longer live once moved.
     Moving { addr: usize },
     /// The block belongs to a container, which alone may free, move or expose it.
-    Owned { addr: usize },
+    Claimed { addr: usize },
     /// `[addr, addr+len)` does not lie inside one live block.
     OutOfBlock { addr: usize, len: usize },
     /// Debug mode: the size cookie of the block does not match the size it is freed with
@@ -120,7 +120,7 @@ impl fmt::Display for AllocError {
                 "block {addr:#x} is being reallocated by another call: it cannot be freed, \
                  resized or viewed meanwhile, and is no longer live once moved"
             ),
-            Self::Owned { addr } => write!(
+            Self::Claimed { addr } => write!(
                 f,
                 "block {addr:#x} belongs to a container: it cannot be freed, resized or viewed \
                  directly"

@@ -207,7 +207,7 @@ fn lend_backing(
         return Err(unavailable(p, n, "its block was freed meanwhile"));
     };
     let why = match e {
-        AllocError::Owned { .. } => format!("its block {start:#x} belongs to a container"),
+        AllocError::Claimed { .. } => format!("its block {start:#x} belongs to a container"),
         AllocError::Pinned { .. } => {
             format!("its block {start:#x} is pinned (a view of it is alive, or a pool holds it)")
         }

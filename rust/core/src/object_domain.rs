@@ -25,12 +25,12 @@
 //! - every call is counted once, by the side that served it:
 //!   `calls == Σ pool.* + Σ wrapped.*`.
 
-use crate::classmap::ClassMap;
+use crate::checked::class_map::ClassMap;
 use crate::error::AllocError;
-use crate::params::Params;
-use crate::pool::Pool;
-use crate::syscalls::SyscallCounts;
-use crate::upstream::Upstream;
+use crate::os::syscalls::SyscallCounts;
+use crate::sgi::params::Params;
+use crate::sgi::pool::Pool;
+use crate::sgi::upstream::Upstream;
 use std::ptr::{self, NonNull};
 
 /// The allocator a domain wraps: C's four calls, without sizes.

@@ -1,6 +1,6 @@
 //! Snapshot of a pool's state, with SPEC §4's field names.
 
-use crate::syscalls::SyscallCounts;
+use crate::os::syscalls::SyscallCounts;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolStats {

@@ -2,9 +2,9 @@
 //! free: every bad `(p, n)` is an error that names what is wrong and changes nothing.
 
 use std::sync::Arc;
+use stlalloc_core::adaptors::debug::DebugPool;
+use stlalloc_core::adaptors::monotonic::Monotonic;
 use stlalloc_core::block_allocator::BlockAllocator;
-use stlalloc_core::debug::DebugPool;
-use stlalloc_core::monotonic::Monotonic;
 use stlalloc_core::{AllocError, MallocAlloc, Params, SharedPool};
 
 fn pool(align: usize, arena: usize) -> SharedPool {

@@ -159,7 +159,7 @@ pub fn share_the_gil() {
     // the process reaches this extension's copy of the core, and nothing has called it yet.
     #[cfg(not(Py_GIL_DISABLED))]
     unsafe {
-        stlalloc_core::malloc_alloc::assume_outer_lock()
+        stlalloc_core::sgi::first_level::assume_outer_lock()
     };
 }
 

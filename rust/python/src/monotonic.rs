@@ -11,8 +11,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3::{PyTraverseError, PyVisit};
 use std::sync::Arc;
+use stlalloc_core::adaptors::monotonic::{Monotonic, MonotonicStats};
 use stlalloc_core::lending::registry;
-use stlalloc_core::monotonic::{Monotonic, MonotonicStats};
 use stlalloc_core::{BlockAllocator, MallocAlloc, DEFAULT_ARENA_SIZE};
 
 pub type PyMono = Monotonic<Arc<MallocAlloc>, PyPoolLock>;

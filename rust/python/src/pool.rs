@@ -14,8 +14,8 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
 use pyo3::{PyTraverseError, PyVisit};
 use std::sync::Arc;
-use stlalloc_core::debug::DebugPool;
-use stlalloc_core::layout::{Region, RegionKind, SpanKind};
+use stlalloc_core::adaptors::debug::DebugPool;
+use stlalloc_core::checked::spans::{Region, RegionKind, SpanKind};
 use stlalloc_core::lending::registry;
 use stlalloc_core::{
     AllocError, BlockAllocator, MallocAlloc, Params, SharedPool, DEFAULT_ARENA_SIZE,

@@ -56,7 +56,7 @@ struct Held {
     backing: usize,
     /// Views of it (through a TracingAllocator around the object).
     pins: usize,
-    /// Held by a container (`allocate_owned`, `claim`).
+    /// Held by a container (`allocate_claimed`, `claim`).
     claimed: bool,
 }
 
@@ -233,7 +233,7 @@ impl PyProtocolAllocator {
 fn free_to_use(p: usize) -> impl Fn(&Held) -> Result<(), AllocError> {
     move |h| {
         if h.claimed {
-            Err(AllocError::Owned { addr: p })
+            Err(AllocError::Claimed { addr: p })
         } else if h.pins > 0 {
             Err(AllocError::Pinned { addr: p })
         } else {
@@ -252,7 +252,7 @@ unsafe impl BlockAllocator for PyProtocolAllocator {
         self.allocate_held(n, false)
     }
 
-    fn allocate_owned(&self, n: usize) -> Result<usize, AllocError> {
+    fn allocate_claimed(&self, n: usize) -> Result<usize, AllocError> {
         self.allocate_held(n, true)
     }
 
@@ -265,18 +265,18 @@ unsafe impl BlockAllocator for PyProtocolAllocator {
         Ok(())
     }
 
-    fn deallocate_owned(&self, p: usize, n: usize) -> Result<(), AllocError> {
+    fn deallocate_claimed(&self, p: usize, n: usize) -> Result<(), AllocError> {
         if p == 0 && n == 0 {
             return Ok(());
         }
-        let owned = |h: &Held| {
+        let is_claimed = |h: &Held| {
             if h.claimed {
                 Ok(())
             } else {
                 Err(AllocError::NotLive { addr: p })
             }
         };
-        let h = self.take(p, n, owned)?;
+        let h = self.take(p, n, is_claimed)?;
         self.give_back(p, n, h.backing);
         Ok(())
     }
@@ -328,7 +328,7 @@ unsafe impl BlockAllocator for PyProtocolAllocator {
             .get_mut(&start)
             .ok_or(AllocError::NotLive { addr: start })?;
         if h.claimed {
-            return Err(AllocError::Owned { addr: start });
+            return Err(AllocError::Claimed { addr: start });
         }
         h.pins += 1;
         Ok(())

@@ -165,7 +165,7 @@ pub fn install(py: Python<'_>, align: usize, max_bytes: usize, arena_size: usize
 }
 
 fn page_size() -> usize {
-    stlalloc_core::syscalls::page_size()
+    stlalloc_core::os::syscalls::page_size()
 }
 
 /// New blocks go back to the wrapped allocator; blocks of the pool still return to it.

@@ -10,8 +10,8 @@ use pyo3::exceptions::{PyBufferError, PyMemoryError, PyRuntimeError, PyTypeError
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 use std::sync::Arc;
+use stlalloc_core::adaptors::tracing::{Event, Failure, FailureKind, Op, Tracing};
 use stlalloc_core::lending::registry;
-use stlalloc_core::tracing::{Event, Failure, FailureKind, Op, Tracing};
 use stlalloc_core::BlockAllocator;
 
 pub type PyTrace = Tracing<Arc<dyn BlockAllocator>>;

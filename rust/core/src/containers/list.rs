@@ -67,10 +67,10 @@ unsafe impl<T: Sync, A: BlockAllocator + Sync> Sync for List<T, A> {}
 /// Allocates a node from `alloc` and moves `value` into it, unlinked.
 fn alloc_node<T, A: BlockAllocator>(alloc: &A, value: T) -> Result<NonNull<Node<T>>, AllocError> {
     let size = size_of::<Node<T>>();
-    let p = alloc.allocate_owned(size)?;
+    let p = alloc.allocate_claimed(size)?;
     if p % align_of::<Node<T>>() != 0 {
         // The allocator broke its alignment promise: give the block back, refuse it.
-        let _ = alloc.deallocate_owned(p, size);
+        let _ = alloc.deallocate_claimed(p, size);
         return Err(AllocError::Misaligned {
             addr: p,
             align: align_of::<Node<T>>(),
@@ -100,7 +100,7 @@ fn alloc_node<T, A: BlockAllocator>(alloc: &A, value: T) -> Result<NonNull<Node<
 unsafe fn free_node<T, A: BlockAllocator>(alloc: &A, node: NonNull<Node<T>>) -> T {
     // SAFETY: per the caller.
     let (value, addr) = unsafe { take_value(node) };
-    let _ = alloc.deallocate_owned(addr, size_of::<Node<T>>());
+    let _ = alloc.deallocate_claimed(addr, size_of::<Node<T>>());
     value
 }
 

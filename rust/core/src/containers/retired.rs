@@ -21,7 +21,7 @@
 use crate::block_allocator::BlockAllocator;
 
 /// A block a container has let go of (`bytes` bytes at `addr`, claimed), or nothing; freed
-/// through `deallocate_owned` when dropped.
+/// through `deallocate_claimed` when dropped.
 #[must_use = "dropping a Retired frees its block, which may run the allocator's code: \
               keep it until the container is unlocked"]
 pub struct Retired<A: BlockAllocator> {
@@ -55,7 +55,7 @@ impl<A: BlockAllocator> Retired<A> {
 impl<A: BlockAllocator> Drop for Retired<A> {
     fn drop(&mut self) {
         if let Some((alloc, addr, bytes)) = self.block.take() {
-            let _ = alloc.deallocate_owned(addr, bytes);
+            let _ = alloc.deallocate_claimed(addr, bytes);
         }
     }
 }

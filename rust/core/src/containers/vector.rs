@@ -52,7 +52,7 @@ impl<T, A: BlockAllocator> Storage<T, A> {
     /// A block of `cap * size_of::<T>()` bytes from `alloc` (none for `cap == 0`).
     pub fn allocate(alloc: A, cap: usize) -> Result<Self, AllocError> {
         let bytes = bytes_for::<T>(cap)?;
-        let addr = alloc.allocate_owned(bytes)?;
+        let addr = alloc.allocate_claimed(bytes)?;
         Ok(Self {
             block: Retired::block(alloc, addr, bytes),
             addr,
@@ -478,7 +478,7 @@ impl<T, A: BlockAllocator> Drop for Vector<T, A> {
             // The block is claimed: only this vector can free it.
             let _ = self
                 .alloc
-                .deallocate_owned(self.ptr as usize, self.cap * Self::ELEM);
+                .deallocate_claimed(self.ptr as usize, self.cap * Self::ELEM);
         }
     }
 }
@@ -492,9 +492,9 @@ impl<T: std::fmt::Debug, A: BlockAllocator> std::fmt::Debug for Vector<T, A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::malloc_alloc::MallocAlloc;
-    use crate::params::Params;
-    use crate::shared_pool::SharedPool;
+    use crate::sgi::first_level::MallocAlloc;
+    use crate::sgi::params::Params;
+    use crate::shared::SharedPool;
     use proptest::prelude::*;
     use std::sync::{Arc, Mutex};
 
@@ -693,13 +693,13 @@ mod tests {
         let before = (v.data(), v.capacity(), live(&p));
         assert!(matches!(
             p.deallocate(data, bytes),
-            Err(AllocError::Owned { .. })
+            Err(AllocError::Claimed { .. })
         ));
         assert!(matches!(
             p.reallocate(data, bytes, 64),
-            Err(AllocError::Owned { .. })
+            Err(AllocError::Claimed { .. })
         ));
-        assert!(matches!(p.pin(data), Err(AllocError::Owned { .. })));
+        assert!(matches!(p.pin(data), Err(AllocError::Claimed { .. })));
         assert_eq!((v.data(), v.capacity(), live(&p)), before);
         drop(v.push(3).unwrap());
         v.check_invariants();

@@ -65,9 +65,9 @@ fn a_lent_block_is_claimed_until_its_last_piece_comes_back() {
     assert_eq!(w.loans(), 1);
     assert!(matches!(
         w.pool.deallocate(b, 128),
-        Err(AllocError::Owned { .. })
+        Err(AllocError::Claimed { .. })
     ));
-    assert!(matches!(w.pool.pin(b), Err(AllocError::Owned { .. })));
+    assert!(matches!(w.pool.pin(b), Err(AllocError::Claimed { .. })));
     w.unlend(b + 16, b, false);
     assert!(w.pool.claim(b).is_err(), "still lent");
     w.unlend(b + 48, b, false);
@@ -135,8 +135,8 @@ fn only_blocks_a_built_in_allocator_vouches_for_are_lent() {
 #[test]
 fn held_or_viewed_blocks_are_not_lent() {
     let w = world();
-    let owned = w.pool.allocate_owned(32).unwrap();
-    assert!(why(w.lend(owned, 8)).contains("belongs to a container"));
+    let claimed = w.pool.allocate_claimed(32).unwrap();
+    assert!(why(w.lend(claimed, 8)).contains("belongs to a container"));
     let viewed = w.pool.allocate(32).unwrap();
     w.pool.pin(viewed).unwrap();
     assert!(why(w.lend(viewed, 8)).contains("is pinned"));

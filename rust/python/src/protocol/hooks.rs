@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use stlalloc_core::lending::{registry, unavailable};
 
 /// Test and benchmark hook: adapts `allocator` as a container does, then `repeat` times
-/// allocates `n` bytes for a container (`allocate_owned`), writes and reads them back, and
+/// allocates `n` bytes for a container (`allocate_claimed`), writes and reads them back, and
 /// frees them. Returns the last address.
 #[pyfunction]
 #[pyo3(signature = (allocator, n, repeat = 1))]
@@ -21,7 +21,7 @@ pub fn _protocol_roundtrip(
     let core = AllocatorArg::from_py(py, Some(allocator))?.core;
     let mut p = 0;
     for i in 0..repeat {
-        p = core.allocate_owned(n).map_err(to_py)?;
+        p = core.allocate_claimed(n).map_err(to_py)?;
         if n > 0 {
             let byte = i as u8;
             // SAFETY: `p` is a live block of at least `n` bytes claimed for this function,
@@ -35,7 +35,7 @@ pub fn _protocol_roundtrip(
             };
             assert!(intact, "a block changed under its only holder");
         }
-        core.deallocate_owned(p, n).map_err(to_py)?;
+        core.deallocate_claimed(p, n).map_err(to_py)?;
     }
     Ok(p)
 }

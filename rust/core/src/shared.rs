@@ -1,0 +1,281 @@
+//! The thread-safe pool that Python uses: SGI pools (`CheckedPool`s) behind locks, one
+//! heap per thread up to K (see `heaps`), with every upstream *allocation* made outside
+//! the locks, so an out-of-memory handler that runs during it may call back into this
+//! pool (SGI's handler re-entrancy) without deadlock.
+//!
+//! Used from one thread it has one heap and makes exactly the calls of `Pool`, in the
+//! same order, so its addresses, free lists and statistics are those of SPEC §3. Used
+//! from several, each heap is such a pool for the blocks it handed out:
+//! - every heap's conservation equation holds, and so does their sum, which `stats` shows:
+//!   `Σ heap_size == Σ live_bytes + Σ free_bytes + Σ chunk_bytes_left`;
+//! - a block is freed into the heap it came from, whichever thread frees it;
+//! - a thread holds at most one heap lock at a time, so heaps cannot deadlock (the
+//!   inspections that lock them all take them in index order).
+
+pub mod heaps;
+mod inspect;
+mod owner_fence;
+#[cfg(test)]
+mod tests;
+mod thread_token;
+
+use crate::checked::BlockKind;
+use crate::error::AllocError;
+use crate::raw_lock::{RawLock, SpinLock};
+use crate::sgi::first_level::{check_size, MallocAlloc};
+use crate::sgi::params::Params;
+use crate::sgi::pool::NeedChunk;
+use crate::sgi::upstream::Upstream;
+use crate::shared::heaps::{Heap, Heaps, PoolGuard};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+pub struct SharedPool<U: Upstream + Clone = Arc<MallocAlloc>, L: RawLock = SpinLock> {
+    params: Params,
+    upstream: U,
+    heaps: Heaps<U, L>,
+}
+
+// SAFETY: the heaps are `Sync` (each behind its lock); `upstream` is only called through
+// `&self`, as every `Upstream` may be, and cloned into heaps made by any thread.
+unsafe impl<U: Upstream + Clone + Send, L: RawLock> Sync for SharedPool<U, L> {}
+// SAFETY: as above; every field is owned.
+unsafe impl<U: Upstream + Clone + Send, L: RawLock> Send for SharedPool<U, L> {}
+
+impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
+    /// One heap: one SGI pool, whatever the threads.
+    pub fn new(params: Params, arena_size: usize, upstream: U) -> Result<Self, AllocError> {
+        Self::with_heaps(params, arena_size, upstream, 1)
+    }
+
+    /// Up to `heaps` heaps (at least one), each an SGI pool over an arena of `arena_size`
+    /// bytes of its own, made when a thread first needs it: see `heaps`.
+    pub fn with_heaps(
+        params: Params,
+        arena_size: usize,
+        upstream: U,
+        heaps: usize,
+    ) -> Result<Self, AllocError> {
+        Ok(Self {
+            params,
+            heaps: Heaps::new(params, arena_size, upstream.clone(), heaps)?,
+            upstream,
+        })
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub fn upstream(&self) -> &U {
+        &self.upstream
+    }
+
+    /// Heap `i` (0 is the one a single thread uses), locked, if it was made.
+    pub fn lock_heap(&self, i: usize) -> Option<PoolGuard<'_, U, L>> {
+        self.heaps.get(i).map(Heap::lock)
+    }
+
+    /// The heap owning the block `(p, n)`, locked; heap 0 if no heap knows `p` (its errors
+    /// for `(p, n)` are then what one SGI pool would say).
+    #[inline]
+    pub fn lock_owner(&self, p: usize, n: usize) -> PoolGuard<'_, U, L> {
+        self.heaps.lock_owner(p, n)
+    }
+
+    /// The heap holding the live block that contains `addr`, locked; heap 0 if none does.
+    pub fn lock_holding(&self, addr: usize) -> PoolGuard<'_, U, L> {
+        self.heaps.lock_holding(addr)
+    }
+
+    /// SPEC §3 `allocate`: 0 for 0 bytes, the upstream above `max_bytes`, else the pool.
+    #[inline(always)]
+    pub fn allocate(&self, n: usize) -> Result<usize, AllocError> {
+        match self.try_pop(n, false) {
+            Some(p) => Ok(p),
+            None => self.allocate_slow(n, false),
+        }
+    }
+
+    /// The allocation fast path, kept small so that callers inline it: the caller's heap,
+    /// one lock, one pop, one byte of the block map. `None` for every other case.
+    #[inline(always)]
+    fn try_pop(&self, n: usize, claimed: bool) -> Option<usize> {
+        self.enter_mine()?.try_pop(n, claimed)
+    }
+
+    /// The caller's heap for a fast path: entered without a lock if the caller owns it,
+    /// else locked; `None` while another thread has the owner's heap.
+    #[inline(always)]
+    fn enter_mine(&self) -> Option<PoolGuard<'_, U, L>> {
+        match self.heaps.mine() {
+            (heap, true) => heap.enter_owned(),
+            (heap, false) => Some(heap.lock()),
+        }
+    }
+
+    /// The caller's heap for a slow path: locked, and the owner kept out if not the caller.
+    fn lock_mine(&self) -> PoolGuard<'_, U, L> {
+        match self.heaps.mine() {
+            (heap, true) => heap.lock_owned(),
+            (heap, false) => heap.lock(),
+        }
+    }
+
+    /// `allocate` past the fast path, every case, refills and upstream included; with
+    /// `claimed`, the block is claimed for a container (see `CheckedPool::claim`) under the
+    /// same lock that hands it out.
+    #[inline(never)]
+    fn allocate_slow(&self, n: usize, claimed: bool) -> Result<usize, AllocError> {
+        if n == 0 {
+            return Ok(0);
+        }
+        if n > self.params.max_bytes() {
+            check_size(n)?;
+            let p = self.upstream.allocate(n, self.params.align())?.as_ptr() as usize;
+            self.lock_mine().insert_large(p, n, claimed);
+            return Ok(p);
+        }
+        loop {
+            let bytes = match self.lock_mine().allocate_small(n, claimed) {
+                Ok(p) => return Ok(p),
+                Err(NeedChunk { bytes }) => bytes,
+            };
+            // The lock is released here: the upstream may run a handler that re-enters.
+            let chunk = self.upstream.allocate(bytes, self.params.align())?;
+            self.lock_mine().add_chunk(chunk, bytes);
+        }
+    }
+
+    /// Frees `(p, n)` in the heap that handed it out, whichever thread calls.
+    #[inline(always)]
+    pub fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        if self.try_free(p, n, false) {
+            return Ok(());
+        }
+        self.deallocate_checked(p, n)
+    }
+
+    /// The free fast path: a live pool block of the caller's own heap's arena, as a
+    /// thread's frees mostly are. Blocks of other heaps take the slow path to their own.
+    #[inline(always)]
+    fn try_free(&self, p: usize, n: usize, claimed: bool) -> bool {
+        self.enter_mine()
+            .is_some_and(|mut pool| pool.try_free(p, n, claimed))
+    }
+
+    /// Every free the fast path leaves: upstream blocks, pinned pools, and errors.
+    #[inline(never)]
+    fn deallocate_checked(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        self.lock_owner(p, n).deallocate(p, n)
+    }
+
+    /// `allocate`, the block handed to a container at once (see `CheckedPool::claim`).
+    #[inline(always)]
+    pub fn allocate_claimed(&self, n: usize) -> Result<usize, AllocError> {
+        match self.try_pop(n, true) {
+            Some(p) => Ok(p),
+            None => self.allocate_slow(n, true),
+        }
+    }
+
+    #[inline(always)]
+    pub fn deallocate_claimed(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        if self.try_free(p, n, true) {
+            return Ok(());
+        }
+        self.deallocate_claimed_checked(p, n)
+    }
+
+    #[inline(never)]
+    fn deallocate_claimed_checked(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        if p == 0 && n == 0 {
+            return Ok(());
+        }
+        self.lock_owner(p, n).deallocate_claimed(p, n)
+    }
+
+    /// SPEC §3 `reallocate`. On error `p` is still live, unchanged, and the pool's state is
+    /// as before except for what the failed allocation itself did (SGI's leftover push).
+    /// The new block comes from the caller's heap, as any allocation does.
+    pub fn reallocate(&self, p: usize, old: usize, new: usize) -> Result<usize, AllocError> {
+        if p == 0 && old == 0 {
+            return self.allocate(new);
+        }
+        if new == 0 {
+            self.deallocate(p, old)?;
+            return Ok(0);
+        }
+        let max = self.params.max_bytes();
+        check_size(new)?;
+        let owner = {
+            let mut pool = self.lock_owner(p, old);
+            let kind = pool.validate(p, old)?;
+            pool.check_unpinned(p)?;
+            if pool.is_claimed_at(p) {
+                return Err(AllocError::Claimed { addr: p });
+            }
+            if kind == BlockKind::Small
+                && new <= max
+                && pool.params().round_up(old) == pool.params().round_up(new)
+            {
+                return Ok(p);
+            }
+            if old > max && new > max {
+                return self.reallocate_large(pool, p, old, new);
+            }
+            // Nobody may free or export `p` while we copy out of it unlocked.
+            pool.begin_move(p)?;
+            pool.heap()
+        };
+        let q = match self.allocate(new) {
+            Ok(q) => q,
+            Err(e) => {
+                self.heaps.lock_any(owner).end_move(p);
+                return Err(e);
+            }
+        };
+        // SAFETY: `p` is live and moving (so no one frees it) with `old` bytes; `q` is a new
+        // live block of `new` bytes; distinct live blocks never overlap.
+        unsafe { std::ptr::copy_nonoverlapping(p as *const u8, q as *mut u8, old.min(new)) };
+        let freed = {
+            let mut pool = self.heaps.lock_any(owner);
+            pool.end_move(p);
+            pool.deallocate(p, old)
+        };
+        if let Err(e) = freed {
+            // A view of `p` was taken meanwhile: undo the move (in `q`'s heap, maybe
+            // another, so with `p`'s heap unlocked: a thread holds one heap lock at most).
+            self.deallocate(q, new).expect("q is live and ours");
+            return Err(e);
+        }
+        Ok(q)
+    }
+
+    fn reallocate_large(
+        &self,
+        mut pool: PoolGuard<'_, U, L>,
+        p: usize,
+        old: usize,
+        new: usize,
+    ) -> Result<usize, AllocError> {
+        // While the block moves it is out of the record: no view or free can reach it.
+        pool.take_large(p);
+        let owner = pool.heap();
+        drop(pool);
+        let ptr = NonNull::new(p as *mut u8).expect("validated blocks are not null");
+        // SAFETY: `p` is a live upstream block of `old` bytes that nobody else can reach.
+        let moved = unsafe { self.upstream.reallocate(ptr, old, new, self.params.align()) };
+        let mut pool = self.heaps.lock_any(owner);
+        match moved {
+            Ok(q) => {
+                pool.insert_large(q.as_ptr() as usize, new, false);
+                Ok(q.as_ptr() as usize)
+            }
+            Err(e) => {
+                pool.insert_large(p, old, false);
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! The heaps of a `SharedPool`: up to K complete SGI pools (`CheckedPool`s), each behind
+//! its own lock and over its own arena, so that threads allocating at once do not fight
+//! over one lock. Heap 0 exists from the start; heap `i > 0` is made the first time a
+//! thread claims slot `i`. A thread allocates from the heap whose slot it holds (heap 0
+//! for the first thread to come, so a pool used from one thread is one SGI pool, SPEC §3);
+//! when every slot is held, from a heap chosen by its token, shared (locked, so correct).
+//! A block is freed, moved, pinned or claimed in the heap that handed it out, whichever
+//! thread asks: every heap stays an exact SGI pool.
+//!
+//! Invariants:
+//! - every heap is a `CheckedPool` with its invariants, among them its own conservation
+//!   `heap_size_h == live_bytes_h + free_bytes_h + chunk_bytes_left_h`, hence summed:
+//!   `Σ heap_size_h == Σ live_bytes_h + Σ free_bytes_h + Σ chunk_bytes_left_h`;
+//! - `arenas[i]` is empty until heap `i` exists, then its arena's reservation (which never
+//!   moves), so an address in it belongs to heap `i` and no other;
+//! - a live block is live in exactly one heap; regions of distinct heaps are disjoint, so
+//!   every heap but the block's own calls it `Foreign`.
+//! - with more than one slot (and `membarrier`), heaps are biased: the thread holding slot
+//!   `i` (its owner, which has it cached) enters heap `i` with a store and a load, no lock
+//!   and no atomic read-modify-write; any other thread locks it and waits the owner out
+//!   (`Heap`). At most one thread has a heap at a time; a thread forgets its cached heap
+//!   before its exit gives the slot back, so a heap has at most one owner.
+
+use crate::checked::CheckedPool;
+use crate::error::AllocError;
+use crate::raw_lock::RawLock;
+use crate::sgi::params::Params;
+use crate::sgi::upstream::Upstream;
+use crate::shared::owner_fence;
+use crate::shared::thread_token::{self, FREE};
+use crate::sync::model::{self, Mutex};
+use model::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::cell::{Cell, UnsafeCell};
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, OnceLock};
+
+/// One SGI pool and its lock, on cache lines of its own: the owner thread writes the lock
+/// and free lists at every call, and a neighbour's writes there would cost it a miss.
+///
+/// Who may touch `pool` (mutual exclusion, one of):
+/// - the owner, between `enter_owned` and the guard's drop: it stored `busy = true`, then
+///   (after `owner_fence::light`) read `requested == false`;
+/// - whoever holds `lock`, and, on a biased heap, is the owner, or has seen `requested`
+///   set (or set it and run `owner_fence::heavy`) and then read `busy == false`.
+///
+/// `requested` stays set after the thread that set it lets go: the owner then locks too,
+/// and the next threads that want the heap need no barrier. The owner clears it (under
+/// the lock) after `REBIAS_AFTER` of its calls have found it set, and enters freely again;
+/// so a thread freeing another's blocks pays a barrier once per `REBIAS_AFTER` of the
+/// owner's calls at most, not once per free.
+///
+/// With `owner_fence::heavy` between them, Dekker's argument holds: of an owner entering
+/// and another thread requesting, at least one sees the other's flag.
+#[repr(align(128))]
+pub struct Heap<U: Upstream, L: RawLock> {
+    lock: L,
+    /// Only the owner writes it (plain stores): true while it is in its fast path.
+    busy: AtomicBool,
+    /// Set by a thread other than the owner that wanted the heap: the owner then locks.
+    requested: AtomicBool,
+    /// The owner's calls that found `requested` set since it last cleared it; touched by
+    /// the owner only, under `lock`.
+    revoked: Cell<u32>,
+    /// Whether the owner enters without the lock (`busy`); else everyone locks.
+    biased: bool,
+    pool: UnsafeCell<CheckedPool<U>>,
+    exclusive: model::Exclusive,
+}
+
+// SAFETY: `pool` is reached only through `PoolGuard`, made by the protocol above (mutual
+// exclusion), and `revoked` only by the owner under `lock`; the pool itself may move
+// between threads (`CheckedPool: Send`).
+unsafe impl<U: Upstream + Send, L: RawLock> Sync for Heap<U, L> {}
+// SAFETY: as above; every field is owned.
+unsafe impl<U: Upstream + Send, L: RawLock> Send for Heap<U, L> {}
+
+/// How a guard holds its heap, hence how it lets go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// The owner's fast path: `busy` set.
+    Owned,
+    /// `lock` held.
+    Locked,
+}
+
+/// The owner's calls that find its heap requested before it takes the bias back.
+const REBIAS_AFTER: u32 = if cfg!(feature = "shuttle") { 2 } else { 64 };
+
+impl<U: Upstream, L: RawLock> Heap<U, L> {
+    fn new(pool: CheckedPool<U>, biased: bool) -> Self {
+        Self {
+            lock: L::default(),
+            busy: AtomicBool::new(false),
+            requested: AtomicBool::new(false),
+            revoked: Cell::new(0),
+            biased,
+            pool: UnsafeCell::new(pool),
+            exclusive: model::Exclusive::default(),
+        }
+    }
+
+    /// The owner's fast path: on a biased heap no lock and no atomic read-modify-write, a
+    /// store and a load; `None` while another thread has the heap (then `lock_owned`).
+    #[inline(always)]
+    pub fn enter_owned(&self) -> Option<PoolGuard<'_, U, L>> {
+        if !self.biased {
+            return Some(self.lock_owned());
+        }
+        self.busy.store(true, Ordering::Relaxed);
+        owner_fence::light();
+        if self.requested.load(Ordering::Acquire) {
+            self.busy.store(false, Ordering::Release);
+            return None;
+        }
+        Some(self.guard(Held::Owned))
+    }
+
+    /// The owner's slow path: the lock only (the owner is not in its fast path, so `busy`
+    /// is false, and other threads take the lock before they request). Takes the bias
+    /// back once enough of its calls found the heap requested.
+    #[inline]
+    pub fn lock_owned(&self) -> PoolGuard<'_, U, L> {
+        self.lock.lock();
+        if self.biased && self.requested.load(Ordering::Relaxed) {
+            let n = self.revoked.get() + 1;
+            if n == REBIAS_AFTER {
+                self.requested.store(false, Ordering::Relaxed);
+            }
+            self.revoked.set(n % REBIAS_AFTER);
+        }
+        self.guard(Held::Locked)
+    }
+
+    /// Any thread, the owner included (it then pays the barrier for nothing).
+    #[inline]
+    pub fn lock(&self) -> PoolGuard<'_, U, L> {
+        self.lock.lock();
+        if !self.biased {
+            return self.guard(Held::Locked);
+        }
+        if !self.requested.load(Ordering::Relaxed) {
+            self.requested.store(true, Ordering::Relaxed);
+            owner_fence::heavy();
+        }
+        while self.busy.load(Ordering::Acquire) {
+            model::spin_loop();
+            #[cfg(feature = "shuttle")]
+            model::yield_now();
+        }
+        self.guard(Held::Locked)
+    }
+
+    #[inline(always)]
+    fn guard(&self, held: Held) -> PoolGuard<'_, U, L> {
+        self.exclusive.enter();
+        PoolGuard { heap: self, held }
+    }
+}
+
+/// A heap held (see `Heap`); lets go when dropped.
+pub struct PoolGuard<'a, U: Upstream, L: RawLock> {
+    heap: &'a Heap<U, L>,
+    held: Held,
+}
+
+impl<'a, U: Upstream, L: RawLock> PoolGuard<'a, U, L> {
+    /// The heap, to lock it again after letting it go.
+    pub fn heap(&self) -> &'a Heap<U, L> {
+        self.heap
+    }
+}
+
+impl<U: Upstream, L: RawLock> Deref for PoolGuard<'_, U, L> {
+    type Target = CheckedPool<U>;
+    #[inline]
+    fn deref(&self) -> &CheckedPool<U> {
+        // SAFETY: this guard has the heap (see `Heap`), so no other reference to the pool
+        // exists.
+        unsafe { &*self.heap.pool.get() }
+    }
+}
+
+impl<U: Upstream, L: RawLock> DerefMut for PoolGuard<'_, U, L> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut CheckedPool<U> {
+        // SAFETY: this guard has the heap (see `Heap`), so no other reference to the pool
+        // exists.
+        unsafe { &mut *self.heap.pool.get() }
+    }
+}
+
+impl<U: Upstream, L: RawLock> Drop for PoolGuard<'_, U, L> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.heap.exclusive.leave();
+        match self.held {
+            Held::Owned => self.heap.busy.store(false, Ordering::Release),
+            Held::Locked => {
+                // SAFETY: a `Locked` guard was made right after taking the lock.
+                unsafe { self.heap.lock.unlock() }
+            }
+        }
+    }
+}
+
+/// `[base, base + len)` of a heap's arena, read without its lock.
+#[derive(Default)]
+struct ArenaRange {
+    base: AtomicUsize,
+    len: AtomicUsize,
+}
+
+impl ArenaRange {
+    #[inline]
+    fn contains(&self, addr: usize) -> bool {
+        // `len` is stored last: a non-zero one comes with its base.
+        let len = self.len.load(Ordering::Acquire);
+        addr.wrapping_sub(self.base.load(Ordering::Relaxed)) < len
+    }
+
+    fn publish<U: Upstream>(&self, pool: &CheckedPool<U>) {
+        let arena = pool.pool().arena();
+        self.base.store(arena.base(), Ordering::Relaxed);
+        self.len.store(arena.reserved(), Ordering::Release);
+    }
+}
+
+// A std atomic: see `sync::model`.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+pub struct Heaps<U: Upstream + Clone, L: RawLock> {
+    /// This pool's name in `thread_token`'s cache: unique in the process, never reused.
+    id: u64,
+    first: Heap<U, L>,
+    rest: Box<[OnceLock<Heap<U, L>>]>,
+    /// The token of the thread holding each slot, or `FREE`; read at every call of a
+    /// thread not holding slot 0, written only when a thread claims or exits.
+    owners: Arc<[AtomicU64]>,
+    arenas: Box<[ArenaRange]>,
+    /// Whether owners enter their heaps without the lock (`Heap`): with more than one
+    /// slot, where the kernel provides the asymmetric fence.
+    biased: bool,
+    /// Serialises making heaps, with the chunk fill (debug mode) every heap gets.
+    grow: Mutex<Option<u8>>,
+    params: Params,
+    arena_size: usize,
+    upstream: U,
+}
+
+impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
+    /// `count` slots (at least one), heap 0 made now.
+    pub fn new(
+        params: Params,
+        arena_size: usize,
+        upstream: U,
+        count: usize,
+    ) -> Result<Self, AllocError> {
+        let count = count.max(1);
+        let first = CheckedPool::new(params, arena_size, upstream.clone())?;
+        let arenas: Box<[ArenaRange]> = (0..count).map(|_| ArenaRange::default()).collect();
+        arenas[0].publish(&first);
+        let biased = count > 1 && owner_fence::available();
+        Ok(Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            first: Heap::new(first, biased),
+            rest: (1..count).map(|_| OnceLock::new()).collect(),
+            owners: (0..count).map(|_| AtomicU64::new(FREE)).collect(),
+            arenas,
+            biased,
+            grow: Mutex::new(None),
+            params,
+            arena_size,
+            upstream,
+        })
+    }
+
+    /// K, the most heaps there may be.
+    pub fn slots(&self) -> usize {
+        self.owners.len()
+    }
+
+    /// Heap `i`, if made.
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<&Heap<U, L>> {
+        match i {
+            0 => Some(&self.first),
+            _ => self.rest.get(i - 1)?.get(),
+        }
+    }
+
+    /// The heaps made so far, heap 0 first.
+    pub fn iter(&self) -> impl Iterator<Item = &Heap<U, L>> {
+        std::iter::once(&self.first).chain(self.rest.iter().filter_map(OnceLock::get))
+    }
+
+    /// The heap the calling thread allocates from, and whether the thread owns it (holds
+    /// its slot, so may `enter_owned` it). With one slot nobody owns heap 0: all lock it.
+    #[inline(always)]
+    pub fn mine(&self) -> (&Heap<U, L>, bool) {
+        if self.rest.is_empty() {
+            return (&self.first, false);
+        }
+        match thread_token::cached_heap(self.id) {
+            Some(heap) if heap.is_null() => (&self.first, true),
+            // SAFETY: `cache` stored this pointer under this pool's id, which no other pool
+            // has: it points at a heap of `rest`, boxed, so it stays where it is however the
+            // pool moves, and lives as long as the pool.
+            Some(heap) => (unsafe { &*heap.cast::<Heap<U, L>>() }, true),
+            None => self.mine_slow(),
+        }
+    }
+
+    /// Whether the calling thread owns `heap` (has it cached as its own).
+    #[inline]
+    fn is_mine(&self, heap: &Heap<U, L>) -> bool {
+        match thread_token::cached_heap(self.id) {
+            Some(c) if c.is_null() => std::ptr::eq(heap, &self.first),
+            Some(c) => std::ptr::eq(c.cast::<Heap<U, L>>(), heap),
+            None => false,
+        }
+    }
+
+    /// `heap` held by the calling thread, whoever owns it: the owner takes the lock only,
+    /// anyone else also makes the owner stay out (`Heap::lock`).
+    #[inline]
+    pub fn lock_any<'a>(&'a self, heap: &'a Heap<U, L>) -> PoolGuard<'a, U, L> {
+        if self.is_mine(heap) {
+            heap.lock_owned()
+        } else {
+            heap.lock()
+        }
+    }
+
+    /// A thread without a heap cached for this pool: its own slot, else a free one (the
+    /// lowest, so heap 0 first and made heaps before new ones), cached; else a heap shared
+    /// by token, not cached, so that a slot freed later is claimed.
+    #[inline(never)]
+    fn mine_slow(&self) -> (&Heap<U, L>, bool) {
+        let me = thread_token::current();
+        if let Some(i) = (self.owners.iter()).position(|o| o.load(Ordering::Relaxed) == me) {
+            return self.cache(i);
+        }
+        for i in 0..self.slots() {
+            if self.owners[i].load(Ordering::Relaxed) == FREE
+                && thread_token::claim(&self.owners, i)
+            {
+                self.get_or_make(i);
+                return self.cache(i);
+            }
+        }
+        let shared = (thread_token::assign() % self.slots() as u64) as usize;
+        (self.get(shared).unwrap_or(&self.first), false)
+    }
+
+    /// The heap of slot `i`, which the calling thread holds, noted as its own: as null for
+    /// heap 0, which lies inside the pool and moves with it.
+    fn cache(&self, i: usize) -> (&Heap<U, L>, bool) {
+        let Some(heap) = self.get(i) else {
+            // No heap in a held slot: making it failed; heap 0 serves, shared.
+            return (&self.first, false);
+        };
+        let cached = if i == 0 {
+            std::ptr::null()
+        } else {
+            std::ptr::from_ref(heap).cast()
+        };
+        thread_token::cache_heap(self.id, cached);
+        (heap, true)
+    }
+
+    /// Heap `i`, made now if it is not yet; `None` if its arena cannot be reserved.
+    fn get_or_make(&self, i: usize) -> Option<&Heap<U, L>> {
+        if let Some(h) = self.get(i) {
+            return Some(h);
+        }
+        let fill = model::lock(&self.grow);
+        if let Some(h) = self.get(i) {
+            return Some(h);
+        }
+        let mut pool =
+            CheckedPool::new(self.params, self.arena_size, self.upstream.clone()).ok()?;
+        pool.set_chunk_fill(*fill);
+        self.arenas[i].publish(&pool);
+        let _ = self.rest[i - 1].set(Heap::new(pool, self.biased));
+        self.get(i)
+    }
+
+    /// Debug mode: every chunk of every heap, present or future, filled with `byte`.
+    pub fn set_chunk_fill(&self, byte: Option<u8>) {
+        let mut fill = model::lock(&self.grow);
+        *fill = byte;
+        for h in self.iter() {
+            h.lock().set_chunk_fill(byte);
+        }
+    }
+
+    /// The heap whose arena holds `addr`.
+    #[inline]
+    fn by_arena(&self, addr: usize) -> Option<&Heap<U, L>> {
+        // Heap 0 apart: a pool used from one thread pays one range check.
+        if self.arenas[0].contains(addr) {
+            return Some(&self.first);
+        }
+        let i = self.arenas.iter().position(|a| a.contains(addr))?;
+        self.get(i)
+    }
+
+    /// The first heap, locked, for which `found` holds; else heap 0, locked (whose answer
+    /// is then every heap's: the address is not theirs).
+    fn find_locked(&self, found: impl Fn(&CheckedPool<U>) -> bool) -> PoolGuard<'_, U, L> {
+        for h in self.iter() {
+            let pool = self.lock_any(h);
+            if found(&pool) {
+                return pool;
+            }
+        }
+        self.lock_any(&self.first)
+    }
+
+    /// The heap that owns the block `(p, n)`, or would if it were live (so that its errors
+    /// are those of one SGI pool), locked; heap 0 if no heap knows `p`.
+    #[inline]
+    pub fn lock_owner(&self, p: usize, n: usize) -> PoolGuard<'_, U, L> {
+        if self.rest.is_empty() {
+            return self.first.lock();
+        }
+        if let Some(h) = self.by_arena(p) {
+            return self.lock_any(h);
+        }
+        // Upstream chunks and large blocks: only their heap's record knows them.
+        self.find_locked(|pool| !matches!(pool.validate(p, n), Err(AllocError::Foreign { .. })))
+    }
+
+    /// The heap holding the live block that contains `addr`, locked; heap 0 if none does.
+    pub fn lock_holding(&self, addr: usize) -> PoolGuard<'_, U, L> {
+        if self.rest.is_empty() {
+            return self.first.lock();
+        }
+        if let Some(h) = self.by_arena(addr) {
+            return self.lock_any(h);
+        }
+        self.find_locked(|pool| pool.block_containing(addr).is_some())
+    }
+}
