@@ -555,16 +555,7 @@ impl ListIterator {
             Some(l) => l.into_bound(py).into_any(),
             None => py.get_type::<StdList>().call0()?,
         };
-        let make = if backward { "reversed" } else { "iter" };
-        let make = py.import("builtins")?.getattr(make)?;
-        PyTuple::new(
-            py,
-            [
-                make,
-                PyTuple::new(py, [list])?.into_any(),
-                yielded.into_pyobject(py)?.into_any(),
-            ],
-        )
+        crate::sequence::iterator_reduce(py, list, backward, yielded)
     }
 
     /// Advances past the first ``n`` values (unpickling).

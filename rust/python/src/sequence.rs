@@ -15,7 +15,7 @@ use pyo3::basic::CompareOp;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyList};
+use pyo3::types::{PyBool, PyList, PyTuple};
 use pyo3::PyClass;
 
 /// A container seen as a Python sequence.
@@ -164,4 +164,24 @@ pub fn repeat_in_place<S: Sequence>(me: &S, py: Python<'_>, n: &Bound<'_, PyAny>
         .mul(times - 1)?
         .cast_into::<PyList>()?;
     me.append_all(py, &more)
+}
+
+/// How an iterator over `container` pickles, as list iterators do: `(iter, (container,),
+/// position)`, or `reversed` for one going backwards.
+pub fn iterator_reduce<'py>(
+    py: Python<'py>,
+    container: Bound<'py, PyAny>,
+    backward: bool,
+    position: usize,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let make = if backward { "reversed" } else { "iter" };
+    let make = py.import("builtins")?.getattr(make)?;
+    PyTuple::new(
+        py,
+        [
+            make,
+            PyTuple::new(py, [container])?.into_any(),
+            position.into_pyobject(py)?.into_any(),
+        ],
+    )
 }

@@ -527,16 +527,7 @@ impl VectorIterator {
             ),
             None => (py.get_type::<PyVector>().call0()?, 0),
         };
-        let make = if self.reverse { "reversed" } else { "iter" };
-        let make = py.import("builtins")?.getattr(make)?;
-        PyTuple::new(
-            py,
-            [
-                make,
-                PyTuple::new(py, [vector])?.into_any(),
-                pos.into_pyobject(py)?.into_any(),
-            ],
-        )
+        crate::sequence::iterator_reduce(py, vector, self.reverse, pos)
     }
 
     /// Continues from ``position`` (unpickling); going backwards, at most the length.
