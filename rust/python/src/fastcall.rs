@@ -13,9 +13,10 @@
 //! CPython calls an entry point directly, so PyO3 does not know the thread is attached: a
 //! `Py` dropped there would have its decref deferred to PyO3's pool. (PyO3's trampoline,
 //! which would tell it, costs 100 instructions a call, a quarter of a `List.push_back`.)
-//! So a fast method drops no `Py` when it succeeds, and every error is raised through
-//! `Python::attach`, which first releases what was deferred (the value a failed push
-//! converted, say): an object is still released before the call returns. Panics become
+//! So a fast method drops no `Py` when it succeeds, and every error is raised attached
+//! (`attach::attached`), which first releases what was deferred (the value a failed push
+//! converted, say): an object is still released before the call returns (but not while
+//! the interpreter finalizes, when PyO3 refuses to attach: see `attach`). Panics become
 //! `PanicException`s, as PyO3 makes them, since nothing may unwind into CPython.
 //!
 //! The fast method is a method descriptor in the class's dict, so a subclass that
@@ -25,6 +26,7 @@ mod slots;
 
 pub use slots::{install_slots, FastSlots, SlotFallbacks};
 
+use crate::attach::attached;
 use crate::errors::to_py;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
@@ -321,13 +323,13 @@ unsafe fn fall_back(
     unsafe { f(slf, args, nargs, kwnames) }
 }
 
-/// Raises `e`. `Python::attach` (not an assumed token): making the exception may run
-/// Python code, PyO3 must know the thread is attached, and attaching releases the
-/// references dropped on the way to the error (see the module's notes).
+/// Raises `e`. Attached through PyO3 (not an assumed token) where it lets us: making the
+/// exception may run Python code, PyO3 must know the thread is attached, and attaching
+/// releases the references dropped on the way to the error (see the module's notes).
 #[cold]
 #[inline(never)]
 fn raise(e: PyErr) -> *mut ffi::PyObject {
-    Python::attach(|py| e.restore(py));
+    attached(|py| e.restore(py));
     null_mut()
 }
 
@@ -355,7 +357,7 @@ fn raise_panic(payload: Box<dyn Any + Send>) {
         } else {
             "panic from Rust code".to_owned()
         };
-        Python::attach(|py| PanicException::new_err((msg,)).restore(py));
+        attached(|py| PanicException::new_err((msg,)).restore(py));
     }));
     if raised.is_err() {
         std::process::abort();

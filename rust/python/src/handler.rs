@@ -7,7 +7,7 @@ pub struct PyHandler(pub Py<PyAny>);
 
 impl OomHandler for PyHandler {
     fn on_oom(&self) -> Result<(), HandlerError> {
-        Python::attach(|py| match self.0.call0(py) {
+        crate::attach::attached(|py| match self.0.call0(py) {
             Ok(_) => Ok(()),
             Err(e) => Err(HandlerError(Box::new(e))),
         })

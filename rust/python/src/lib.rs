@@ -2,6 +2,7 @@
 //! allocator logic lives here; every decision is the core's.
 
 mod alloc_arg;
+mod attach;
 mod bench;
 mod buffer;
 mod builtin;

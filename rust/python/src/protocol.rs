@@ -163,7 +163,7 @@ impl PyProtocolAllocator {
         if n == 0 {
             return Ok(0);
         }
-        Python::attach(|py| {
+        crate::attach::attached(|py| {
             let object = self
                 .object(py)
                 .ok_or_else(|| unavailable(0, n, "the allocator object is gone"))?;
@@ -212,7 +212,7 @@ impl PyProtocolAllocator {
     /// fails): that exception is set aside while the object's code runs, as CPython does
     /// around finalizers.
     fn give_back(&self, p: usize, n: usize, backing: usize) {
-        Python::attach(|py| {
+        crate::attach::attached(|py| {
             let object = self.object(py);
             lending::unlend(p, backing, object.is_none());
             let Some(object) = object else {

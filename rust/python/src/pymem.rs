@@ -8,6 +8,9 @@
 //!
 //! The hooks take no lock: CPython calls the object domain only with the GIL held, which
 //! serialises them. Free-threaded builds (no GIL, mimalloc as the object domain) are refused.
+//! Not handled: the hooks are process-wide, so on 3.12+ a subinterpreter with a GIL of its
+//! own (`Py_NewInterpreterFromConfig`, `concurrent.interpreters`) would call them at the
+//! same time as the main interpreter, unserialised.
 
 use crate::errors::OrRaise;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -107,7 +110,9 @@ pub fn install(py: Python<'_>, align: usize, max_bytes: usize, arena_size: usize
     refuse_free_threaded()?;
     let existing = DOMAIN.load(Ordering::Acquire);
     if !existing.is_null() {
-        // SAFETY: the domain is never freed, and the GIL we hold keeps the hooks out.
+        // SAFETY: the domain is never freed; the GIL we hold keeps other threads' hooks out,
+        // and nothing below allocates a Python object (which would run a hook on this
+        // thread) while `d` lives: the error is made lazily, from a Rust `String`.
         let d = unsafe { &mut *existing };
         let p = *d.params();
         if (p.align(), p.max_bytes(), d.stats().arena_reserved)
