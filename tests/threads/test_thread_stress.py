@@ -199,7 +199,12 @@ def list_op(s, k, rnd, step):
                 assert "modified" in str(e), e
             ops["sort"] += 1
         else:
-            _ = lst.count(x), len(lst)
+            try:
+                _ = lst.count(x), len(lst)
+            except RuntimeError as e:
+                # As deque does: comparing stops if another thread changed the structure.
+                assert "mutated during iteration" in str(e), e
+                ops["count stopped"] += 1
         ops["list"] += 1
     except IndexError:
         ops["pop on empty"] += 1
