@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from stats_fields import conserved
 
 from stlalloc import AllocatorError, MallocAllocator, PoolAllocator
 
@@ -26,11 +27,6 @@ def watchdog():
 def mstats(m):
     s = m.stats()
     return {f: getattr(s, f) for f in FIELDS}
-
-
-def conserved(st):
-    free = sum(k * (i + 1) * st.align for i, k in enumerate(st.free_list_lengths))
-    return st.heap_size == st.live_bytes + free + st.chunk_bytes_left
 
 
 class Boom(Exception):

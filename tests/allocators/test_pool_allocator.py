@@ -6,7 +6,7 @@ import sys
 import threading
 
 import pytest
-from stats_fields import MALLOC_FIELDS, POOL_FIELDS
+from stats_fields import MALLOC_FIELDS, POOL_FIELDS, conserved
 
 import stlalloc
 from stlalloc import (
@@ -27,12 +27,6 @@ def snapshot(pool):
         {f: getattr(us, f) for f in MALLOC_FIELDS},
         [pool.free_list(i) for i in range(st.nfreelists)],
     )
-
-
-def conserved(st):
-    """SPEC §3: every byte of the heap is live, on a free list, or in the chunk."""
-    free = sum(k * (i + 1) * st.align for i, k in enumerate(st.free_list_lengths))
-    return st.heap_size == st.live_bytes + free + st.chunk_bytes_left
 
 
 # --------------------------------------------------------------------------------------

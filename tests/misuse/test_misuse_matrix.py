@@ -13,7 +13,7 @@ import sys
 import textwrap
 
 import pytest
-from stats_fields import MALLOC_FIELDS, POOL_STATE_FIELDS
+from stats_fields import MALLOC_FIELDS, POOL_STATE_FIELDS, conserved
 
 import stlalloc
 from stlalloc import AllocatorError, MallocAllocator, PoolAllocator
@@ -34,11 +34,6 @@ def snapshot(*allocs):
         st = a.stats()
         out.append({f: getattr(st, f) for f in MALLOC_FIELDS})
     return out
-
-
-def conserved(st):
-    free = sum(k * (i + 1) * st.align for i, k in enumerate(st.free_list_lengths))
-    return st.heap_size == st.live_bytes + free + st.chunk_bytes_left
 
 
 KINDS = ("malloc", "pool", "small-pool", "debug-pool")

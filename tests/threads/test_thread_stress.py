@@ -32,17 +32,13 @@ import threading
 import time
 
 import pytest
+from stats_fields import conserved
 
 from stlalloc import List, MallocAllocator, PoolAllocator, Vector
 
 THREADS = 8
 STEPS = int(os.environ.get("STLALLOC_STRESS_STEPS", "4000"))
 SECONDS = float(os.environ.get("STLALLOC_STRESS_SECONDS", "30"))
-
-
-def conserved(st):
-    free = sum(k * (i + 1) * st.align for i, k in enumerate(st.free_list_lengths))
-    return st.heap_size == st.live_bytes + free + st.chunk_bytes_left
 
 
 def live(st):

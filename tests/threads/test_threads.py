@@ -24,6 +24,7 @@ import sys
 import threading
 
 import pytest
+from stats_fields import conserved
 
 import stlalloc
 from stlalloc import AllocatorError, MallocAllocator, PoolAllocator
@@ -53,11 +54,6 @@ def fast_switching():
     sys.setswitchinterval(1e-6)
     yield
     sys.setswitchinterval(interval)
-
-
-def conserved(st):
-    free = sum(k * (i + 1) * st.align for i, k in enumerate(st.free_list_lengths))
-    return st.heap_size == st.live_bytes + free + st.chunk_bytes_left
 
 
 def run_threads(worker, n=THREADS):
