@@ -298,9 +298,23 @@ fn run_threads<A: RawAlloc + Copy + Send>(w: Workload, a: A, threads: usize, ite
             .map(|h| h.join().expect("a benchmark thread panicked"))
             .collect()
     });
-    let slowest = runs.iter().map(|r| r.ns).max().unwrap_or(0).max(1);
+    // The span from the first thread's start to the last one's end: threads that barely
+    // overlap (one finishing before another is scheduled) count as the serial run they were.
+    let first = runs
+        .iter()
+        .map(|r| r.start)
+        .min()
+        .expect("at least one thread");
+    let last = runs
+        .iter()
+        .map(Run::end)
+        .max()
+        .expect("at least one thread");
+    let span = u64::try_from((last - first).as_nanos())
+        .unwrap_or(u64::MAX)
+        .max(1);
     Sample {
-        value: (threads as u64 * iters) as f64 * 1e3 / slowest as f64,
+        value: (threads as u64 * iters) as f64 * 1e3 / span as f64,
         checksum: runs.iter().fold(0, |s, r| s.wrapping_add(r.checksum)),
     }
 }

@@ -9,15 +9,28 @@ use std::hint::black_box;
 use std::ptr::NonNull;
 use std::time::Instant;
 
-/// One timed run: nanoseconds for all of its operations, and what the blocks held.
+/// One timed run: when its timed part started, nanoseconds for all of its operations, and
+/// what the blocks held. The start lets a threaded row time the span of all its threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Run {
+    pub start: Instant,
     pub ns: u64,
     pub checksum: u64,
 }
 
-fn elapsed_ns(t0: Instant) -> u64 {
-    u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX)
+impl Run {
+    fn since(start: Instant, checksum: u64) -> Self {
+        Run {
+            start,
+            ns: u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            checksum,
+        }
+    }
+
+    /// When the timed part ended.
+    pub fn end(&self) -> Instant {
+        self.start + std::time::Duration::from_nanos(self.ns)
+    }
 }
 
 /// Writes `v` into the first byte of `p` and hides `p` from the optimizer, as the C++
@@ -70,10 +83,7 @@ pub fn pair<A: RawAlloc, const N: usize>(a: &mut A, iters: u64) -> Run {
             a.deallocate(p, N);
         }
     }
-    Run {
-        ns: elapsed_ns(t0),
-        checksum: sum,
-    }
+    Run::since(t0, sum)
 }
 
 /// A `std::list` node: prev, next, an 8-byte value. 24 bytes, one allocation each.
@@ -163,10 +173,7 @@ pub fn list<A: RawAlloc>(a: &mut A, nodes: u64) -> Run {
     }
     black_box(&mut l);
     let freed = l.destroy();
-    Run {
-        ns: elapsed_ns(t0),
-        checksum: sum.wrapping_add(freed),
-    }
+    Run::since(t0, sum.wrapping_add(freed))
 }
 
 /// vec16: a `std::vector<i64>` gets 16 `push_back`s from empty, then is destroyed;
@@ -204,10 +211,7 @@ pub fn vec16<A: RawAlloc>(a: &mut A, iters: u64) -> Run {
         // SAFETY: the block is live and freed once, with its size.
         unsafe { a.deallocate(p.cast(), cap * 8) };
     }
-    Run {
-        ns: elapsed_ns(t0),
-        checksum: sum,
-    }
+    Run::since(t0, sum)
 }
 
 /// Live blocks of churn.
@@ -246,12 +250,12 @@ pub fn churn<A: RawAlloc>(a: &mut A, steps: u64, seed: u64) -> Run {
         sz[slot] = n;
     }
     black_box(ptr.as_ptr());
-    let ns = elapsed_ns(t0);
+    let run = Run::since(t0, sum);
     for (p, n) in ptr.into_iter().zip(sz) {
         // SAFETY: every slot holds a live block of the recorded size, freed once.
         unsafe { a.deallocate(p, n) };
     }
-    Run { ns, checksum: sum }
+    run
 }
 
 /// batch32: allocate `n` 32-byte blocks, then free them in allocation order. Both timed;
@@ -271,10 +275,7 @@ pub fn batch32<A: RawAlloc>(a: &mut A, n: u64) -> Run {
         // SAFETY: each block is live and freed once, with its size.
         unsafe { a.deallocate(p, 32) };
     }
-    Run {
-        ns: elapsed_ns(t0),
-        checksum: sum,
-    }
+    Run::since(t0, sum)
 }
 
 /// Blocks a producer hands over at a time in `xfree`.
@@ -321,10 +322,7 @@ pub fn xfree<A: RawAlloc + Copy + Send>(a: A, blocks: u64) -> Run {
         drop(tx);
         sum
     });
-    Run {
-        ns: elapsed_ns(t0),
-        checksum,
-    }
+    Run::since(t0, checksum)
 }
 
 /// Anonymous resident bytes: `(resident - shared)` pages of `/proc/self/statm`, as the
