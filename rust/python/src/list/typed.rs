@@ -233,7 +233,7 @@ impl<T: Elem> Typed<T> {
             let i = position(i, state.len())?;
             std::mem::replace(state.get_mut(i).expect("index checked"), value)
         };
-        drop(old);
+        old.release(py);
         Ok(())
     }
 
