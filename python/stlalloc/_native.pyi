@@ -184,21 +184,26 @@ class List:
     def __new__(
         cls,
         iterable: Iterable[Any] = (),
+        maxlen: int | None = None,
         *,
         dtype: _DType = "object",
         allocator: Allocator | None = None,
     ) -> Self: ...
-    # As deque.__init__: replaces the contents. dtype and allocator may only repeat the
-    # List's own (ValueError otherwise).
+    # As deque.__init__: replaces the contents and sets maxlen. dtype and allocator may
+    # only repeat the List's own (ValueError otherwise).
     def __init__(
         self,
         iterable: Iterable[Any] | None = None,
+        maxlen: int | None = None,
         *,
         dtype: _DType | None = None,
         allocator: Allocator | None = None,
     ) -> None: ...
     @property
     def dtype(self) -> _DType: ...
+    # As deque.maxlen: None when unbounded.
+    @property
+    def maxlen(self) -> int | None: ...
     # The allocator given to the constructor, or default_pool().
     def get_allocator(self) -> Allocator: ...
     def node_size(self) -> int: ...
