@@ -114,8 +114,6 @@ class TestListAsDeque(test_deque.TestBasic):
                 "List([7, 8, 9], dtype='object', maxlen=3) (the rest of it: test_list_maxlen.py)",
                 "test_repr": "evaluates repr in test_deque's namespace and asserts deque's "
                 "format; List's repr is List([...], dtype='object')",
-                "test_reversed_new": "constructs deque's reverse iterator type directly; "
-                "List's iterators come only from iter() and reversed()",
                 "test_sizeof": "asserts the memory layout of CPython's deque blocks",
             },
         )

@@ -418,8 +418,9 @@ impl StdList {
         ListIterator::new(slf, false)
     }
 
-    fn __reversed__(slf: Bound<'_, Self>) -> PyResult<ListIterator> {
-        ListIterator::new(slf, true)
+    fn __reversed__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, ListReverseIterator>> {
+        let py = slf.py();
+        Bound::new(py, ListReverseIterator::init(ListIterator::new(slf, true)?))
     }
 
     /// ``==`` (equal values in the same order, any dtype) and ordering, lexicographic as
@@ -510,11 +511,12 @@ impl Drop for ReprGuard<'_, '_> {
     }
 }
 
-/// Iterates a List from the front, or from the back for ``reversed()``. Raises
-/// ``RuntimeError`` if the List changes structure meanwhile (overwriting values is fine).
-/// Once exhausted it lets go of the List, as a deque iterator does. Pickles as
+/// Iterates a List from the front (``ListIterator(l)`` is ``iter(l)``), or from the back
+/// as its subclass ``ListReverseIterator`` (``reversed(l)``), as deque's two iterator types
+/// do. Raises ``RuntimeError`` if the List changes structure meanwhile (overwriting values
+/// is fine). Once exhausted it lets go of the List, as a deque iterator does. Pickles as
 /// ``iter(list)`` / ``reversed(list)`` advanced as far, as list iterators do.
-#[pyclass(frozen, module = "stlalloc", name = "ListIterator")]
+#[pyclass(frozen, subclass, module = "stlalloc", name = "ListIterator")]
 pub struct ListIterator {
     /// None once exhausted.
     state: Mutex<Option<Walk>>,
@@ -522,8 +524,8 @@ pub struct ListIterator {
 
 struct Walk {
     list: Py<StdList>,
+    /// Going backwards for a `ListReverseIterator`.
     cursor: Cursor,
-    backward: bool,
     /// How many values were yielded, for pickling.
     yielded: usize,
 }
@@ -535,15 +537,40 @@ impl ListIterator {
             state: Mutex::new(Some(Walk {
                 list: list.unbind(),
                 cursor,
-                backward,
                 yielded: 0,
             })),
         })
     }
 }
 
+/// ``reversed(l)``: a [`ListIterator`] going backwards, of its own type so that
+/// ``type(reversed(l))(l)`` is ``reversed(l)``.
+#[pyclass(frozen, extends = ListIterator, module = "stlalloc", name = "ListReverseIterator")]
+pub struct ListReverseIterator;
+
+#[pymethods]
+impl ListReverseIterator {
+    #[new]
+    #[pyo3(signature = (list, /))]
+    fn construct(list: Bound<'_, StdList>) -> PyResult<PyClassInitializer<Self>> {
+        Ok(ListReverseIterator::init(ListIterator::new(list, true)?))
+    }
+}
+
+impl ListReverseIterator {
+    fn init(walk: ListIterator) -> PyClassInitializer<Self> {
+        PyClassInitializer::from(walk).add_subclass(Self)
+    }
+}
+
 #[pymethods]
 impl ListIterator {
+    #[new]
+    #[pyo3(signature = (list, /))]
+    fn construct(list: Bound<'_, StdList>) -> PyResult<Self> {
+        Self::new(list, false)
+    }
+
     fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
         slf
     }
@@ -574,18 +601,21 @@ impl ListIterator {
     }
 
     /// ``(iter, (list,), yielded)`` (``reversed`` going backwards); once exhausted, an
-    /// iterator over an empty List.
-    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let (list, backward, yielded) = {
-            let slot = self
+    /// iterator of the same type over an empty List.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let (list, yielded) = {
+            let slot = slf
+                .get()
                 .state
                 .lock_py_attached(py)
                 .unwrap_or_else(PoisonError::into_inner);
             match slot.as_ref() {
-                Some(w) => (Some(w.list.clone_ref(py)), w.backward, w.yielded),
-                None => (None, false, 0),
+                Some(w) => (Some(w.list.clone_ref(py)), w.yielded),
+                None => (None, 0),
             }
         };
+        let backward = slf.is_instance_of::<ListReverseIterator>();
         let list = match list {
             Some(l) => l.into_bound(py).into_any(),
             None => py.get_type::<StdList>().call0()?,
