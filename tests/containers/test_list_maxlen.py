@@ -45,6 +45,19 @@ def test_deques_maxlen_walkthrough(dtype):
     assert "maxlen" not in repr(List(range(3), maxlen=None, dtype=dtype))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("maxlen", [1, 2, 5])
+def test_a_list_fills_up_to_maxlen_then_drops_one_per_push(dtype, maxlen):
+    for push, end in (("append", -1), ("appendleft", 0), ("push_back", -1), ("push_front", 0)):
+        c = List(maxlen=maxlen, dtype=dtype)
+        d = deque(maxlen=maxlen)
+        for i in range(3 * maxlen):
+            getattr(c, push)(i)
+            (d.append if end == -1 else d.appendleft)(i)
+            assert len(c) == min(i + 1, maxlen)
+            assert list(c) == list(d)
+
+
 def test_self_holding_bounded_list_repr():
     c = List(range(200), maxlen=10)
     c.append(c)
