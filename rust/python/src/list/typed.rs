@@ -220,19 +220,19 @@ impl<T: Elem> Typed<T> {
     }
 
     /// Takes out of `l` the values beyond `maxlen`: the first ones, or the last ones
-    /// (`extendleft`).
-    fn trim(l: &mut CoreList<T>, maxlen: usize, from_front: bool) -> CoreList<T> {
-        let excess = l.len().saturating_sub(maxlen);
-        let kept = l.len() - excess;
+    /// (`extendleft`); `None`, without walking the list, when it is within `maxlen`.
+    fn trim(l: &mut CoreList<T>, maxlen: usize, from_front: bool) -> Option<CoreList<T>> {
+        let excess = l.len().checked_sub(maxlen).filter(|&e| e > 0)?;
+        let kept = maxlen;
         let mut i = 0;
-        l.extract_if(|_| {
+        Some(l.extract_if(|_| {
             i += 1;
             if from_front {
                 i <= excess
             } else {
                 i > kept
             }
-        })
+        }))
     }
 
     /// Builds the new nodes first, then links them in O(1): the list is unchanged if
