@@ -8,6 +8,8 @@ per call and their ratio against the target where the issue sets one:
 - ``Vector.push_back`` (int64) at most 1.0x ``array('q').append``.
 
 The other rows (pop, popleft, indexing, len) have no target; they show where the rest stand.
+``List[0]`` and the ``(object)`` rows index containers of dtype object, against ``deque`` and
+``list``.
 
     python bench/python/containers.py [calls per run] [runs]
 """
@@ -51,6 +53,12 @@ ROWS = [
         None,
     ),
     (
+        "List[0] = x / deque[0] = x",
+        ("c[0] = x", "c = List(range(10)); x = object()"),
+        ("c[0] = x", "c = deque(range(10)); x = object()"),
+        None,
+    ),
+    (
         "len(List) / len(deque)",
         ("len(c)", "c = List(range(10))"),
         ("len(c)", "c = deque(range(10))"),
@@ -78,6 +86,18 @@ ROWS = [
         "Vector[5] = 1 / array[5] = 1",
         ("c[5] = 1", "c = Vector(range(10), dtype='int64')"),
         ("c[5] = 1", "c = array('q', range(10))"),
+        None,
+    ),
+    (
+        "Vector[5] / list[5] (object)",
+        ("c[5]", "c = Vector(range(10))"),
+        ("c[5]", "c = list(range(10))"),
+        None,
+    ),
+    (
+        "Vector[5] = x / list[5] = x (object)",
+        ("c[5] = x", "c = Vector(range(10)); x = object()"),
+        ("c[5] = x", "c = list(range(10)); x = object()"),
         None,
     ),
     (

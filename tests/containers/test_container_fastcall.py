@@ -296,3 +296,20 @@ def test_replaced_object_is_released_at_once():
         r = weakref.ref(c[0])
         c[0] = 1
         assert r() is None
+
+
+@pytest.mark.parametrize("cls", [List, Vector])
+def test_replaced_object_finalizer_may_use_the_container(cls):
+    """The replaced object is released after the container is unlocked: its ``__del__``
+    may read and write the container, and runs before ``c[i] = x`` returns."""
+    seen = []
+
+    class Box:
+        def __del__(self):
+            seen.append(list(c))
+            c[1] = "from __del__"
+
+    c = cls([Box(), 0])
+    c[0] = "new"
+    assert seen == [["new", 0]]
+    assert list(c) == ["new", "from __del__"]

@@ -36,6 +36,11 @@ pub trait Elem: Sized + Send + Sync + 'static {
     fn into_py(self, py: Python<'_>) -> Bound<'_, PyAny>;
     /// A copy (for objects a new reference: only an incref, safe under any lock).
     fn clone_ref(&self, py: Python<'_>) -> Self;
+    /// Lets go of a value now, through the token: a `Py` dropped where PyO3 does not count
+    /// the thread as attached (a fast entry point, see `fastcall`) would wait in PyO3's
+    /// pool instead. May run Python code (`__del__`): never call it with a container locked.
+    #[inline]
+    fn release(self, _py: Python<'_>) {}
     /// What `resize(n)` fills with: `T()` in C++, None for objects.
     fn default_value(py: Python<'_>) -> Self;
     /// The element equal to `i`, for ranges converted without Python calls.
@@ -205,6 +210,10 @@ impl Elem for Py<PyAny> {
     }
     fn clone_ref(&self, py: Python<'_>) -> Self {
         Py::clone_ref(self, py)
+    }
+    #[inline]
+    fn release(self, py: Python<'_>) {
+        self.drop_ref(py);
     }
     fn default_value(py: Python<'_>) -> Self {
         py.None()

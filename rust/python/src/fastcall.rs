@@ -13,7 +13,9 @@
 //! CPython calls an entry point directly, so PyO3 does not know the thread is attached: a
 //! `Py` dropped there would have its decref deferred to PyO3's pool. (PyO3's trampoline,
 //! which would tell it, costs 100 instructions a call, a quarter of a `List.push_back`.)
-//! So a fast method drops no `Py` when it succeeds, and every error is raised attached
+//! So a fast method drops no `Py` when it succeeds: what it lets go of (the object a
+//! `c[i] = x` replaces) it releases through its token (`Elem::release`, as a `Bound`),
+//! which decrefs at once, as CPython does. Every error is raised attached
 //! (`attach::attached`), which first releases what was deferred (the value a failed push
 //! converted, say): an object is still released before the call returns (but not while
 //! the interpreter finalizes, when PyO3 refuses to attach: see `attach`). Panics become
@@ -61,7 +63,8 @@ pub trait FastMethod: 'static {
     fn fallback() -> &'static Fallback;
     /// Serves a call of positional `args`: `Some(result)` (a new reference), or `None`
     /// to hand the call unchanged to the PyO3 method. Runs no Python code before deciding,
-    /// and drops no `Py` unless it fails (see the module's notes).
+    /// and drops no `Py` unless it fails, releasing through `py` instead (see the
+    /// module's notes).
     fn call(
         this: &Self::Class,
         py: Python<'_>,

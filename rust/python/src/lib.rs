@@ -37,6 +37,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("AllocatorError", py.get_type::<errors::AllocatorError>())?;
     m.add_class::<list::StdList>()?;
     m.add_class::<list::ListIterator>()?;
+    m.add_class::<list::ListReverseIterator>()?;
     m.add_class::<malloc::PyMallocAllocator>()?;
     m.add_class::<pool::PyPoolAllocator>()?;
     m.add_class::<stats::PyMallocStats>()?;

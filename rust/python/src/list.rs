@@ -21,7 +21,7 @@ use pyo3::types::{PyDict, PyList, PySlice, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 use std::sync::{Mutex, PoisonError};
 use stlalloc_core::containers::list::Cursor;
-use typed::{Alloc, CoreList, Typed, WHOLE};
+use typed::{Alloc, CoreList, Typed, UNBOUNDED, WHOLE};
 
 /// The list engines, one per element type.
 struct Lists;
@@ -32,12 +32,30 @@ impl Family for Lists {
 
 type AnyList = ByDtype<Lists>;
 
-fn build(dtype: Dtype, alloc: &Alloc, iterable: Option<&Bound<'_, PyAny>>) -> PyResult<AnyList> {
-    by_dtype!(dtype, T => Ok(T::wrap(Typed::<T>::new(Typed::build(alloc, iterable, false)?))))
+/// A list of the last `maxlen` of `iterable`'s values.
+fn build(
+    dtype: Dtype,
+    alloc: &Alloc,
+    iterable: Option<&Bound<'_, PyAny>>,
+    maxlen: usize,
+) -> PyResult<AnyList> {
+    by_dtype!(dtype, T => {
+        let list = Typed::build(alloc, iterable, false, maxlen)?;
+        Ok(T::wrap(Typed::<T>::new(list, maxlen)))
+    })
 }
 
-fn wrap<T: Elem>(list: CoreList<T>) -> AnyList {
-    T::wrap(Typed::new(list))
+fn wrap<T: Elem>(list: CoreList<T>, maxlen: usize) -> AnyList {
+    T::wrap(Typed::new(list, maxlen))
+}
+
+/// `maxlen` as `deque` takes it: `None` or an int `>= 0`.
+fn parse_maxlen(maxlen: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
+    match maxlen.filter(|m| !m.is_none()) {
+        None => Ok(UNBOUNDED),
+        Some(m) => usize::try_from(m.extract::<isize>()?)
+            .map_err(|_| PyValueError::new_err("maxlen must be non-negative")),
+    }
 }
 
 const LIST_INDEX: &str = "List indices must be integers or slices";
@@ -47,8 +65,8 @@ const LIST_INDEX: &str = "List indices must be integers or slices";
 ///
 /// ``dtype`` is ``"int64"``, ``"float64"`` or ``"object"``. The C++ names
 /// (``push_back``, ``pop_front``, ``splice``, ``merge``, ``unique``…) and the ``deque``
-/// ones (``append``, ``popleft``, ``extendleft``…) are both there; ``sort`` relinks
-/// nodes and allocates none.
+/// ones (``append``, ``popleft``, ``extendleft``…, ``maxlen``) are both there; ``sort``
+/// relinks nodes and allocates none.
 #[pyclass(frozen, weakref, subclass, module = "stlalloc", name = "List")]
 pub struct StdList {
     inner: AnyList,
@@ -63,6 +81,10 @@ impl StdList {
             dtype,
             allocator,
         }
+    }
+
+    fn maxlen_of(&self) -> usize {
+        each!(&self.inner, t => t.maxlen())
     }
 
     /// The error for a two-list operation between different dtypes.
@@ -105,7 +127,7 @@ impl Sequence for StdList {
 
     fn like(&self, py: Python<'_>, items: &Bound<'_, PyList>) -> PyResult<Self> {
         let alloc = each!(&self.inner, t => t.allocator().clone());
-        let inner = build(self.dtype, &alloc, Some(items.as_any()))?;
+        let inner = build(self.dtype, &alloc, Some(items.as_any()), self.maxlen_of())?;
         Ok(Self::from_parts(
             inner,
             self.dtype,
@@ -129,7 +151,7 @@ impl StdList {
     #[new]
     #[pyo3(
         signature = (*_args, dtype = "object", allocator = None, **_kwargs),
-        text_signature = "(iterable=(), *, dtype='object', allocator=None)"
+        text_signature = "(iterable=(), maxlen=None, *, dtype='object', allocator=None)"
     )]
     fn new(
         py: Python<'_>,
@@ -140,22 +162,32 @@ impl StdList {
     ) -> PyResult<Self> {
         let dtype = Dtype::parse(dtype)?;
         let alloc = AllocatorArg::from_py(py, allocator)?;
-        let inner = build(dtype, &alloc.core, None)?;
+        let inner = build(dtype, &alloc.core, None, UNBOUNDED)?;
         Ok(Self::from_parts(inner, dtype, alloc.object))
     }
 
-    /// Replaces the contents with ``iterable``'s, as ``deque.__init__``; ``dtype`` and
-    /// ``allocator``, if given, must be the List's own (ValueError otherwise).
-    #[pyo3(signature = (iterable = None, *, dtype = None, allocator = None))]
+    /// Replaces the contents with the last ``maxlen`` of ``iterable``'s values and sets
+    /// ``maxlen``, as ``deque.__init__``; ``dtype`` and ``allocator``, if given, must be
+    /// the List's own (ValueError otherwise).
+    #[pyo3(signature = (iterable = None, maxlen = None, *, dtype = None, allocator = None))]
     fn __init__(
         &self,
         py: Python<'_>,
         iterable: Option<&Bound<'_, PyAny>>,
+        maxlen: Option<&Bound<'_, PyAny>>,
         dtype: Option<&str>,
         allocator: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         check_same(self.dtype, &self.allocator, dtype, allocator)?;
-        each!(&self.inner, t => t.assign(py, iterable))
+        let maxlen = parse_maxlen(maxlen)?;
+        each!(&self.inner, t => t.assign(py, iterable, maxlen))
+    }
+
+    /// The bound on the length, as ``deque.maxlen`` (``None``: unbounded). A push at one
+    /// end of a full List drops the value at the other end.
+    #[getter]
+    fn maxlen(&self) -> Option<usize> {
+        Some(self.maxlen_of()).filter(|&m| m != UNBOUNDED)
     }
 
     /// ``"int64"``, ``"float64"`` or ``"object"``.
@@ -310,7 +342,7 @@ impl StdList {
 
     /// A new List with the same values, dtype and allocator.
     fn copy(&self, py: Python<'_>) -> PyResult<Self> {
-        let inner = each!(&self.inner, t => wrap(t.copy(py)?));
+        let inner = each!(&self.inner, t => wrap(t.copy(py)?, t.maxlen()));
         Ok(Self::from_parts(
             inner,
             self.dtype,
@@ -359,7 +391,7 @@ impl StdList {
     ) -> PyResult<Bound<'py, PyAny>> {
         if let Ok(slice) = i.cast::<PySlice>() {
             let spec = SliceSpec::unpack(slice)?;
-            let inner = each!(&self.inner, t => wrap(t.get_slice(py, spec)?));
+            let inner = each!(&self.inner, t => wrap(t.get_slice(py, spec)?, t.maxlen()));
             let part = Self::from_parts(inner, self.dtype, self.allocator.clone_ref(py));
             return Ok(Bound::new(py, part)?.into_any());
         }
@@ -386,8 +418,9 @@ impl StdList {
         ListIterator::new(slf, false)
     }
 
-    fn __reversed__(slf: Bound<'_, Self>) -> PyResult<ListIterator> {
-        ListIterator::new(slf, true)
+    fn __reversed__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, ListReverseIterator>> {
+        let py = slf.py();
+        Bound::new(py, ListReverseIterator::init(ListIterator::new(slf, true)?))
     }
 
     /// ``==`` (equal values in the same order, any dtype) and ordering, lexicographic as
@@ -435,8 +468,11 @@ impl StdList {
         };
         let py = slf.py();
         let items = PyList::new(py, each!(&me.inner, t => t.objects(py))?)?;
+        let maxlen = me
+            .maxlen()
+            .map_or(String::new(), |m| format!(", maxlen={m}"));
         Ok(format!(
-            "List({}, dtype='{}')",
+            "List({}, dtype='{}'{maxlen})",
             items.repr()?,
             me.dtype.name()
         ))
@@ -475,11 +511,12 @@ impl Drop for ReprGuard<'_, '_> {
     }
 }
 
-/// Iterates a List from the front, or from the back for ``reversed()``. Raises
-/// ``RuntimeError`` if the List changes structure meanwhile (overwriting values is fine).
-/// Once exhausted it lets go of the List, as a deque iterator does. Pickles as
+/// Iterates a List from the front (``ListIterator(l)`` is ``iter(l)``), or from the back
+/// as its subclass ``ListReverseIterator`` (``reversed(l)``), as deque's two iterator types
+/// do. Raises ``RuntimeError`` if the List changes structure meanwhile (overwriting values
+/// is fine). Once exhausted it lets go of the List, as a deque iterator does. Pickles as
 /// ``iter(list)`` / ``reversed(list)`` advanced as far, as list iterators do.
-#[pyclass(frozen, module = "stlalloc", name = "ListIterator")]
+#[pyclass(frozen, subclass, module = "stlalloc", name = "ListIterator")]
 pub struct ListIterator {
     /// None once exhausted.
     state: Mutex<Option<Walk>>,
@@ -487,8 +524,8 @@ pub struct ListIterator {
 
 struct Walk {
     list: Py<StdList>,
+    /// Going backwards for a `ListReverseIterator`.
     cursor: Cursor,
-    backward: bool,
     /// How many values were yielded, for pickling.
     yielded: usize,
 }
@@ -500,15 +537,40 @@ impl ListIterator {
             state: Mutex::new(Some(Walk {
                 list: list.unbind(),
                 cursor,
-                backward,
                 yielded: 0,
             })),
         })
     }
 }
 
+/// ``reversed(l)``: a [`ListIterator`] going backwards, of its own type so that
+/// ``type(reversed(l))(l)`` is ``reversed(l)``.
+#[pyclass(frozen, extends = ListIterator, module = "stlalloc", name = "ListReverseIterator")]
+pub struct ListReverseIterator;
+
+#[pymethods]
+impl ListReverseIterator {
+    #[new]
+    #[pyo3(signature = (list, /))]
+    fn construct(list: Bound<'_, StdList>) -> PyResult<PyClassInitializer<Self>> {
+        Ok(ListReverseIterator::init(ListIterator::new(list, true)?))
+    }
+}
+
+impl ListReverseIterator {
+    fn init(walk: ListIterator) -> PyClassInitializer<Self> {
+        PyClassInitializer::from(walk).add_subclass(Self)
+    }
+}
+
 #[pymethods]
 impl ListIterator {
+    #[new]
+    #[pyo3(signature = (list, /))]
+    fn construct(list: Bound<'_, StdList>) -> PyResult<Self> {
+        Self::new(list, false)
+    }
+
     fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
         slf
     }
@@ -539,18 +601,21 @@ impl ListIterator {
     }
 
     /// ``(iter, (list,), yielded)`` (``reversed`` going backwards); once exhausted, an
-    /// iterator over an empty List.
-    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let (list, backward, yielded) = {
-            let slot = self
+    /// iterator of the same type over an empty List.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let (list, yielded) = {
+            let slot = slf
+                .get()
                 .state
                 .lock_py_attached(py)
                 .unwrap_or_else(PoisonError::into_inner);
             match slot.as_ref() {
-                Some(w) => (Some(w.list.clone_ref(py)), w.backward, w.yielded),
-                None => (None, false, 0),
+                Some(w) => (Some(w.list.clone_ref(py)), w.yielded),
+                None => (None, 0),
             }
         };
+        let backward = slf.is_instance_of::<ListReverseIterator>();
         let list = match list {
             Some(l) => l.into_bound(py).into_any(),
             None => py.get_type::<StdList>().call0()?,

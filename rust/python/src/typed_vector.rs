@@ -207,7 +207,7 @@ impl<T: Elem> Typed<T> {
                 .ok_or_else(|| index_error("Vector assignment index out of range"))?;
             mem::replace(&mut g.vec[j], item)
         };
-        drop(old);
+        old.release(x.py());
         Ok(())
     }
 

@@ -4,9 +4,9 @@
 //! PyO3's slot functions run its trampoline; these call the same `#[pymethods]` methods
 //! (`__len__`, `__getitem__`, `__setitem__`) directly, under the rules of `fastcall`: no
 //! `Py` dropped on success, errors raised attached. `c[i]` and `c[i] = x` are served for
-//! an exact `int` key only, and `c[i] = x` only where replacing an element drops no `Py`
-//! (numeric elements); every other key, a deletion, and object elements go to PyO3's slot,
-//! kept at installation. The type's `__len__`/`__getitem__` wrappers keep calling PyO3's
+//! an exact `int` key only, of every dtype: the object `c[i] = x` replaces releases it
+//! through the call's token (`Elem::release`); every other key and a deletion go to PyO3's
+//! slot, kept at installation. The type's `__len__`/`__getitem__` wrappers keep calling PyO3's
 //! functions (CPython bound them at class creation), with the same results.
 //!
 //! A subclass made later copies these slots, unless it defines the method itself, in which
@@ -27,13 +27,10 @@ pub trait FastSlots: PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Syn
     fn len(&self, py: Python<'_>) -> PyResult<usize>;
     /// `self[key]`, for an exact `int` key.
     fn get<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>>;
-    /// `self[key] = value`, for an exact `int` key, if it drops no `Py`; else `None`.
-    fn set(
-        &self,
-        py: Python<'_>,
-        key: &Bound<'_, PyAny>,
-        value: &Bound<'_, PyAny>,
-    ) -> Option<PyResult<()>>;
+    /// `self[key] = value`, for an exact `int` key; what it replaces is released through
+    /// `py` (`Elem::release`), not dropped as a `Py`.
+    fn set(&self, py: Python<'_>, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>)
+        -> PyResult<()>;
 }
 
 /// PyO3's slot functions, which the fast ones fall back on.
@@ -155,14 +152,13 @@ unsafe extern "C" fn ass_subscript<T: FastSlots>(
             let (py, this) = unsafe { receiver::<T>(slf) };
             // SAFETY: `key` and `value` are live for the whole call.
             let (k, v) = unsafe { (Borrowed::from_ptr(py, key), Borrowed::from_ptr(py, value)) };
-            match this.set(py, &k, &v) {
-                Some(Ok(())) => return 0,
-                Some(Err(e)) => {
+            return match this.set(py, &k, &v) {
+                Ok(()) => 0,
+                Err(e) => {
                     raise(e);
-                    return -1;
+                    -1
                 }
-                None => {}
-            }
+            };
         }
         let f = T::fallbacks()
             .ass_subscript

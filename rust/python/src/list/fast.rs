@@ -3,7 +3,6 @@
 //! the same name, so results and errors are that method's.
 
 use super::StdList;
-use crate::dtype::Dtype;
 use crate::fastcall::{arg, fast_method, install, install_slots, ret, FastSlots, SlotFallbacks};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
@@ -25,9 +24,8 @@ impl FastSlots for StdList {
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
         value: &Bound<'_, PyAny>,
-    ) -> Option<PyResult<()>> {
-        // Replacing an object drops a `Py`: PyO3's slot does that.
-        (self.dtype != Dtype::Object).then(|| self.__setitem__(py, key, value))
+    ) -> PyResult<()> {
+        self.__setitem__(py, key, value)
     }
 }
 

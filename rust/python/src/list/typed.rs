@@ -2,7 +2,10 @@
 //! engine's lock (`engine` states the rules). What is particular to lists:
 //! - nodes are allocated before locking (`Detached`) and linked under the lock; unlinked
 //!   nodes come out of the lock as `Unlinked` (or in a list) and are freed after it;
-//! - two lists are locked in address order.
+//! - two lists are locked in address order;
+//! - `len <= maxlen` after every operation, as in `deque`: a push at one end past `maxlen`
+//!   drops the node at the other end, an `extend` keeps the last `maxlen` values (`maxlen`
+//!   is [`UNBOUNDED`] for a list without one, and changes only under the lock).
 
 use crate::elem::{collect, py_eq, Elem, Probe};
 use crate::engine::{Guard, Locked};
@@ -12,6 +15,7 @@ use pyo3::exceptions::{PyIndexError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyRange};
 use pyo3::{PyTraverseError, PyVisit};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use stlalloc_core::containers::list::{Cursor, Detached, List, StaleCursor, Unlinked};
 use stlalloc_core::{AllocError, BlockAllocator};
@@ -22,8 +26,13 @@ pub type CoreList<T> = List<T, Alloc>;
 pub struct Typed<T> {
     /// The list's allocator, reachable without the lock to allocate nodes beforehand.
     alloc: Alloc,
+    /// `deque`'s `maxlen`, read and written under the lock.
+    maxlen: AtomicUsize,
     state: Locked<CoreList<T>>,
 }
+
+/// The `maxlen` of a list without one (no count of nodes reaches it).
+pub const UNBOUNDED: usize = usize::MAX;
 
 type ListGuard<'a, T> = Guard<'a, CoreList<T>>;
 
@@ -66,11 +75,19 @@ fn into_objects<T: Elem>(py: Python<'_>, values: Vec<T>) -> Vec<Bound<'_, PyAny>
 }
 
 impl<T: Elem> Typed<T> {
-    pub fn new(list: CoreList<T>) -> Self {
+    /// A list of the last `maxlen` values of `list` (a copy's `maxlen`, read apart from its
+    /// values, may have changed in between).
+    pub fn new(mut list: CoreList<T>, maxlen: usize) -> Self {
+        drop(Self::trim(&mut list, maxlen, true));
         Self {
             alloc: list.allocator().clone(),
+            maxlen: AtomicUsize::new(maxlen),
             state: Locked::new(list),
         }
+    }
+
+    pub fn maxlen(&self) -> usize {
+        self.maxlen.load(Relaxed)
     }
 
     pub fn allocator(&self) -> &Alloc {
@@ -97,18 +114,22 @@ impl<T: Elem> Typed<T> {
         }
     }
 
-    /// A new core list of `iterable`'s values, built without any lock; each value pushed at
-    /// the back, or at the front (`extendleft` order).
+    /// A new core list of the last `limit` of `iterable`'s values (all of them are
+    /// taken), built without any lock; each value pushed at the back, or at the front
+    /// (`extendleft` order).
     pub fn build(
         alloc: &Alloc,
         iterable: Option<&Bound<'_, PyAny>>,
         front: bool,
+        limit: usize,
     ) -> PyResult<CoreList<T>> {
         let mut list = CoreList::new(alloc.clone());
         let Some(iterable) = iterable else {
             return Ok(list);
         };
-        for value in collect::<T>(iterable)? {
+        let values = collect::<T>(iterable)?;
+        let dropped = values.len().saturating_sub(limit);
+        for value in values.into_iter().skip(dropped) {
             if front {
                 list.push_front(value).or_raise()?;
             } else {
@@ -143,20 +164,84 @@ impl<T: Elem> Typed<T> {
     #[inline]
     pub fn push(&self, py: Python<'_>, obj: &Bound<'_, PyAny>, front: bool) -> PyResult<()> {
         let node = Detached::new(&self.alloc, T::from_py(obj)?).or_raise()?;
-        if front {
-            self.link(py, node, |l, n| l.push_front_node(n))
+        let mut evicted = None;
+        let linked = if front {
+            self.link(py, node, |l, n| {
+                let linked = l.push_front_node(n);
+                self.evict(l, false, &mut evicted);
+                linked
+            })
         } else {
-            self.link(py, node, |l, n| l.push_back_node(n))
+            self.link(py, node, |l, n| {
+                let linked = l.push_back_node(n);
+                self.evict(l, true, &mut evicted);
+                linked
+            })
+        };
+        match (&linked, &evicted) {
+            // A new `Ok`: returning `linked` itself would copy the whole `PyResult`.
+            (Ok(()), None) => Ok(()),
+            _ => Self::release(py, evicted, linked),
         }
+    }
+
+    /// After a push: takes the node at the other end (the `front` one or the back one) when
+    /// the list is now longer than its `maxlen`. One compare when it is not.
+    #[inline(always)]
+    fn evict(&self, l: &mut CoreList<T>, front: bool, evicted: &mut Option<Unlinked<T, Alloc>>) {
+        if l.len() > self.maxlen() {
+            *evicted = Self::unlink_end(l, front);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unlink_end(l: &mut CoreList<T>, front: bool) -> Option<Unlinked<T, Alloc>> {
+        if front {
+            l.pop_front()
+        } else {
+            l.pop_back()
+        }
+    }
+
+    /// Frees an evicted node and lets go of its value now (pushes are fast entry points,
+    /// where a dropped `Py` would wait in PyO3's pool); then `linked`.
+    #[cold]
+    #[inline(never)]
+    fn release(
+        py: Python<'_>,
+        evicted: Option<Unlinked<T, Alloc>>,
+        linked: PyResult<()>,
+    ) -> PyResult<()> {
+        if let Some(node) = evicted {
+            node.into_value().release(py);
+        }
+        linked
+    }
+
+    /// Takes out of `l` the values beyond `maxlen`: the first ones, or the last ones
+    /// (`extendleft`); `None`, without walking the list, when it is within `maxlen`.
+    fn trim(l: &mut CoreList<T>, maxlen: usize, from_front: bool) -> Option<CoreList<T>> {
+        let excess = l.len().checked_sub(maxlen).filter(|&e| e > 0)?;
+        let kept = maxlen;
+        let mut i = 0;
+        Some(l.extract_if(|_| {
+            i += 1;
+            if from_front {
+                i <= excess
+            } else {
+                i > kept
+            }
+        }))
     }
 
     /// Builds the new nodes first, then links them in O(1): the list is unchanged if
     /// anything fails.
     pub fn extend(&self, py: Python<'_>, iterable: &Bound<'_, PyAny>, front: bool) -> PyResult<()> {
-        let mut new = Self::build(&self.alloc, Some(iterable), front)?;
-        let spliced = {
+        let mut new = Self::build(&self.alloc, Some(iterable), front, self.maxlen())?;
+        let (spliced, trimmed) = {
             let mut state = self.lock(py)?;
-            if front {
+            let spliced = if front {
                 let spliced = new.splice(&mut state);
                 if spliced.is_ok() {
                     std::mem::swap(&mut *state, &mut new);
@@ -164,10 +249,12 @@ impl<T: Elem> Typed<T> {
                 spliced
             } else {
                 state.splice(&mut new)
-            }
+            };
+            (spliced, Self::trim(&mut state, self.maxlen(), !front))
         };
-        // `new` (refused, or emptied) is dropped after unlocking.
-        drop(new);
+        // `new` (refused, or emptied) and what went past `maxlen` are dropped after
+        // unlocking.
+        drop((new, trimmed));
         spliced.or_raise()
     }
 
@@ -210,11 +297,22 @@ impl<T: Elem> Typed<T> {
             .into_py(py))
     }
 
+    /// `IndexError` when the list is at its `maxlen`, as `deque.insert` (which end would
+    /// lose a value is not clear).
     pub fn insert(&self, py: Python<'_>, i: isize, obj: &Bound<'_, PyAny>) -> PyResult<()> {
         let node = Detached::new(&self.alloc, T::from_py(obj)?).or_raise()?;
-        self.link(py, node, |l, n| {
+        let mut full = false;
+        let linked = self.link(py, node, |l, n| {
+            full = l.len() >= self.maxlen();
+            if full {
+                return Err(n);
+            }
             l.insert_node(insertion_point(i, l.len()), n)
-        })
+        });
+        if full {
+            return Err(PyIndexError::new_err("List already at its maximum size"));
+        }
+        linked
     }
 
     pub fn get<'py>(&self, py: Python<'py>, i: isize) -> PyResult<Bound<'py, PyAny>> {
@@ -233,7 +331,7 @@ impl<T: Elem> Typed<T> {
             let i = position(i, state.len())?;
             std::mem::replace(state.get_mut(i).expect("index checked"), value)
         };
-        drop(old);
+        old.release(py);
         Ok(())
     }
 
@@ -297,9 +395,18 @@ impl<T: Elem> Typed<T> {
 
     /// `__init__(iterable)`: the new nodes are made first, then swapped in; the old ones
     /// are freed after unlocking.
-    pub fn assign(&self, py: Python<'_>, iterable: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let mut new = Self::build(&self.alloc, iterable, false)?;
-        std::mem::swap(&mut *self.lock(py)?, &mut new);
+    pub fn assign(
+        &self,
+        py: Python<'_>,
+        iterable: Option<&Bound<'_, PyAny>>,
+        maxlen: usize,
+    ) -> PyResult<()> {
+        let mut new = Self::build(&self.alloc, iterable, false, maxlen)?;
+        {
+            let mut state = self.lock(py)?;
+            std::mem::swap(&mut *state, &mut new);
+            self.maxlen.store(maxlen, Relaxed);
+        }
         drop(new);
         Ok(())
     }

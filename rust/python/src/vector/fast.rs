@@ -3,7 +3,6 @@
 //! errors are that method's; `pop(i)` takes the fast path only for an exact int index.
 
 use super::PyVector;
-use crate::dtype::Dtype;
 use crate::fastcall::{
     arg, exact_isize, fast_method, install, install_slots, ret, FastSlots, SlotFallbacks,
 };
@@ -27,9 +26,8 @@ impl FastSlots for PyVector {
         py: Python<'_>,
         key: &Bound<'_, PyAny>,
         value: &Bound<'_, PyAny>,
-    ) -> Option<PyResult<()>> {
-        // Replacing an object drops a `Py`: PyO3's slot does that.
-        (self.store.dtype() != Dtype::Object).then(|| self.__setitem__(py, key, value))
+    ) -> PyResult<()> {
+        self.__setitem__(py, key, value)
     }
 }
 
