@@ -7,6 +7,9 @@
 //! - `live[i]` is the number of live blocks of class `i` marked in the maps, and
 //!   `|free_list[i]| == pool.class_blocks(i) - live[i]` (so lengths are O(1));
 //! - `large_live_blocks == |large|`, `large_live_bytes == Σ large sizes`;
+//! - `fast_max == min(max_bytes, SMALL_GRANULES·align)`: a size `1 <= n <= fast_max` has a
+//!   class below `nfreelists` and a tag the map's byte holds, so the fast paths need one
+//!   compare for both;
 //! - `moving ⊆ keys(pins)`, each moving block pinned once (by its move) and unclaimed;
 //! - every pinned block is live, and `keys(pins) == {pool blocks PINNED in the maps} ∪
 //!   {pinned large blocks}` (the free fast path reads the map's bit, not `pins`).
@@ -21,7 +24,7 @@ pub mod class_map;
 mod granules;
 pub mod spans;
 
-use crate::checked::class_map::ClassMap;
+use crate::checked::class_map::{ClassMap, SMALL_GRANULES};
 use crate::error::AllocError;
 use crate::sgi::params::Params;
 use crate::sgi::pool::{NeedChunk, Pool};
@@ -51,6 +54,9 @@ pub struct CheckedPool<U: Upstream> {
     moving: BTreeSet<usize>,
     /// Live pool blocks per size class.
     live: Box<[usize]>,
+    /// The largest size the fast paths serve: `min(max_bytes, SMALL_GRANULES·align)`, so
+    /// that one compare proves both a class and a tag that fits the map's byte.
+    fast_max: usize,
     large_live_bytes: usize,
 }
 
@@ -69,6 +75,7 @@ impl<U: Upstream> CheckedPool<U> {
             moving: BTreeSet::new(),
             live: vec![0; params.nfreelists()].into_boxed_slice(),
             large_live_bytes: 0,
+            fast_max: params.max_bytes().min(SMALL_GRANULES * params.align()),
         })
     }
 
@@ -116,7 +123,9 @@ impl<U: Upstream> CheckedPool<U> {
     /// needs from upstream first.
     pub fn allocate_small(&mut self, n: usize, claimed: bool) -> Result<usize, NeedChunk> {
         let p = self.pool.allocate_small(n)?.as_ptr() as usize;
-        self.record_new(p, self.pool.params().index(n), claimed);
+        let i = self.pool.params().index(n);
+        self.live[i] += 1;
+        self.map_of_mut(p).mark_new(p, i + 1, claimed);
         Ok(p)
     }
 
@@ -246,32 +255,23 @@ impl<U: Upstream> CheckedPool<U> {
 
     /// The allocation fast path: the head of `n`'s free list, recorded live and claimed
     /// for a container or not; `None`, changing nothing, when `n` is not in
-    /// `1..=max_bytes` or the list is empty and the pool must refill (`allocate_small`).
+    /// `1..=fast_max` or the list is empty and the pool must refill (`allocate_small`).
     #[inline(always)]
     pub fn try_pop(&mut self, n: usize, claimed: bool) -> Option<usize> {
-        if n.wrapping_sub(1) >= self.pool.params().max_bytes() {
+        if n.wrapping_sub(1) >= self.fast_max {
             return None;
         }
         let i = self.pool.params().index(n);
-        // SAFETY: `1 <= n <= max_bytes`, so its class `i` is below `nfreelists`.
+        // SAFETY: `1 <= n <= fast_max <= max_bytes`, so its class `i` is below `nfreelists`.
         let p = unsafe { self.pool.pop_class(i) }?.as_ptr() as usize;
-        self.record_new(p, i, claimed);
-        Some(p)
-    }
-
-    /// Counts and marks the new block `p` of class `i`; the map's byte is written last, as
-    /// a byte store makes the compiler read every field of `self` again.
-    #[inline(always)]
-    fn record_new(&mut self, p: usize, i: usize, claimed: bool) {
         debug_assert!(i < self.live.len());
-        // SAFETY: `i` is `index(n)` of a size `1 <= n <= max_bytes`, below `nfreelists`,
-        // the slice's length.
+        // SAFETY: as above, `i < nfreelists`, the slice's length.
         unsafe { *self.live.get_unchecked_mut(i) += 1 };
-        if self.arena_map.contains(p) {
-            self.arena_map.mark_new(p, i + 1, claimed);
-        } else {
+        // `i + 1 <= SMALL_GRANULES`: `fast_max` keeps the class's tag in the byte.
+        if !self.arena_map.mark_new_small(p, i + 1, claimed) {
             self.record_in_chunk(p, i + 1, claimed);
         }
+        Some(p)
     }
 
     /// The rare case of a block cut from an upstream chunk (the arena was exhausted).
@@ -282,28 +282,28 @@ impl<U: Upstream> CheckedPool<U> {
     }
 
     /// The free fast path: frees `(p, n)` if it is a live, unpinned pool block of the
-    /// arena of `n`'s class, held by a container exactly when `claimed`, and says whether
-    /// it did. `false` changes nothing: the full path then frees it or says what is wrong.
+    /// arena of `n`'s class, `1 <= n <= fast_max`, held by a container exactly when
+    /// `claimed`, and says whether it did. `false` changes nothing: the full path then
+    /// frees it or says what is wrong.
     #[inline(always)]
     pub fn try_free(&mut self, p: usize, n: usize, claimed: bool) -> bool {
-        let params = self.pool.params();
-        if n.wrapping_sub(1) >= params.max_bytes() {
+        if n.wrapping_sub(1) >= self.fast_max {
             return false;
         }
-        let i = params.index(n);
-        let Some(g) = self.arena_map.live_granule(p, i + 1, claimed) else {
+        let i = self.pool.params().index(n);
+        // `i + 1 <= SMALL_GRANULES`, as `take_small` asks.
+        if !self.arena_map.take_small(p, i + 1, claimed) {
             return false;
-        };
+        }
         debug_assert!(i < self.live.len());
-        // SAFETY: as in `record_new`: `n` was checked to be in `1..=max_bytes` above.
+        // SAFETY: `n` is in `1..=max_bytes` (checked above), so `i < nfreelists`.
         unsafe { *self.live.get_unchecked_mut(i) -= 1 };
-        // SAFETY: `p` is a live pool block of class `i` (its map byte says so), forgotten
-        // just below: it is ours to push, and arena addresses are not null.
+        // SAFETY: `p` was a live pool block of class `i` (its map byte said so), forgotten
+        // just above: it is ours to push, and arena addresses are not null.
         unsafe {
             self.pool
                 .push_class(i, NonNull::new_unchecked(p as *mut u8))
         };
-        self.arena_map.forget(g);
         true
     }
 

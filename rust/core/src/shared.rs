@@ -97,24 +97,20 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         }
     }
 
-    /// The allocation fast path, kept small so that callers inline it: the caller's heap,
-    /// one lock, one pop, one byte of the block map. `None` for every other case.
+    /// The allocation fast path, kept small so that callers inline it: the caller's own
+    /// biased heap entered with a store and a load, else its heap locked; one pop, one
+    /// byte of the block map. `None` for every other case.
     #[inline(always)]
     fn try_pop(&self, n: usize, claimed: bool) -> Option<usize> {
-        self.enter_mine()?.try_pop(n, claimed)
-    }
-
-    /// The caller's heap for a fast path: entered without a lock if the caller owns it,
-    /// else locked; `None` while another thread has the owner's heap.
-    #[inline(always)]
-    fn enter_mine(&self) -> Option<PoolGuard<'_, U, L>> {
-        match self.heaps.mine() {
-            (heap, true) => heap.enter_owned(),
-            (heap, false) => Some(heap.lock()),
+        if let Some(heap) = self.heaps.mine_biased() {
+            return heap.enter_owned()?.try_pop(n, claimed);
         }
+        self.lock_mine().try_pop(n, claimed)
     }
 
-    /// The caller's heap for a slow path: locked, and the owner kept out if not the caller.
+    /// The caller's heap, locked, and the owner kept out if not the caller: the slow paths,
+    /// and the fast ones of threads that do not own a biased heap.
+    #[inline]
     fn lock_mine(&self) -> PoolGuard<'_, U, L> {
         match self.heaps.mine() {
             (heap, true) => heap.lock_owned(),
@@ -160,8 +156,12 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     /// thread's frees mostly are. Blocks of other heaps take the slow path to their own.
     #[inline(always)]
     fn try_free(&self, p: usize, n: usize, claimed: bool) -> bool {
-        self.enter_mine()
-            .is_some_and(|mut pool| pool.try_free(p, n, claimed))
+        if let Some(heap) = self.heaps.mine_biased() {
+            return heap
+                .enter_owned()
+                .is_some_and(|mut pool| pool.try_free(p, n, claimed));
+        }
+        self.lock_mine().try_free(p, n, claimed)
     }
 
     /// Every free the fast path leaves: upstream blocks, pinned pools, and errors.

@@ -74,15 +74,6 @@ unsafe impl<U: Upstream + Send, L: RawLock> Sync for Heap<U, L> {}
 // SAFETY: as above; every field is owned.
 unsafe impl<U: Upstream + Send, L: RawLock> Send for Heap<U, L> {}
 
-/// How a guard holds its heap, hence how it lets go.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Held {
-    /// The owner's fast path: `busy` set.
-    Owned,
-    /// `lock` held.
-    Locked,
-}
-
 /// The owner's calls that find its heap requested before it takes the bias back.
 const REBIAS_AFTER: u32 = if cfg!(feature = "shuttle") { 2 } else { 64 };
 
@@ -99,20 +90,20 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
         }
     }
 
-    /// The owner's fast path: on a biased heap no lock and no atomic read-modify-write, a
-    /// store and a load; `None` while another thread has the heap (then `lock_owned`).
+    /// The owner's fast path, on a biased heap (`Heaps::mine_biased`): no lock and no
+    /// atomic read-modify-write, a store and a load; `None` while another thread has the
+    /// heap (then `lock_owned`).
     #[inline(always)]
-    pub fn enter_owned(&self) -> Option<PoolGuard<'_, U, L>> {
-        if !self.biased {
-            return Some(self.lock_owned());
-        }
+    pub fn enter_owned(&self) -> Option<OwnedGuard<'_, U, L>> {
+        debug_assert!(self.biased);
         self.busy.store(true, Ordering::Relaxed);
         owner_fence::light();
         if self.requested.load(Ordering::Acquire) {
             self.busy.store(false, Ordering::Release);
             return None;
         }
-        Some(self.guard(Held::Owned))
+        self.exclusive.enter();
+        Some(OwnedGuard { heap: self })
     }
 
     /// The owner's slow path: the lock only (the owner is not in its fast path, so `busy`
@@ -128,7 +119,7 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
             }
             self.revoked.set(n % REBIAS_AFTER);
         }
-        self.guard(Held::Locked)
+        self.guard()
     }
 
     /// Any thread, the owner included (it then pays the barrier for nothing).
@@ -136,7 +127,7 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
     pub fn lock(&self) -> PoolGuard<'_, U, L> {
         self.lock.lock();
         if !self.biased {
-            return self.guard(Held::Locked);
+            return self.guard();
         }
         if !self.requested.load(Ordering::Relaxed) {
             self.requested.store(true, Ordering::Relaxed);
@@ -147,20 +138,19 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
             #[cfg(feature = "shuttle")]
             model::yield_now();
         }
-        self.guard(Held::Locked)
+        self.guard()
     }
 
     #[inline(always)]
-    fn guard(&self, held: Held) -> PoolGuard<'_, U, L> {
+    fn guard(&self) -> PoolGuard<'_, U, L> {
         self.exclusive.enter();
-        PoolGuard { heap: self, held }
+        PoolGuard { heap: self }
     }
 }
 
-/// A heap held (see `Heap`); lets go when dropped.
+/// A heap held with its lock (see `Heap`); lets go when dropped.
 pub struct PoolGuard<'a, U: Upstream, L: RawLock> {
     heap: &'a Heap<U, L>,
-    held: Held,
 }
 
 impl<'a, U: Upstream, L: RawLock> PoolGuard<'a, U, L> {
@@ -193,13 +183,41 @@ impl<U: Upstream, L: RawLock> Drop for PoolGuard<'_, U, L> {
     #[inline(always)]
     fn drop(&mut self) {
         self.heap.exclusive.leave();
-        match self.held {
-            Held::Owned => self.heap.busy.store(false, Ordering::Release),
-            Held::Locked => {
-                // SAFETY: a `Locked` guard was made right after taking the lock.
-                unsafe { self.heap.lock.unlock() }
-            }
-        }
+        // SAFETY: a `PoolGuard` is made right after taking the lock.
+        unsafe { self.heap.lock.unlock() }
+    }
+}
+
+/// A biased heap entered by its owner (`Heap::enter_owned`): lets go with one store.
+/// A type of its own rather than a `PoolGuard` state, so that letting go needs no branch
+/// and no register kept across the pool's work.
+pub struct OwnedGuard<'a, U: Upstream, L: RawLock> {
+    heap: &'a Heap<U, L>,
+}
+
+impl<U: Upstream, L: RawLock> Deref for OwnedGuard<'_, U, L> {
+    type Target = CheckedPool<U>;
+    #[inline(always)]
+    fn deref(&self) -> &CheckedPool<U> {
+        // SAFETY: the owner stored `busy` and then saw `requested` clear: the heap is its
+        // alone (see `Heap`) until this guard drops.
+        unsafe { &*self.heap.pool.get() }
+    }
+}
+
+impl<U: Upstream, L: RawLock> DerefMut for OwnedGuard<'_, U, L> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut CheckedPool<U> {
+        // SAFETY: as in `deref`.
+        unsafe { &mut *self.heap.pool.get() }
+    }
+}
+
+impl<U: Upstream, L: RawLock> Drop for OwnedGuard<'_, U, L> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.heap.exclusive.leave();
+        self.heap.busy.store(false, Ordering::Release);
     }
 }
 
@@ -293,8 +311,26 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
         std::iter::once(&self.first).chain(self.rest.iter().filter_map(OnceLock::get))
     }
 
+    /// The heap the calling thread owns, if the heaps are biased and it has one cached:
+    /// the owner's fast path (`Heap::enter_owned`), one thread-local load and one compare.
+    /// `None` sends the caller to `mine`, which finds (and caches) its heap.
+    #[inline(always)]
+    pub fn mine_biased(&self) -> Option<&Heap<U, L>> {
+        if !self.biased {
+            return None;
+        }
+        let heap = thread_token::cached_heap(self.id)?;
+        if heap.is_null() {
+            return Some(&self.first);
+        }
+        // SAFETY: `cache` stored this pointer under this pool's id, which no other pool
+        // has: it points at a heap of `rest`, boxed, so it stays where it is however the
+        // pool moves, and lives as long as the pool.
+        Some(unsafe { &*heap.cast::<Heap<U, L>>() })
+    }
+
     /// The heap the calling thread allocates from, and whether the thread owns it (holds
-    /// its slot, so may `enter_owned` it). With one slot nobody owns heap 0: all lock it.
+    /// its slot). With one slot nobody owns heap 0: all lock it.
     #[inline(always)]
     pub fn mine(&self) -> (&Heap<U, L>, bool) {
         if self.rest.is_empty() {
@@ -302,9 +338,7 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
         }
         match thread_token::cached_heap(self.id) {
             Some(heap) if heap.is_null() => (&self.first, true),
-            // SAFETY: `cache` stored this pointer under this pool's id, which no other pool
-            // has: it points at a heap of `rest`, boxed, so it stays where it is however the
-            // pool moves, and lives as long as the pool.
+            // SAFETY: as in `mine_biased`.
             Some(heap) => (unsafe { &*heap.cast::<Heap<U, L>>() }, true),
             None => self.mine_slow(),
         }
