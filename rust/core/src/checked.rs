@@ -4,8 +4,9 @@
 //! Invariants (checked by `check_invariants`):
 //! - the pool's conservation equation with `live_bytes` counted here:
 //!   `heap_size == live_bytes + free_bytes + chunk_bytes_left`;
-//! - `live[i]` is the number of live blocks of class `i` marked in the maps, and
-//!   `|free_list[i]| == pool.class_blocks(i) - live[i]` (so lengths are O(1));
+//! - `live(i) == taken[i] − given[i]` (see `ClassCounts`) is the number of live blocks of
+//!   class `i` marked in the maps, and `|free_list[i]| == pool.class_blocks(i) - live(i)`
+//!   (so lengths are O(1));
 //! - `large_live_blocks == |large|`, `large_live_bytes == Σ large sizes`;
 //! - `fast_max == min(max_bytes, SMALL_GRANULES·align)`: a size `1 <= n <= fast_max` has a
 //!   class below `nfreelists` and a tag the map's byte holds, so the fast paths need one
@@ -42,6 +43,33 @@ pub enum BlockKind {
     Large,
 }
 
+/// A size class's blocks handed out and taken back, as two counters rather than one live
+/// count: an allocation and a free of one class then add to different words, so that
+/// pairs of them do not wait on each other's read-modify-write (one counter chains a
+/// store-to-load forwarding per call). Both wrap; only their difference means anything.
+#[derive(Debug, Clone, Copy, Default)]
+struct ClassCounts {
+    taken: usize,
+    given: usize,
+}
+
+impl ClassCounts {
+    #[inline(always)]
+    fn took(&mut self) {
+        self.taken = self.taken.wrapping_add(1);
+    }
+
+    #[inline(always)]
+    fn gave(&mut self) {
+        self.given = self.given.wrapping_add(1);
+    }
+
+    /// The class's live blocks.
+    fn live(&self) -> usize {
+        self.taken.wrapping_sub(self.given)
+    }
+}
+
 pub struct CheckedPool<U: Upstream> {
     pool: Pool<U>,
     arena_map: ClassMap,
@@ -52,8 +80,8 @@ pub struct CheckedPool<U: Upstream> {
     pins: HashMap<usize, usize>,
     /// Blocks a `reallocate` is copying (each holds one pin): see `begin_move`.
     moving: BTreeSet<usize>,
-    /// Live pool blocks per size class.
-    live: Box<[usize]>,
+    /// Blocks of each size class handed out and taken back: `live(i) == taken − given`.
+    counts: Box<[ClassCounts]>,
     /// The largest size the fast paths serve: `min(max_bytes, SMALL_GRANULES·align)`, so
     /// that one compare proves both a class and a tag that fits the map's byte.
     fast_max: usize,
@@ -73,7 +101,7 @@ impl<U: Upstream> CheckedPool<U> {
             large_claimed: BTreeSet::new(),
             pins: HashMap::new(),
             moving: BTreeSet::new(),
-            live: vec![0; params.nfreelists()].into_boxed_slice(),
+            counts: vec![ClassCounts::default(); params.nfreelists()].into_boxed_slice(),
             large_live_bytes: 0,
             fast_max: params.max_bytes().min(SMALL_GRANULES * params.align()),
         })
@@ -124,7 +152,7 @@ impl<U: Upstream> CheckedPool<U> {
     pub fn allocate_small(&mut self, n: usize, claimed: bool) -> Result<usize, NeedChunk> {
         let p = self.pool.allocate_small(n)?.as_ptr() as usize;
         let i = self.pool.params().index(n);
-        self.live[i] += 1;
+        self.counts[i].took();
         self.map_of_mut(p).mark_new(p, i + 1, claimed);
         Ok(p)
     }
@@ -264,9 +292,9 @@ impl<U: Upstream> CheckedPool<U> {
         let i = self.pool.params().index(n);
         // SAFETY: `1 <= n <= fast_max <= max_bytes`, so its class `i` is below `nfreelists`.
         let p = unsafe { self.pool.pop_class(i) }?.as_ptr() as usize;
-        debug_assert!(i < self.live.len());
+        debug_assert!(i < self.counts.len());
         // SAFETY: as above, `i < nfreelists`, the slice's length.
-        unsafe { *self.live.get_unchecked_mut(i) += 1 };
+        unsafe { self.counts.get_unchecked_mut(i).took() };
         // `i + 1 <= SMALL_GRANULES`: `fast_max` keeps the class's tag in the byte.
         if !self.arena_map.mark_new_small(p, i + 1, claimed) {
             self.record_in_chunk(p, i + 1, claimed);
@@ -295,9 +323,9 @@ impl<U: Upstream> CheckedPool<U> {
         if !self.arena_map.take_small(p, i + 1, claimed) {
             return false;
         }
-        debug_assert!(i < self.live.len());
+        debug_assert!(i < self.counts.len());
         // SAFETY: `n` is in `1..=max_bytes` (checked above), so `i < nfreelists`.
-        unsafe { *self.live.get_unchecked_mut(i) -= 1 };
+        unsafe { self.counts.get_unchecked_mut(i).gave() };
         // SAFETY: `p` was a live pool block of class `i` (its map byte said so), forgotten
         // just above: it is ours to push, and arena addresses are not null.
         unsafe {
@@ -369,7 +397,7 @@ impl<U: Upstream> CheckedPool<U> {
         match kind {
             BlockKind::Small => {
                 self.map_of_mut(p).unmark(p);
-                self.live[self.pool.params().index(n)] -= 1;
+                self.counts[self.pool.params().index(n)].gave();
                 // SAFETY: validated above as a live pool block of `n`'s class.
                 unsafe { self.pool.deallocate_small(ptr, n) };
             }
@@ -533,22 +561,22 @@ impl<U: Upstream> CheckedPool<U> {
 
     /// Live pool blocks (not large ones).
     pub fn live_blocks(&self) -> usize {
-        self.live.iter().sum()
+        self.counts.iter().map(ClassCounts::live).sum()
     }
 
     /// Rounded bytes of the live pool blocks.
     pub fn live_bytes(&self) -> usize {
         let params = self.params();
-        self.live
+        self.counts
             .iter()
             .enumerate()
-            .map(|(i, n)| n * params.class_size(i))
+            .map(|(i, c)| c.live() * params.class_size(i))
             .sum()
     }
 
     /// The length of free list `i`, in O(1).
     pub fn free_list_len(&self, i: usize) -> usize {
-        self.pool.class_blocks(i) - self.live[i]
+        self.pool.class_blocks(i) - self.counts[i].live()
     }
 
     /// Panics if any invariant of this module or of `Pool` is broken.
@@ -569,7 +597,8 @@ impl<U: Upstream> CheckedPool<U> {
         let params = pool.params();
         for i in 0..params.nfreelists() {
             let size = params.class_size(i);
-            assert_eq!(live.iter().filter(|b| b.1 == size).count(), self.live[i]);
+            let counted = self.counts[i].live();
+            assert_eq!(live.iter().filter(|b| b.1 == size).count(), counted);
             assert_eq!(
                 pool.free_list(i).len(),
                 self.free_list_len(i),

@@ -93,7 +93,7 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     pub fn allocate(&self, n: usize) -> Result<usize, AllocError> {
         match self.try_pop(n, false) {
             Some(p) => Ok(p),
-            None => self.allocate_slow(n, false),
+            None => self.allocate_slow_split(n, false),
         }
     }
 
@@ -118,10 +118,33 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         }
     }
 
+    /// `allocate_slow` called with its error returned apart: a `Result` returned in
+    /// memory would make the inlined fast path write its `Ok` to that memory as well (a
+    /// slot the call may read), three stores per allocation; this way only an error is
+    /// moved through memory.
+    #[inline(always)]
+    fn allocate_slow_split(&self, n: usize, claimed: bool) -> Result<usize, AllocError> {
+        let mut err = None;
+        let p = self.allocate_slow_into(n, claimed, &mut err);
+        match err {
+            None => Ok(p),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// The block `allocate_slow` hands out; on error 0, and the error in `err`.
+    #[inline(never)]
+    fn allocate_slow_into(&self, n: usize, claimed: bool, err: &mut Option<AllocError>) -> usize {
+        self.allocate_slow(n, claimed).unwrap_or_else(|e| {
+            *err = Some(e);
+            0
+        })
+    }
+
     /// `allocate` past the fast path, every case, refills and upstream included; with
     /// `claimed`, the block is claimed for a container (see `CheckedPool::claim`) under the
     /// same lock that hands it out.
-    #[inline(never)]
+    #[inline]
     fn allocate_slow(&self, n: usize, claimed: bool) -> Result<usize, AllocError> {
         if n == 0 {
             return Ok(0);
@@ -175,7 +198,7 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     pub fn allocate_claimed(&self, n: usize) -> Result<usize, AllocError> {
         match self.try_pop(n, true) {
             Some(p) => Ok(p),
-            None => self.allocate_slow(n, true),
+            None => self.allocate_slow_split(n, true),
         }
     }
 
