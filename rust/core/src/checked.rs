@@ -289,17 +289,33 @@ impl<U: Upstream> CheckedPool<U> {
         if n.wrapping_sub(1) >= self.fast_max {
             return None;
         }
-        let i = self.pool.params().index(n);
+        let i = self.class_of(n);
+        // Every read first (the head, its granule), then the writes: a write through a
+        // pointer would make the compiler read the fields again.
         // SAFETY: `1 <= n <= fast_max <= max_bytes`, so its class `i` is below `nfreelists`.
-        let p = unsafe { self.pool.pop_class(i) }?.as_ptr() as usize;
+        let p = unsafe { self.pool.peek_class(i) }?.as_ptr() as usize;
+        let g = self.arena_map.granule_in(p);
+        // SAFETY: as above.
+        unsafe { self.pool.pop_class(i) };
         debug_assert!(i < self.counts.len());
         // SAFETY: as above, `i < nfreelists`, the slice's length.
         unsafe { self.counts.get_unchecked_mut(i).took() };
         // `i + 1 <= SMALL_GRANULES`: `fast_max` keeps the class's tag in the byte.
-        if !self.arena_map.mark_new_small(p, i + 1, claimed) {
-            self.record_in_chunk(p, i + 1, claimed);
+        match g {
+            // SAFETY: `g` is the arena map's own `granule_in`.
+            Some(g) => unsafe { self.arena_map.mark_small(g, i + 1, claimed) },
+            None => self.record_in_chunk(p, i + 1, claimed),
         }
         Some(p)
+    }
+
+    /// `params.index(n)` for `1 <= n <= max_bytes`, from the arena map's shift (the same
+    /// `log2(align)`), which the fast paths read anyway for the granule.
+    #[inline(always)]
+    fn class_of(&self, n: usize) -> usize {
+        let i = (n - 1) >> self.arena_map.shift();
+        debug_assert_eq!(i, self.params().index(n));
+        i
     }
 
     /// The rare case of a block cut from an upstream chunk (the arena was exhausted).
@@ -318,7 +334,7 @@ impl<U: Upstream> CheckedPool<U> {
         if n.wrapping_sub(1) >= self.fast_max {
             return false;
         }
-        let i = self.pool.params().index(n);
+        let i = self.class_of(n);
         // `i + 1 <= SMALL_GRANULES`, as `take_small` asks.
         if !self.arena_map.take_small(p, i + 1, claimed) {
             return false;

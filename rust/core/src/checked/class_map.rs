@@ -203,20 +203,30 @@ impl ClassMap {
         }
     }
 
-    /// Records a new live block of `1 <= k < BIG` granules at `addr`, claimed for a
-    /// container or not, if `addr` lies in the region: the allocation fast path, one
-    /// compare and one byte store. `false` (nothing changed) for an address outside.
+    /// `log2(align)`: the granule's, which is also the size classes' shift.
     #[inline(always)]
-    pub fn mark_new_small(&mut self, addr: usize, k: usize, claimed: bool) -> bool {
-        debug_assert!((1..BIG).contains(&k));
+    pub fn shift(&self) -> u32 {
+        self.region.shift
+    }
+
+    /// The granule of `addr` if it lies in the region: one compare.
+    #[inline(always)]
+    pub fn granule_in(&self, addr: usize) -> Option<usize> {
         let off = addr.wrapping_sub(self.region.base);
-        if off >= self.region.len {
-            return false;
-        }
-        let g = off >> self.region.shift;
-        // SAFETY: `off < len`, so `g < ceil(len / align) == bytes.len()` (see `new`).
+        (off < self.region.len).then_some(off >> self.region.shift)
+    }
+
+    /// Records a new live block of `1 <= k < BIG` granules at granule `g`, claimed for a
+    /// container or not: the allocation fast path, one byte store.
+    ///
+    /// # Safety
+    /// `g` is what `granule_in` of this map returned (so `g < bytes.len()`).
+    #[inline(always)]
+    pub unsafe fn mark_small(&mut self, g: usize, k: usize, claimed: bool) {
+        debug_assert!((1..BIG).contains(&k) && g < self.bytes.len());
+        // SAFETY: `granule_in` found `off < len`, so `g < ceil(len / align) ==
+        // bytes.len()` (see `new`); the caller's promise.
         unsafe { *self.bytes.get_unchecked_mut(g) = k as u8 | if claimed { CLAIMED } else { 0 } };
-        true
     }
 
     /// Forgets the live block at `addr` and says true if it is one of `1 <= k < BIG`
@@ -228,10 +238,12 @@ impl ClassMap {
         debug_assert!((1..BIG).contains(&k));
         let off = addr.wrapping_sub(self.region.base);
         let want = k as u8 | if claimed { CLAIMED } else { 0 };
-        if off & self.mask != 0 {
+        let g = off >> self.region.shift;
+        // Misaligned: computed from the shift the index needs anyway, not loaded.
+        if g << self.region.shift != off {
             return false;
         }
-        match self.bytes.get_mut(off >> self.region.shift) {
+        match self.bytes.get_mut(g) {
             Some(b) if *b == want => {
                 *b = 0;
                 true
@@ -413,9 +425,13 @@ mod tests {
     #[test]
     fn the_fast_path_finds_only_the_claim_it_names() {
         let mut m = ClassMap::new(0, 4096, 8);
-        assert!(m.mark_new_small(64, 2, true));
-        assert!(m.mark_new_small(128, 2, false));
-        assert!(!m.mark_new_small(4096, 2, false), "outside the region");
+        assert_eq!(m.granule_in(4096), None, "outside the region");
+        assert_eq!(m.granule_in(usize::MAX), None, "outside the region");
+        for (addr, claimed) in [(64, true), (128, false)] {
+            let g = m.granule_in(addr).unwrap();
+            // SAFETY: `g` is this map's `granule_in`.
+            unsafe { m.mark_small(g, 2, claimed) };
+        }
         assert!(!m.take_small(64, 2, false), "a container's block");
         assert!(!m.take_small(128, 2, true), "not a container's block");
         assert!(!m.take_small(64, 3, true), "another class");
@@ -436,10 +452,13 @@ mod tests {
     #[test]
     fn every_address_of_a_region_has_its_byte() {
         // A length that is not a multiple of the granule: the last, partial granule
-        // is still mapped, so `mark_new_small`'s one compare is its bounds check.
+        // is still mapped, so `granule_in`'s one compare is its bounds check.
         let mut m = ClassMap::new(0, 4100, 8);
         assert_eq!(m.bytes.len(), 513);
-        assert!(m.mark_new_small(4096, 1, false));
+        assert_eq!(m.granule_in(4099), Some(512));
+        assert_eq!(m.granule_in(4100), None);
+        // SAFETY: 512 is this map's `granule_in(4096)`.
+        unsafe { m.mark_small(m.granule_in(4096).unwrap(), 1, false) };
         assert_eq!(m.live_blocks(), vec![(4096, 8)]);
         assert!(m.take_small(4096, 1, false));
     }

@@ -243,8 +243,12 @@ impl ArenaRange {
     }
 }
 
-// A std atomic: see `sync::model`.
+// A std atomic: see `sync::model`. Ids start at 1: a thread's empty cache holds 0.
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// The `biased_id` of unbiased heaps: never a pool's id (they count up from 1), so never
+/// cached.
+const NOT_BIASED: u64 = u64::MAX;
 
 pub struct Heaps<U: Upstream + Clone, L: RawLock> {
     /// This pool's name in `thread_token`'s cache: unique in the process, never reused.
@@ -258,6 +262,9 @@ pub struct Heaps<U: Upstream + Clone, L: RawLock> {
     /// Whether owners enter their heaps without the lock (`Heap`): with more than one
     /// slot, where the kernel provides the asymmetric fence.
     biased: bool,
+    /// `id` if `biased`, else `NOT_BIASED`, which no thread caches: the owner's fast
+    /// path asks "biased, and mine?" with the one compare of the cached id.
+    biased_id: u64,
     /// Serialises making heaps, with the chunk fill (debug mode) every heap gets.
     grow: Mutex<Option<u8>>,
     params: Params,
@@ -278,13 +285,15 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
         let arenas: Box<[ArenaRange]> = (0..count).map(|_| ArenaRange::default()).collect();
         arenas[0].publish(&first);
         let biased = count > 1 && owner_fence::available();
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         Ok(Self {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id,
             first: Heap::new(first, biased),
             rest: (1..count).map(|_| OnceLock::new()).collect(),
             owners: (0..count).map(|_| AtomicU64::new(FREE)).collect(),
             arenas,
             biased,
+            biased_id: if biased { id } else { NOT_BIASED },
             grow: Mutex::new(None),
             params,
             arena_size,
@@ -312,14 +321,15 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
     }
 
     /// The heap the calling thread owns, if the heaps are biased and it has one cached:
-    /// the owner's fast path (`Heap::enter_owned`), one thread-local load and one compare.
+    /// the owner's fast path (`Heap::enter_owned`), one thread-local load and one compare
+    /// (none with a lock that has no owner heaps).
     /// `None` sends the caller to `mine`, which finds (and caches) its heap.
     #[inline(always)]
     pub fn mine_biased(&self) -> Option<&Heap<U, L>> {
-        if !self.biased {
+        if !L::OWNER_HEAPS {
             return None;
         }
-        let heap = thread_token::cached_heap(self.id)?;
+        let heap = thread_token::cached_heap(self.biased_id)?;
         if heap.is_null() {
             return Some(&self.first);
         }

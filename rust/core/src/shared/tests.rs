@@ -457,3 +457,28 @@ fn inspections_while_owners_allocate_see_consistent_heaps() {
     pool.check_invariants();
     assert_eq!(pool.stats().live_blocks, 0);
 }
+
+#[test]
+fn only_a_biased_heaps_owner_finds_it_without_the_lock() {
+    let single = pool(1);
+    let multi = pool(2);
+    let (a, b) = (single.allocate(8).unwrap(), multi.allocate(8).unwrap());
+    assert!(
+        single.heaps.mine_biased().is_none(),
+        "one heap: everyone locks"
+    );
+    let biased = super::owner_fence::available();
+    assert_eq!(multi.heaps.mine_biased().is_some(), biased);
+    in_thread(|| {
+        assert!(multi.heaps.mine_biased().is_none(), "no heap cached yet");
+        let c = multi.allocate(8).unwrap();
+        let mine = multi.heaps.mine_biased().map(std::ptr::from_ref);
+        assert_eq!(mine.is_some(), biased);
+        let first = multi.heaps.get(0).map(std::ptr::from_ref);
+        assert!(mine.is_none() || mine != first, "heap 1, not heap 0");
+        multi.deallocate(c, 8).unwrap();
+    });
+    single.deallocate(a, 8).unwrap();
+    multi.deallocate(b, 8).unwrap();
+    multi.check_invariants();
+}
