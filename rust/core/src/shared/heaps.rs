@@ -131,7 +131,9 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
         }
         if !self.requested.load(Ordering::Relaxed) {
             self.requested.store(true, Ordering::Relaxed);
-            owner_fence::heavy();
+            if !owner_fence::heavy() {
+                self.refused();
+            }
         }
         while self.busy.load(Ordering::Acquire) {
             model::spin_loop();
@@ -139,6 +141,19 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
             model::yield_now();
         }
         self.guard()
+    }
+
+    /// The kernel ran no barrier: the owner may be inside without having seen `requested`,
+    /// so the heap cannot be had. Leaves it as it was (unrequested, unlocked, so that
+    /// neither the owner nor a later caller waits on this one) and panics.
+    #[cold]
+    #[inline(never)]
+    fn refused(&self) -> ! {
+        // The owner may have seen `requested` meanwhile: it then locks, which is fine.
+        self.requested.store(false, Ordering::Relaxed);
+        // SAFETY: taken at the top of `lock`, by this thread.
+        unsafe { self.lock.unlock() };
+        panic!("membarrier refused after registering: a biased heap cannot be taken");
     }
 
     #[inline(always)]

@@ -482,3 +482,34 @@ fn only_a_biased_heaps_owner_finds_it_without_the_lock() {
     multi.deallocate(b, 8).unwrap();
     multi.check_invariants();
 }
+
+#[test]
+fn a_refused_barrier_leaves_the_heap_as_it_was_and_the_global_one_stands_in() {
+    use super::owner_fence::tests::{refusing, ALL, PRIVATE};
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    if !super::owner_fence::available() {
+        return;
+    }
+    let pool = pool(2);
+    let mine = pool.allocate(8).unwrap();
+    let (a, b) = in_thread(|| (pool.allocate(8).unwrap(), pool.allocate(8).unwrap()));
+    // No inspection before the refusals: taking heap 1 would request it with a barrier.
+    for _ in 0..2 {
+        let refused = catch_unwind(AssertUnwindSafe(|| refusing(ALL, || pool.deallocate(a, 8))));
+        // Refused again: the first refusal left the heap unrequested, so this one asks
+        // for a barrier too instead of trusting a request no owner was made to see.
+        assert!(refused.is_err(), "no barrier: the heap cannot be had");
+    }
+    // Not locked: taken at once, with the global barrier.
+    refusing(PRIVATE, || pool.deallocate(a, 8)).unwrap();
+    assert_eq!((heap_of(&pool, a), heap_of(&pool, b)), (Some(1), Some(1)));
+    assert_eq!(
+        pool.stats().live_blocks,
+        2,
+        "the refused frees freed nothing"
+    );
+    pool.deallocate(b, 8).unwrap();
+    pool.deallocate(mine, 8).unwrap();
+    assert_eq!(pool.stats().live_blocks, 0);
+    pool.check_invariants();
+}
