@@ -4,7 +4,8 @@
 //! Invariants (checked by `check_invariants`):
 //! - the pool's conservation equation with `live_bytes` counted here:
 //!   `heap_size == live_bytes + free_bytes + chunk_bytes_left`;
-//! - `live(i) == taken[i] − given[i]` (see `ClassCounts`) is the number of live blocks of
+//! - `live(i) == taken[i] − given[i]` (see `ClassCounts`; `small_counts[i]` for
+//!   `i < SMALL_GRANULES`, else `counts[i − SMALL_GRANULES]`) is the number of live blocks of
 //!   class `i` marked in the maps, and `|free_list[i]| == pool.class_blocks(i) - live(i)`
 //!   (so lengths are O(1));
 //! - `large_live_blocks == |large|`, `large_live_bytes == Σ large sizes`;
@@ -80,7 +81,10 @@ pub struct CheckedPool<U: Upstream> {
     pins: HashMap<usize, usize>,
     /// Blocks a `reallocate` is copying (each holds one pin): see `begin_move`.
     moving: BTreeSet<usize>,
-    /// Blocks of each size class handed out and taken back: `live(i) == taken − given`.
+    /// Blocks of each size class handed out and taken back: `live(i) == taken − given`;
+    /// the classes of the fast paths inline, so that they need no pointer read.
+    small_counts: [ClassCounts; SMALL_GRANULES],
+    /// The same for classes `SMALL_GRANULES..nfreelists`, if any.
     counts: Box<[ClassCounts]>,
     /// The largest size the fast paths serve: `min(max_bytes, SMALL_GRANULES·align)`, so
     /// that one compare proves both a class and a tag that fits the map's byte.
@@ -101,7 +105,12 @@ impl<U: Upstream> CheckedPool<U> {
             large_claimed: BTreeSet::new(),
             pins: HashMap::new(),
             moving: BTreeSet::new(),
-            counts: vec![ClassCounts::default(); params.nfreelists()].into_boxed_slice(),
+            small_counts: [ClassCounts::default(); SMALL_GRANULES],
+            counts: vec![
+                ClassCounts::default();
+                params.nfreelists().saturating_sub(SMALL_GRANULES)
+            ]
+            .into_boxed_slice(),
             large_live_bytes: 0,
             fast_max: params.max_bytes().min(SMALL_GRANULES * params.align()),
         })
@@ -152,7 +161,7 @@ impl<U: Upstream> CheckedPool<U> {
     pub fn allocate_small(&mut self, n: usize, claimed: bool) -> Result<usize, NeedChunk> {
         let p = self.pool.allocate_small(n)?.as_ptr() as usize;
         let i = self.pool.params().index(n);
-        self.counts[i].took();
+        self.counts_mut(i).took();
         self.map_of_mut(p).mark_new(p, i + 1, claimed);
         Ok(p)
     }
@@ -297,9 +306,9 @@ impl<U: Upstream> CheckedPool<U> {
         let g = self.arena_map.granule_in(p);
         // SAFETY: as above.
         unsafe { self.pool.pop_class(i) };
-        debug_assert!(i < self.counts.len());
-        // SAFETY: as above, `i < nfreelists`, the slice's length.
-        unsafe { self.counts.get_unchecked_mut(i).took() };
+        debug_assert!(i < SMALL_GRANULES);
+        // SAFETY: `n <= fast_max <= SMALL_GRANULES·align`, so `i < SMALL_GRANULES`.
+        unsafe { self.small_counts.get_unchecked_mut(i).took() };
         // `i + 1 <= SMALL_GRANULES`: `fast_max` keeps the class's tag in the byte.
         match g {
             // SAFETY: `g` is the arena map's own `granule_in`.
@@ -339,9 +348,10 @@ impl<U: Upstream> CheckedPool<U> {
         if !self.arena_map.take_small(p, i + 1, claimed) {
             return false;
         }
-        debug_assert!(i < self.counts.len());
-        // SAFETY: `n` is in `1..=max_bytes` (checked above), so `i < nfreelists`.
-        unsafe { self.counts.get_unchecked_mut(i).gave() };
+        debug_assert!(i < SMALL_GRANULES);
+        // SAFETY: `n <= fast_max <= SMALL_GRANULES·align` (checked above), so
+        // `i < SMALL_GRANULES`.
+        unsafe { self.small_counts.get_unchecked_mut(i).gave() };
         // SAFETY: `p` was a live pool block of class `i` (its map byte said so), forgotten
         // just above: it is ours to push, and arena addresses are not null.
         unsafe {
@@ -413,7 +423,7 @@ impl<U: Upstream> CheckedPool<U> {
         match kind {
             BlockKind::Small => {
                 self.map_of_mut(p).unmark(p);
-                self.counts[self.pool.params().index(n)].gave();
+                self.counts_mut(self.pool.params().index(n)).gave();
                 // SAFETY: validated above as a live pool block of `n`'s class.
                 unsafe { self.pool.deallocate_small(ptr, n) };
             }
@@ -575,16 +585,36 @@ impl<U: Upstream> CheckedPool<U> {
         }
     }
 
+    /// The counts of class `i < nfreelists`.
+    fn class_counts(&self, i: usize) -> &ClassCounts {
+        match i.checked_sub(SMALL_GRANULES) {
+            None => &self.small_counts[i],
+            Some(j) => &self.counts[j],
+        }
+    }
+
+    fn counts_mut(&mut self, i: usize) -> &mut ClassCounts {
+        match i.checked_sub(SMALL_GRANULES) {
+            None => &mut self.small_counts[i],
+            Some(j) => &mut self.counts[j],
+        }
+    }
+
+    /// Every class's counts, class 0 first.
+    fn all_counts(&self) -> impl Iterator<Item = &ClassCounts> {
+        let small = self.params().nfreelists().min(SMALL_GRANULES);
+        self.small_counts[..small].iter().chain(self.counts.iter())
+    }
+
     /// Live pool blocks (not large ones).
     pub fn live_blocks(&self) -> usize {
-        self.counts.iter().map(ClassCounts::live).sum()
+        self.all_counts().map(ClassCounts::live).sum()
     }
 
     /// Rounded bytes of the live pool blocks.
     pub fn live_bytes(&self) -> usize {
         let params = self.params();
-        self.counts
-            .iter()
+        self.all_counts()
             .enumerate()
             .map(|(i, c)| c.live() * params.class_size(i))
             .sum()
@@ -592,7 +622,7 @@ impl<U: Upstream> CheckedPool<U> {
 
     /// The length of free list `i`, in O(1).
     pub fn free_list_len(&self, i: usize) -> usize {
-        self.pool.class_blocks(i) - self.counts[i].live()
+        self.pool.class_blocks(i) - self.class_counts(i).live()
     }
 
     /// Panics if any invariant of this module or of `Pool` is broken.
@@ -613,7 +643,7 @@ impl<U: Upstream> CheckedPool<U> {
         let params = pool.params();
         for i in 0..params.nfreelists() {
             let size = params.class_size(i);
-            let counted = self.counts[i].live();
+            let counted = self.class_counts(i).live();
             assert_eq!(live.iter().filter(|b| b.1 == size).count(), counted);
             assert_eq!(
                 pool.free_list(i).len(),
