@@ -29,7 +29,7 @@ use crate::sgi::upstream::Upstream;
 use crate::shared::owner_fence;
 use crate::shared::thread_token::{self, FREE};
 use crate::sync::model::{self, Mutex};
-use model::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use model::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::cell::{Cell, UnsafeCell};
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, OnceLock};
@@ -51,6 +51,9 @@ use std::sync::{Arc, OnceLock};
 ///
 /// With `owner_fence::heavy` between them, Dekker's argument holds: of an owner entering
 /// and another thread requesting, at least one sees the other's flag.
+///
+/// In a child forked while an owner was inside, that owner does not run (only the forking
+/// thread does): its `busy` stays set, and a waiter clears it (`owner_left_behind`).
 #[repr(align(128))]
 pub struct Heap<U: Upstream, L: RawLock> {
     lock: L,
@@ -63,6 +66,11 @@ pub struct Heap<U: Upstream, L: RawLock> {
     revoked: Cell<u32>,
     /// Whether the owner enters without the lock (`busy`); else everyone locks.
     biased: bool,
+    /// The process the owner claimed the heap in, and the owner's token: in a child
+    /// forked since, `busy` may be a flag set by a thread that was copied mid-call and
+    /// does not run there (every thread but the forking one).
+    owner_pid: AtomicU32,
+    owner_token: AtomicU64,
     pool: UnsafeCell<CheckedPool<U>>,
     exclusive: model::Exclusive,
 }
@@ -73,6 +81,10 @@ pub struct Heap<U: Upstream, L: RawLock> {
 unsafe impl<U: Upstream + Send, L: RawLock> Sync for Heap<U, L> {}
 // SAFETY: as above; every field is owned.
 unsafe impl<U: Upstream + Send, L: RawLock> Send for Heap<U, L> {}
+
+/// A waiter checks whether the heap's owner runs in this process (see `fork`) once per this
+/// many spins: a real owner leaves within a few dozen instructions.
+const OWNER_CHECK_EVERY: u32 = 1 << 10;
 
 /// The owner's calls that find its heap requested before it takes the bias back.
 const REBIAS_AFTER: u32 = if cfg!(feature = "shuttle") { 2 } else { 64 };
@@ -85,6 +97,8 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
             requested: AtomicBool::new(false),
             revoked: Cell::new(0),
             biased,
+            owner_pid: AtomicU32::new(0),
+            owner_token: AtomicU64::new(FREE),
             pool: UnsafeCell::new(pool),
             exclusive: model::Exclusive::default(),
         }
@@ -135,12 +149,50 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
                 self.refused();
             }
         }
+        let mut spins = 0u32;
         while self.busy.load(Ordering::Acquire) {
+            spins = spins.wrapping_add(1);
+            if spins % OWNER_CHECK_EVERY == 0 && self.owner_left_behind() {
+                break;
+            }
             model::spin_loop();
             #[cfg(feature = "shuttle")]
             model::yield_now();
         }
         self.guard()
+    }
+
+    /// Whether `busy` was set by an owner that does not run in this process: one claimed
+    /// in the process this child was forked from, by a thread other than the forking one
+    /// (the only thread a child starts with). Copied in the middle of a call, that owner
+    /// will never clear the flag here; this clears it, and the caller (holding the lock)
+    /// takes the heap as the copy left it.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn owner_left_behind(&self) -> bool {
+        let pid = self.owner_pid.load(Ordering::Relaxed);
+        if pid == 0 || pid == std::process::id() {
+            return false;
+        }
+        if self.owner_token.load(Ordering::Relaxed) == thread_token::forked_by() {
+            return false;
+        }
+        self.busy.store(false, Ordering::Relaxed);
+        true
+    }
+
+    /// Notes that the calling thread, `token`, now owns this heap.
+    fn claimed(&self, token: u64) {
+        thread_token::watch_forks();
+        self.owner_token.store(token, Ordering::Relaxed);
+        self.owner_pid.store(std::process::id(), Ordering::Relaxed);
+    }
+
+    /// Test only: makes the heap look entered by its owner, as a thread stopped inside
+    /// its fast path leaves it.
+    #[cfg(test)]
+    pub(crate) fn set_busy(&self, busy: bool) {
+        self.busy.store(busy, Ordering::Release);
     }
 
     /// The kernel ran no barrier: the owner may be inside without having seen `requested`,
@@ -423,6 +475,7 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
         } else {
             std::ptr::from_ref(heap).cast()
         };
+        heap.claimed(thread_token::current());
         thread_token::cache_heap(self.id, cached);
         (heap, true)
     }
