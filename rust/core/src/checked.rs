@@ -4,9 +4,14 @@
 //! Invariants (checked by `check_invariants`):
 //! - the pool's conservation equation with `live_bytes` counted here:
 //!   `heap_size == live_bytes + free_bytes + chunk_bytes_left`;
-//! - `live[i]` is the number of live blocks of class `i` marked in the maps, and
-//!   `|free_list[i]| == pool.class_blocks(i) - live[i]` (so lengths are O(1));
+//! - `live(i) == taken[i] − given[i]` (see `ClassCounts`; `small_counts[i]` for
+//!   `i < SMALL_GRANULES`, else `counts[i − SMALL_GRANULES]`) is the number of live blocks of
+//!   class `i` marked in the maps, and `|free_list[i]| == pool.class_blocks(i) - live(i)`
+//!   (so lengths are O(1));
 //! - `large_live_blocks == |large|`, `large_live_bytes == Σ large sizes`;
+//! - `fast_max == min(max_bytes, SMALL_GRANULES·align)`: a size `1 <= n <= fast_max` has a
+//!   class below `nfreelists` and a tag the map's byte holds, so the fast paths need one
+//!   compare for both;
 //! - `moving ⊆ keys(pins)`, each moving block pinned once (by its move) and unclaimed;
 //! - every pinned block is live, and `keys(pins) == {pool blocks PINNED in the maps} ∪
 //!   {pinned large blocks}` (the free fast path reads the map's bit, not `pins`).
@@ -21,7 +26,7 @@ pub mod class_map;
 mod granules;
 pub mod spans;
 
-use crate::checked::class_map::ClassMap;
+use crate::checked::class_map::{ClassMap, SMALL_GRANULES};
 use crate::error::AllocError;
 use crate::sgi::params::Params;
 use crate::sgi::pool::{NeedChunk, Pool};
@@ -39,6 +44,33 @@ pub enum BlockKind {
     Large,
 }
 
+/// A size class's blocks handed out and taken back, as two counters rather than one live
+/// count: an allocation and a free of one class then add to different words, so that
+/// pairs of them do not wait on each other's read-modify-write (one counter chains a
+/// store-to-load forwarding per call). Both wrap; only their difference means anything.
+#[derive(Debug, Clone, Copy, Default)]
+struct ClassCounts {
+    taken: usize,
+    given: usize,
+}
+
+impl ClassCounts {
+    #[inline(always)]
+    fn took(&mut self) {
+        self.taken = self.taken.wrapping_add(1);
+    }
+
+    #[inline(always)]
+    fn gave(&mut self) {
+        self.given = self.given.wrapping_add(1);
+    }
+
+    /// The class's live blocks.
+    fn live(&self) -> usize {
+        self.taken.wrapping_sub(self.given)
+    }
+}
+
 pub struct CheckedPool<U: Upstream> {
     pool: Pool<U>,
     arena_map: ClassMap,
@@ -49,8 +81,14 @@ pub struct CheckedPool<U: Upstream> {
     pins: HashMap<usize, usize>,
     /// Blocks a `reallocate` is copying (each holds one pin): see `begin_move`.
     moving: BTreeSet<usize>,
-    /// Live pool blocks per size class.
-    live: Box<[usize]>,
+    /// Blocks of each size class handed out and taken back: `live(i) == taken − given`;
+    /// the classes of the fast paths inline, so that they need no pointer read.
+    small_counts: [ClassCounts; SMALL_GRANULES],
+    /// The same for classes `SMALL_GRANULES..nfreelists`, if any.
+    counts: Box<[ClassCounts]>,
+    /// The largest size the fast paths serve: `min(max_bytes, SMALL_GRANULES·align)`, so
+    /// that one compare proves both a class and a tag that fits the map's byte.
+    fast_max: usize,
     large_live_bytes: usize,
 }
 
@@ -67,8 +105,14 @@ impl<U: Upstream> CheckedPool<U> {
             large_claimed: BTreeSet::new(),
             pins: HashMap::new(),
             moving: BTreeSet::new(),
-            live: vec![0; params.nfreelists()].into_boxed_slice(),
+            small_counts: [ClassCounts::default(); SMALL_GRANULES],
+            counts: vec![
+                ClassCounts::default();
+                params.nfreelists().saturating_sub(SMALL_GRANULES)
+            ]
+            .into_boxed_slice(),
             large_live_bytes: 0,
+            fast_max: params.max_bytes().min(SMALL_GRANULES * params.align()),
         })
     }
 
@@ -116,7 +160,9 @@ impl<U: Upstream> CheckedPool<U> {
     /// needs from upstream first.
     pub fn allocate_small(&mut self, n: usize, claimed: bool) -> Result<usize, NeedChunk> {
         let p = self.pool.allocate_small(n)?.as_ptr() as usize;
-        self.record_new(p, self.pool.params().index(n), claimed);
+        let i = self.pool.params().index(n);
+        self.counts_mut(i).took();
+        self.map_of_mut(p).mark_new(p, i + 1, claimed);
         Ok(p)
     }
 
@@ -246,32 +292,39 @@ impl<U: Upstream> CheckedPool<U> {
 
     /// The allocation fast path: the head of `n`'s free list, recorded live and claimed
     /// for a container or not; `None`, changing nothing, when `n` is not in
-    /// `1..=max_bytes` or the list is empty and the pool must refill (`allocate_small`).
+    /// `1..=fast_max` or the list is empty and the pool must refill (`allocate_small`).
     #[inline(always)]
     pub fn try_pop(&mut self, n: usize, claimed: bool) -> Option<usize> {
-        if n.wrapping_sub(1) >= self.pool.params().max_bytes() {
+        if n.wrapping_sub(1) >= self.fast_max {
             return None;
         }
-        let i = self.pool.params().index(n);
-        // SAFETY: `1 <= n <= max_bytes`, so its class `i` is below `nfreelists`.
-        let p = unsafe { self.pool.pop_class(i) }?.as_ptr() as usize;
-        self.record_new(p, i, claimed);
+        let i = self.class_of(n);
+        // Every read first (the head, its granule), then the writes: a write through a
+        // pointer would make the compiler read the fields again.
+        // SAFETY: `1 <= n <= fast_max <= max_bytes`, so its class `i` is below `nfreelists`.
+        let p = unsafe { self.pool.peek_class(i) }?.as_ptr() as usize;
+        let g = self.arena_map.granule_in(p);
+        // SAFETY: as above.
+        unsafe { self.pool.pop_class(i) };
+        debug_assert!(i < SMALL_GRANULES);
+        // SAFETY: `n <= fast_max <= SMALL_GRANULES·align`, so `i < SMALL_GRANULES`.
+        unsafe { self.small_counts.get_unchecked_mut(i).took() };
+        // `i + 1 <= SMALL_GRANULES`: `fast_max` keeps the class's tag in the byte.
+        match g {
+            // SAFETY: `g` is the arena map's own `granule_in`.
+            Some(g) => unsafe { self.arena_map.mark_small(g, i + 1, claimed) },
+            None => self.record_in_chunk(p, i + 1, claimed),
+        }
         Some(p)
     }
 
-    /// Counts and marks the new block `p` of class `i`; the map's byte is written last, as
-    /// a byte store makes the compiler read every field of `self` again.
+    /// `params.index(n)` for `1 <= n <= max_bytes`, from the arena map's shift (the same
+    /// `log2(align)`), which the fast paths read anyway for the granule.
     #[inline(always)]
-    fn record_new(&mut self, p: usize, i: usize, claimed: bool) {
-        debug_assert!(i < self.live.len());
-        // SAFETY: `i` is `index(n)` of a size `1 <= n <= max_bytes`, below `nfreelists`,
-        // the slice's length.
-        unsafe { *self.live.get_unchecked_mut(i) += 1 };
-        if self.arena_map.contains(p) {
-            self.arena_map.mark_new(p, i + 1, claimed);
-        } else {
-            self.record_in_chunk(p, i + 1, claimed);
-        }
+    fn class_of(&self, n: usize) -> usize {
+        let i = (n - 1) >> self.arena_map.shift();
+        debug_assert_eq!(i, self.params().index(n));
+        i
     }
 
     /// The rare case of a block cut from an upstream chunk (the arena was exhausted).
@@ -282,28 +335,29 @@ impl<U: Upstream> CheckedPool<U> {
     }
 
     /// The free fast path: frees `(p, n)` if it is a live, unpinned pool block of the
-    /// arena of `n`'s class, held by a container exactly when `claimed`, and says whether
-    /// it did. `false` changes nothing: the full path then frees it or says what is wrong.
+    /// arena of `n`'s class, `1 <= n <= fast_max`, held by a container exactly when
+    /// `claimed`, and says whether it did. `false` changes nothing: the full path then
+    /// frees it or says what is wrong.
     #[inline(always)]
     pub fn try_free(&mut self, p: usize, n: usize, claimed: bool) -> bool {
-        let params = self.pool.params();
-        if n.wrapping_sub(1) >= params.max_bytes() {
+        if n.wrapping_sub(1) >= self.fast_max {
             return false;
         }
-        let i = params.index(n);
-        let Some(g) = self.arena_map.live_granule(p, i + 1, claimed) else {
+        let i = self.class_of(n);
+        // `i + 1 <= SMALL_GRANULES`, as `take_small` asks.
+        if !self.arena_map.take_small(p, i + 1, claimed) {
             return false;
-        };
-        debug_assert!(i < self.live.len());
-        // SAFETY: as in `record_new`: `n` was checked to be in `1..=max_bytes` above.
-        unsafe { *self.live.get_unchecked_mut(i) -= 1 };
-        // SAFETY: `p` is a live pool block of class `i` (its map byte says so), forgotten
-        // just below: it is ours to push, and arena addresses are not null.
+        }
+        debug_assert!(i < SMALL_GRANULES);
+        // SAFETY: `n <= fast_max <= SMALL_GRANULES·align` (checked above), so
+        // `i < SMALL_GRANULES`.
+        unsafe { self.small_counts.get_unchecked_mut(i).gave() };
+        // SAFETY: `p` was a live pool block of class `i` (its map byte said so), forgotten
+        // just above: it is ours to push, and arena addresses are not null.
         unsafe {
             self.pool
                 .push_class(i, NonNull::new_unchecked(p as *mut u8))
         };
-        self.arena_map.forget(g);
         true
     }
 
@@ -369,7 +423,7 @@ impl<U: Upstream> CheckedPool<U> {
         match kind {
             BlockKind::Small => {
                 self.map_of_mut(p).unmark(p);
-                self.live[self.pool.params().index(n)] -= 1;
+                self.counts_mut(self.pool.params().index(n)).gave();
                 // SAFETY: validated above as a live pool block of `n`'s class.
                 unsafe { self.pool.deallocate_small(ptr, n) };
             }
@@ -531,24 +585,44 @@ impl<U: Upstream> CheckedPool<U> {
         }
     }
 
+    /// The counts of class `i < nfreelists`.
+    fn class_counts(&self, i: usize) -> &ClassCounts {
+        match i.checked_sub(SMALL_GRANULES) {
+            None => &self.small_counts[i],
+            Some(j) => &self.counts[j],
+        }
+    }
+
+    fn counts_mut(&mut self, i: usize) -> &mut ClassCounts {
+        match i.checked_sub(SMALL_GRANULES) {
+            None => &mut self.small_counts[i],
+            Some(j) => &mut self.counts[j],
+        }
+    }
+
+    /// Every class's counts, class 0 first.
+    fn all_counts(&self) -> impl Iterator<Item = &ClassCounts> {
+        let small = self.params().nfreelists().min(SMALL_GRANULES);
+        self.small_counts[..small].iter().chain(self.counts.iter())
+    }
+
     /// Live pool blocks (not large ones).
     pub fn live_blocks(&self) -> usize {
-        self.live.iter().sum()
+        self.all_counts().map(ClassCounts::live).sum()
     }
 
     /// Rounded bytes of the live pool blocks.
     pub fn live_bytes(&self) -> usize {
         let params = self.params();
-        self.live
-            .iter()
+        self.all_counts()
             .enumerate()
-            .map(|(i, n)| n * params.class_size(i))
+            .map(|(i, c)| c.live() * params.class_size(i))
             .sum()
     }
 
     /// The length of free list `i`, in O(1).
     pub fn free_list_len(&self, i: usize) -> usize {
-        self.pool.class_blocks(i) - self.live[i]
+        self.pool.class_blocks(i) - self.class_counts(i).live()
     }
 
     /// Panics if any invariant of this module or of `Pool` is broken.
@@ -569,7 +643,8 @@ impl<U: Upstream> CheckedPool<U> {
         let params = pool.params();
         for i in 0..params.nfreelists() {
             let size = params.class_size(i);
-            assert_eq!(live.iter().filter(|b| b.1 == size).count(), self.live[i]);
+            let counted = self.class_counts(i).live();
+            assert_eq!(live.iter().filter(|b| b.1 == size).count(), counted);
             assert_eq!(
                 pool.free_list(i).len(),
                 self.free_list_len(i),

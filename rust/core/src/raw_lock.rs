@@ -12,6 +12,11 @@ use crate::sync::model::{spin_loop, yield_now};
 /// While one caller is between `lock()` and `unlock()`, no other `lock()` on the same
 /// value may return; `unlock` is called only by the holder.
 pub unsafe trait RawLock: Send + Sync + Default {
+    /// Whether threads using a pool with this lock may own heaps they enter without it,
+    /// which every call then looks up (a thread-local read). False for a lock that
+    /// serialises every caller already (the GIL's), whose pools skip that look-up.
+    const OWNER_HEAPS: bool = true;
+
     fn lock(&self);
 
     /// # Safety

@@ -93,28 +93,24 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     pub fn allocate(&self, n: usize) -> Result<usize, AllocError> {
         match self.try_pop(n, false) {
             Some(p) => Ok(p),
-            None => self.allocate_slow(n, false),
+            None => self.allocate_slow_split(n, false),
         }
     }
 
-    /// The allocation fast path, kept small so that callers inline it: the caller's heap,
-    /// one lock, one pop, one byte of the block map. `None` for every other case.
+    /// The allocation fast path, kept small so that callers inline it: the caller's own
+    /// biased heap entered with a store and a load, else its heap locked; one pop, one
+    /// byte of the block map. `None` for every other case.
     #[inline(always)]
     fn try_pop(&self, n: usize, claimed: bool) -> Option<usize> {
-        self.enter_mine()?.try_pop(n, claimed)
-    }
-
-    /// The caller's heap for a fast path: entered without a lock if the caller owns it,
-    /// else locked; `None` while another thread has the owner's heap.
-    #[inline(always)]
-    fn enter_mine(&self) -> Option<PoolGuard<'_, U, L>> {
-        match self.heaps.mine() {
-            (heap, true) => heap.enter_owned(),
-            (heap, false) => Some(heap.lock()),
+        if let Some(heap) = self.heaps.mine_biased() {
+            return heap.enter_owned()?.try_pop(n, claimed);
         }
+        self.lock_mine().try_pop(n, claimed)
     }
 
-    /// The caller's heap for a slow path: locked, and the owner kept out if not the caller.
+    /// The caller's heap, locked, and the owner kept out if not the caller: the slow paths,
+    /// and the fast ones of threads that do not own a biased heap.
+    #[inline]
     fn lock_mine(&self) -> PoolGuard<'_, U, L> {
         match self.heaps.mine() {
             (heap, true) => heap.lock_owned(),
@@ -122,10 +118,33 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         }
     }
 
+    /// `allocate_slow` called with its error returned apart: a `Result` returned in
+    /// memory would make the inlined fast path write its `Ok` to that memory as well (a
+    /// slot the call may read), three stores per allocation; this way only an error is
+    /// moved through memory.
+    #[inline(always)]
+    fn allocate_slow_split(&self, n: usize, claimed: bool) -> Result<usize, AllocError> {
+        let mut err = None;
+        let p = self.allocate_slow_into(n, claimed, &mut err);
+        match err {
+            None => Ok(p),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// The block `allocate_slow` hands out; on error 0, and the error in `err`.
+    #[inline(never)]
+    fn allocate_slow_into(&self, n: usize, claimed: bool, err: &mut Option<AllocError>) -> usize {
+        self.allocate_slow(n, claimed).unwrap_or_else(|e| {
+            *err = Some(e);
+            0
+        })
+    }
+
     /// `allocate` past the fast path, every case, refills and upstream included; with
     /// `claimed`, the block is claimed for a container (see `CheckedPool::claim`) under the
     /// same lock that hands it out.
-    #[inline(never)]
+    #[inline]
     fn allocate_slow(&self, n: usize, claimed: bool) -> Result<usize, AllocError> {
         if n == 0 {
             return Ok(0);
@@ -160,8 +179,12 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     /// thread's frees mostly are. Blocks of other heaps take the slow path to their own.
     #[inline(always)]
     fn try_free(&self, p: usize, n: usize, claimed: bool) -> bool {
-        self.enter_mine()
-            .is_some_and(|mut pool| pool.try_free(p, n, claimed))
+        if let Some(heap) = self.heaps.mine_biased() {
+            return heap
+                .enter_owned()
+                .is_some_and(|mut pool| pool.try_free(p, n, claimed));
+        }
+        self.lock_mine().try_free(p, n, claimed)
     }
 
     /// Every free the fast path leaves: upstream blocks, pinned pools, and errors.
@@ -175,7 +198,7 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     pub fn allocate_claimed(&self, n: usize) -> Result<usize, AllocError> {
         match self.try_pop(n, true) {
             Some(p) => Ok(p),
-            None => self.allocate_slow(n, true),
+            None => self.allocate_slow_split(n, true),
         }
     }
 

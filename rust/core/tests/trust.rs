@@ -184,3 +184,52 @@ fn a_free_racing_a_move_of_its_block_says_the_block_moves() {
     assert!(moving + gone + freed == 20_000);
     eprintln!("moving {moving}, gone {gone}, freed first {freed}");
 }
+
+/// The fast paths serve sizes up to 62 granules (the most the block map's byte names);
+/// larger pool classes take the full path. Around that edge, on one heap and on a biased
+/// owner's, every size is served and freed exactly, and a free with a neighbouring size
+/// is refused with the block's own size, changing nothing.
+#[test]
+fn the_fast_paths_edge_at_62_granules_refuses_neighbouring_sizes() {
+    for (align, heaps) in [(8, 1), (8, 2), (16, 1), (16, 2)] {
+        let params = Params::new(align, 128 * align, 20).unwrap();
+        let upstream = Arc::new(MallocAlloc::new(None));
+        let p: SharedPool = SharedPool::with_heaps(params, 1 << 20, upstream, heaps).unwrap();
+        let edge = 62 * align;
+        let sizes = [
+            edge - align,
+            edge - 1,
+            edge,
+            edge + 1,
+            edge + align,
+            128 * align,
+        ];
+        let blocks: Vec<_> = sizes.iter().map(|&n| (p.allocate(n).unwrap(), n)).collect();
+        let before = p.stats();
+        for &(q, n) in &blocks {
+            let size = params.round_up(n);
+            for wrong in [size - align, size + align] {
+                match p.deallocate(q, wrong) {
+                    Err(AllocError::SizeMismatch { block_size, .. }) => {
+                        assert_eq!(block_size, size, "({q:#x}, {wrong})");
+                    }
+                    other => panic!("({q:#x}, {wrong}) of a {size}-byte block: {other:?}"),
+                }
+                assert!(p.deallocate_claimed(q, n).is_err(), "not a container's");
+                assert_eq!(p.stats(), before, "({q:#x}, {wrong}) changed the pool");
+            }
+        }
+        p.check_invariants();
+        for &(q, n) in &blocks {
+            p.deallocate(q, n).unwrap();
+            assert!(p.deallocate(q, n).is_err(), "freed twice");
+        }
+        let again: Vec<_> = sizes.iter().map(|&n| p.allocate(n).unwrap()).collect();
+        let mut reused: Vec<_> = blocks.iter().map(|b| b.0).collect();
+        reused.sort_unstable();
+        let mut sorted = again.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, reused, "each class's block came back first");
+        p.check_invariants();
+    }
+}

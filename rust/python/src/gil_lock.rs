@@ -34,6 +34,9 @@ mod gil {
     // GIL admits one thread at a time, and `held` turns an accidental re-entry on that
     // thread into a panic (a Python exception) instead of two `&mut` to one pool.
     unsafe impl RawLock for GilLock {
+        // One heap: the GIL admits one thread at a time (see `pool::heaps`).
+        const OWNER_HEAPS: bool = false;
+
         #[inline]
         fn lock(&self) {
             if self.held.load(Ordering::Relaxed) {

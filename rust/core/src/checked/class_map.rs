@@ -7,8 +7,10 @@
 //!   `byte[g] & TAG == min(k, BIG)`, `byte[g] & CLAIMED` says whether a container holds
 //!   it, `byte[g] & PINNED` whether it is exported, `byte[g+1 .. g+k] == 0`; and
 //!   `big[g] == k` exactly when `k >= BIG`.
-//! Every other byte is 0. So live blocks are the nonzero bytes, and since they never
-//! overlap, the block containing an address is the nearest nonzero byte at or before it.
+//! Every other byte is 0, and `bytes.len() == ceil(len / align)`: every address of the
+//! region has a byte, so `off < len` alone proves a granule index in range. So live
+//! blocks are the nonzero bytes, and since they never overlap, the block containing an
+//! address is the nearest nonzero byte at or before it.
 //! A free's fast path compares the byte with the one an unpinned block of its class has:
 //! any flag it should not have sends it to the full check. Blocks of `BIG` granules or more
 //! exist only with more than 62 size classes; their exact sizes are kept aside so the byte
@@ -26,6 +28,8 @@ const PINNED: u8 = 0x40;
 const TAG: u8 = 0x3f;
 /// The tag of a block of this many granules or more, whose size is in `big`.
 const BIG: usize = TAG as usize;
+/// The most granules a block of the fast paths (`mark_new_small`, `take_small`) has.
+pub const SMALL_GRANULES: usize = BIG - 1;
 
 pub struct ClassMap {
     region: Granules,
@@ -48,7 +52,7 @@ impl ClassMap {
         Self {
             region,
             mask: align - 1,
-            bytes: vec![0; region.count()],
+            bytes: vec![0; len.div_ceil(align)],
             big: HashMap::new(),
         }
     }
@@ -199,25 +203,53 @@ impl ClassMap {
         }
     }
 
-    /// The granule of the live block of `k >= 1` granules at `addr`, held by a container
-    /// exactly when `claimed`, if that is what `addr` is: the free fast path's check, to
-    /// be followed by `forget`. `None` says nothing more; `check` then says what is wrong.
+    /// `log2(align)`: the granule's, which is also the size classes' shift.
     #[inline(always)]
-    pub fn live_granule(&self, addr: usize, k: usize, claimed: bool) -> Option<usize> {
-        let off = addr.wrapping_sub(self.region.base);
-        let want = tag(k) | if claimed { CLAIMED } else { 0 };
-        if off & self.mask != 0 || k >= BIG {
-            return None;
-        }
-        let g = off >> self.region.shift;
-        (self.bytes.get(g) == Some(&want)).then_some(g)
+    pub fn shift(&self) -> u32 {
+        self.region.shift
     }
 
-    /// Forgets the live block at granule `g`, which `live_granule` found (so neither
-    /// `BIG` nor pinned).
+    /// The granule of `addr` if it lies in the region: one compare.
     #[inline(always)]
-    pub fn forget(&mut self, g: usize) {
-        self.bytes[g] = 0;
+    pub fn granule_in(&self, addr: usize) -> Option<usize> {
+        let off = addr.wrapping_sub(self.region.base);
+        (off < self.region.len).then_some(off >> self.region.shift)
+    }
+
+    /// Records a new live block of `1 <= k < BIG` granules at granule `g`, claimed for a
+    /// container or not: the allocation fast path, one byte store.
+    ///
+    /// # Safety
+    /// `g` is what `granule_in` of this map returned (so `g < bytes.len()`).
+    #[inline(always)]
+    pub unsafe fn mark_small(&mut self, g: usize, k: usize, claimed: bool) {
+        debug_assert!((1..BIG).contains(&k) && g < self.bytes.len());
+        // SAFETY: `granule_in` found `off < len`, so `g < ceil(len / align) ==
+        // bytes.len()` (see `new`); the caller's promise.
+        unsafe { *self.bytes.get_unchecked_mut(g) = k as u8 | if claimed { CLAIMED } else { 0 } };
+    }
+
+    /// Forgets the live block at `addr` and says true if it is one of `1 <= k < BIG`
+    /// granules, unpinned, and held by a container exactly when `claimed`: the free fast
+    /// path, one bounds check. `false` changes nothing and says nothing more; `check` then
+    /// says what is wrong. Callers keep `k < BIG` (a `BIG` tag does not give the size).
+    #[inline(always)]
+    pub fn take_small(&mut self, addr: usize, k: usize, claimed: bool) -> bool {
+        debug_assert!((1..BIG).contains(&k));
+        let off = addr.wrapping_sub(self.region.base);
+        let want = k as u8 | if claimed { CLAIMED } else { 0 };
+        let g = off >> self.region.shift;
+        // Misaligned: computed from the shift the index needs anyway, not loaded.
+        if g << self.region.shift != off {
+            return false;
+        }
+        match self.bytes.get_mut(g) {
+            Some(b) if *b == want => {
+                *b = 0;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// `(start, size)` of the live block containing `addr`, given blocks of at most
@@ -275,6 +307,12 @@ impl ClassMap {
     /// Panics unless the module's equations hold: live blocks do not overlap (the bytes
     /// inside a block are 0) and `big` holds exactly the blocks tagged `BIG`.
     pub fn check_invariants(&self) {
+        let align = self.mask + 1;
+        assert_eq!(
+            self.bytes.len(),
+            self.region.len.div_ceil(align),
+            "a byte per granule"
+        );
         let mut end = 0;
         let mut tagged = 0;
         for (g, b) in self.starts() {
@@ -387,21 +425,42 @@ mod tests {
     #[test]
     fn the_fast_path_finds_only_the_claim_it_names() {
         let mut m = ClassMap::new(0, 4096, 8);
-        m.mark_new(64, 2, true);
-        m.mark_new(128, 2, false);
-        assert_eq!(m.live_granule(64, 2, false), None, "a container's block");
+        assert_eq!(m.granule_in(4096), None, "outside the region");
+        assert_eq!(m.granule_in(usize::MAX), None, "outside the region");
+        for (addr, claimed) in [(64, true), (128, false)] {
+            let g = m.granule_in(addr).unwrap();
+            // SAFETY: `g` is this map's `granule_in`.
+            unsafe { m.mark_small(g, 2, claimed) };
+        }
+        assert!(!m.take_small(64, 2, false), "a container's block");
+        assert!(!m.take_small(128, 2, true), "not a container's block");
+        assert!(!m.take_small(64, 3, true), "another class");
+        assert!(!m.take_small(68, 2, true), "misaligned");
+        assert!(!m.take_small(1 << 20, 2, true), "outside the region");
+        assert!(!m.take_small(usize::MAX - 7, 2, true), "below the region");
         assert_eq!(
-            m.live_granule(128, 2, true),
-            None,
-            "not a container's block"
+            m.live_blocks(),
+            vec![(64, 16), (128, 16)],
+            "refusals change nothing"
         );
-        assert_eq!(m.live_granule(64, 3, true), None, "another class");
-        assert_eq!(m.live_granule(68, 2, true), None, "misaligned");
-        assert_eq!(m.live_granule(1 << 20, 2, true), None, "outside the region");
-        m.forget(m.live_granule(64, 2, true).unwrap());
-        m.forget(m.live_granule(128, 2, false).unwrap());
+        assert!(m.take_small(64, 2, true));
+        assert!(m.take_small(128, 2, false));
         assert!(m.live_blocks().is_empty());
-        assert_eq!(m.live_granule(128, 2, false), None, "freed");
+        assert!(!m.take_small(128, 2, false), "freed");
+    }
+
+    #[test]
+    fn every_address_of_a_region_has_its_byte() {
+        // A length that is not a multiple of the granule: the last, partial granule
+        // is still mapped, so `granule_in`'s one compare is its bounds check.
+        let mut m = ClassMap::new(0, 4100, 8);
+        assert_eq!(m.bytes.len(), 513);
+        assert_eq!(m.granule_in(4099), Some(512));
+        assert_eq!(m.granule_in(4100), None);
+        // SAFETY: 512 is this map's `granule_in(4096)`.
+        unsafe { m.mark_small(m.granule_in(4096).unwrap(), 1, false) };
+        assert_eq!(m.live_blocks(), vec![(4096, 8)]);
+        assert!(m.take_small(4096, 1, false));
     }
 
     #[test]
@@ -415,10 +474,11 @@ mod tests {
             "pinned, still a live block of 16 bytes"
         );
         assert_eq!(m.block_containing(79, 128), Some((64, 16)));
-        assert_eq!(m.live_granule(64, 2, false), None);
+        assert!(!m.take_small(64, 2, false));
+        assert_eq!(m.live_blocks(), vec![(64, 16)]);
         m.set_pinned(64, false);
-        assert_eq!(m.live_granule(64, 2, false), Some(8));
         m.check_invariants();
+        assert!(m.take_small(64, 2, false));
     }
 
     #[test]
@@ -438,7 +498,6 @@ mod tests {
         assert_eq!(m.block_containing(1599, 1 << 12), Some((0, 1600)));
         assert_eq!(m.block_containing(2615, 1 << 12), Some((1600, 1016)));
         m.check_invariants();
-        assert_eq!(m.live_granule(0, 200, false), None);
         m.unmark(0);
         m.unmark(1600);
         assert!(m.big.is_empty() && m.live_blocks().is_empty());

@@ -196,6 +196,18 @@ impl<U: Upstream, P: PoolParams> Pool<U, P> {
         }
     }
 
+    /// The head of free list `i`, left on the list: a caller that reads what it needs
+    /// before `pop_class` writes anything keeps those reads from being repeated.
+    ///
+    /// # Safety
+    /// `i < nfreelists`.
+    #[inline(always)]
+    pub unsafe fn peek_class(&self, i: usize) -> Option<NonNull<u8>> {
+        debug_assert!(i < self.free_list.len());
+        // SAFETY: the caller's promise, `i < nfreelists`, the slice's length.
+        NonNull::new(unsafe { *self.free_list.get_unchecked(i) }).map(NonNull::cast)
+    }
+
     /// The head of free list `i`, if it has one: `allocate_small` without the refill, for
     /// callers that keep their fast path apart.
     ///

@@ -29,7 +29,7 @@ use crate::sgi::upstream::Upstream;
 use crate::shared::owner_fence;
 use crate::shared::thread_token::{self, FREE};
 use crate::sync::model::{self, Mutex};
-use model::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use model::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::cell::{Cell, UnsafeCell};
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, OnceLock};
@@ -51,6 +51,9 @@ use std::sync::{Arc, OnceLock};
 ///
 /// With `owner_fence::heavy` between them, Dekker's argument holds: of an owner entering
 /// and another thread requesting, at least one sees the other's flag.
+///
+/// In a child forked while an owner was inside, that owner does not run (only the forking
+/// thread does): its `busy` stays set, and a waiter clears it (`owner_left_behind`).
 #[repr(align(128))]
 pub struct Heap<U: Upstream, L: RawLock> {
     lock: L,
@@ -63,6 +66,11 @@ pub struct Heap<U: Upstream, L: RawLock> {
     revoked: Cell<u32>,
     /// Whether the owner enters without the lock (`busy`); else everyone locks.
     biased: bool,
+    /// The process the owner claimed the heap in, and the owner's token: in a child
+    /// forked since, `busy` may be a flag set by a thread that was copied mid-call and
+    /// does not run there (every thread but the forking one).
+    owner_pid: AtomicU32,
+    owner_token: AtomicU64,
     pool: UnsafeCell<CheckedPool<U>>,
     exclusive: model::Exclusive,
 }
@@ -74,14 +82,9 @@ unsafe impl<U: Upstream + Send, L: RawLock> Sync for Heap<U, L> {}
 // SAFETY: as above; every field is owned.
 unsafe impl<U: Upstream + Send, L: RawLock> Send for Heap<U, L> {}
 
-/// How a guard holds its heap, hence how it lets go.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Held {
-    /// The owner's fast path: `busy` set.
-    Owned,
-    /// `lock` held.
-    Locked,
-}
+/// A waiter checks whether the heap's owner runs in this process (see `fork`) once per this
+/// many spins: a real owner leaves within a few dozen instructions.
+const OWNER_CHECK_EVERY: u32 = 1 << 10;
 
 /// The owner's calls that find its heap requested before it takes the bias back.
 const REBIAS_AFTER: u32 = if cfg!(feature = "shuttle") { 2 } else { 64 };
@@ -94,25 +97,27 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
             requested: AtomicBool::new(false),
             revoked: Cell::new(0),
             biased,
+            owner_pid: AtomicU32::new(0),
+            owner_token: AtomicU64::new(FREE),
             pool: UnsafeCell::new(pool),
             exclusive: model::Exclusive::default(),
         }
     }
 
-    /// The owner's fast path: on a biased heap no lock and no atomic read-modify-write, a
-    /// store and a load; `None` while another thread has the heap (then `lock_owned`).
+    /// The owner's fast path, on a biased heap (`Heaps::mine_biased`): no lock and no
+    /// atomic read-modify-write, a store and a load; `None` while another thread has the
+    /// heap (then `lock_owned`).
     #[inline(always)]
-    pub fn enter_owned(&self) -> Option<PoolGuard<'_, U, L>> {
-        if !self.biased {
-            return Some(self.lock_owned());
-        }
+    pub fn enter_owned(&self) -> Option<OwnedGuard<'_, U, L>> {
+        debug_assert!(self.biased);
         self.busy.store(true, Ordering::Relaxed);
         owner_fence::light();
         if self.requested.load(Ordering::Acquire) {
             self.busy.store(false, Ordering::Release);
             return None;
         }
-        Some(self.guard(Held::Owned))
+        self.exclusive.enter();
+        Some(OwnedGuard { heap: self })
     }
 
     /// The owner's slow path: the lock only (the owner is not in its fast path, so `busy`
@@ -128,7 +133,7 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
             }
             self.revoked.set(n % REBIAS_AFTER);
         }
-        self.guard(Held::Locked)
+        self.guard()
     }
 
     /// Any thread, the owner included (it then pays the barrier for nothing).
@@ -136,31 +141,83 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
     pub fn lock(&self) -> PoolGuard<'_, U, L> {
         self.lock.lock();
         if !self.biased {
-            return self.guard(Held::Locked);
+            return self.guard();
         }
         if !self.requested.load(Ordering::Relaxed) {
             self.requested.store(true, Ordering::Relaxed);
-            owner_fence::heavy();
+            if !owner_fence::heavy() {
+                self.refused();
+            }
         }
+        let mut spins = 0u32;
         while self.busy.load(Ordering::Acquire) {
+            spins = spins.wrapping_add(1);
+            if spins % OWNER_CHECK_EVERY == 0 && self.owner_left_behind() {
+                break;
+            }
             model::spin_loop();
             #[cfg(feature = "shuttle")]
             model::yield_now();
         }
-        self.guard(Held::Locked)
+        self.guard()
+    }
+
+    /// Whether `busy` was set by an owner that does not run in this process: one claimed
+    /// in the process this child was forked from, by a thread other than the forking one
+    /// (the only thread a child starts with). Copied in the middle of a call, that owner
+    /// will never clear the flag here; this clears it, and the caller (holding the lock)
+    /// takes the heap as the copy left it.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn owner_left_behind(&self) -> bool {
+        let pid = self.owner_pid.load(Ordering::Relaxed);
+        if pid == 0 || pid == std::process::id() {
+            return false;
+        }
+        if self.owner_token.load(Ordering::Relaxed) == thread_token::forked_by() {
+            return false;
+        }
+        self.busy.store(false, Ordering::Relaxed);
+        true
+    }
+
+    /// Notes that the calling thread, `token`, now owns this heap.
+    fn claimed(&self, token: u64) {
+        thread_token::watch_forks();
+        self.owner_token.store(token, Ordering::Relaxed);
+        self.owner_pid.store(std::process::id(), Ordering::Relaxed);
+    }
+
+    /// Test only: makes the heap look entered by its owner, as a thread stopped inside
+    /// its fast path leaves it.
+    #[cfg(test)]
+    pub(crate) fn set_busy(&self, busy: bool) {
+        self.busy.store(busy, Ordering::Release);
+    }
+
+    /// The kernel ran no barrier: the owner may be inside without having seen `requested`,
+    /// so the heap cannot be had. Leaves it as it was (unrequested, unlocked, so that
+    /// neither the owner nor a later caller waits on this one) and panics.
+    #[cold]
+    #[inline(never)]
+    fn refused(&self) -> ! {
+        // The owner may have seen `requested` meanwhile: it then locks, which is fine.
+        self.requested.store(false, Ordering::Relaxed);
+        // SAFETY: taken at the top of `lock`, by this thread.
+        unsafe { self.lock.unlock() };
+        panic!("membarrier refused after registering: a biased heap cannot be taken");
     }
 
     #[inline(always)]
-    fn guard(&self, held: Held) -> PoolGuard<'_, U, L> {
+    fn guard(&self) -> PoolGuard<'_, U, L> {
         self.exclusive.enter();
-        PoolGuard { heap: self, held }
+        PoolGuard { heap: self }
     }
 }
 
-/// A heap held (see `Heap`); lets go when dropped.
+/// A heap held with its lock (see `Heap`); lets go when dropped.
 pub struct PoolGuard<'a, U: Upstream, L: RawLock> {
     heap: &'a Heap<U, L>,
-    held: Held,
 }
 
 impl<'a, U: Upstream, L: RawLock> PoolGuard<'a, U, L> {
@@ -193,13 +250,41 @@ impl<U: Upstream, L: RawLock> Drop for PoolGuard<'_, U, L> {
     #[inline(always)]
     fn drop(&mut self) {
         self.heap.exclusive.leave();
-        match self.held {
-            Held::Owned => self.heap.busy.store(false, Ordering::Release),
-            Held::Locked => {
-                // SAFETY: a `Locked` guard was made right after taking the lock.
-                unsafe { self.heap.lock.unlock() }
-            }
-        }
+        // SAFETY: a `PoolGuard` is made right after taking the lock.
+        unsafe { self.heap.lock.unlock() }
+    }
+}
+
+/// A biased heap entered by its owner (`Heap::enter_owned`): lets go with one store.
+/// A type of its own rather than a `PoolGuard` state, so that letting go needs no branch
+/// and no register kept across the pool's work.
+pub struct OwnedGuard<'a, U: Upstream, L: RawLock> {
+    heap: &'a Heap<U, L>,
+}
+
+impl<U: Upstream, L: RawLock> Deref for OwnedGuard<'_, U, L> {
+    type Target = CheckedPool<U>;
+    #[inline(always)]
+    fn deref(&self) -> &CheckedPool<U> {
+        // SAFETY: the owner stored `busy` and then saw `requested` clear: the heap is its
+        // alone (see `Heap`) until this guard drops.
+        unsafe { &*self.heap.pool.get() }
+    }
+}
+
+impl<U: Upstream, L: RawLock> DerefMut for OwnedGuard<'_, U, L> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut CheckedPool<U> {
+        // SAFETY: as in `deref`.
+        unsafe { &mut *self.heap.pool.get() }
+    }
+}
+
+impl<U: Upstream, L: RawLock> Drop for OwnedGuard<'_, U, L> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.heap.exclusive.leave();
+        self.heap.busy.store(false, Ordering::Release);
     }
 }
 
@@ -225,8 +310,12 @@ impl ArenaRange {
     }
 }
 
-// A std atomic: see `sync::model`.
+// A std atomic: see `sync::model`. Ids start at 1: a thread's empty cache holds 0.
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// The `biased_id` of unbiased heaps: never a pool's id (they count up from 1), so never
+/// cached.
+const NOT_BIASED: u64 = u64::MAX;
 
 pub struct Heaps<U: Upstream + Clone, L: RawLock> {
     /// This pool's name in `thread_token`'s cache: unique in the process, never reused.
@@ -240,6 +329,9 @@ pub struct Heaps<U: Upstream + Clone, L: RawLock> {
     /// Whether owners enter their heaps without the lock (`Heap`): with more than one
     /// slot, where the kernel provides the asymmetric fence.
     biased: bool,
+    /// `id` if `biased`, else `NOT_BIASED`, which no thread caches: the owner's fast
+    /// path asks "biased, and mine?" with the one compare of the cached id.
+    biased_id: u64,
     /// Serialises making heaps, with the chunk fill (debug mode) every heap gets.
     grow: Mutex<Option<u8>>,
     params: Params,
@@ -260,13 +352,15 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
         let arenas: Box<[ArenaRange]> = (0..count).map(|_| ArenaRange::default()).collect();
         arenas[0].publish(&first);
         let biased = count > 1 && owner_fence::available();
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         Ok(Self {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id,
             first: Heap::new(first, biased),
             rest: (1..count).map(|_| OnceLock::new()).collect(),
             owners: (0..count).map(|_| AtomicU64::new(FREE)).collect(),
             arenas,
             biased,
+            biased_id: if biased { id } else { NOT_BIASED },
             grow: Mutex::new(None),
             params,
             arena_size,
@@ -293,8 +387,27 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
         std::iter::once(&self.first).chain(self.rest.iter().filter_map(OnceLock::get))
     }
 
+    /// The heap the calling thread owns, if the heaps are biased and it has one cached:
+    /// the owner's fast path (`Heap::enter_owned`), one thread-local load and one compare
+    /// (none with a lock that has no owner heaps).
+    /// `None` sends the caller to `mine`, which finds (and caches) its heap.
+    #[inline(always)]
+    pub fn mine_biased(&self) -> Option<&Heap<U, L>> {
+        if !L::OWNER_HEAPS {
+            return None;
+        }
+        let heap = thread_token::cached_heap(self.biased_id)?;
+        if heap.is_null() {
+            return Some(&self.first);
+        }
+        // SAFETY: `cache` stored this pointer under this pool's id, which no other pool
+        // has: it points at a heap of `rest`, boxed, so it stays where it is however the
+        // pool moves, and lives as long as the pool.
+        Some(unsafe { &*heap.cast::<Heap<U, L>>() })
+    }
+
     /// The heap the calling thread allocates from, and whether the thread owns it (holds
-    /// its slot, so may `enter_owned` it). With one slot nobody owns heap 0: all lock it.
+    /// its slot). With one slot nobody owns heap 0: all lock it.
     #[inline(always)]
     pub fn mine(&self) -> (&Heap<U, L>, bool) {
         if self.rest.is_empty() {
@@ -302,9 +415,7 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
         }
         match thread_token::cached_heap(self.id) {
             Some(heap) if heap.is_null() => (&self.first, true),
-            // SAFETY: `cache` stored this pointer under this pool's id, which no other pool
-            // has: it points at a heap of `rest`, boxed, so it stays where it is however the
-            // pool moves, and lives as long as the pool.
+            // SAFETY: as in `mine_biased`.
             Some(heap) => (unsafe { &*heap.cast::<Heap<U, L>>() }, true),
             None => self.mine_slow(),
         }
@@ -364,6 +475,7 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
         } else {
             std::ptr::from_ref(heap).cast()
         };
+        heap.claimed(thread_token::current());
         thread_token::cache_heap(self.id, cached);
         (heap, true)
     }

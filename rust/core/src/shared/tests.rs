@@ -457,3 +457,110 @@ fn inspections_while_owners_allocate_see_consistent_heaps() {
     pool.check_invariants();
     assert_eq!(pool.stats().live_blocks, 0);
 }
+
+#[test]
+fn only_a_biased_heaps_owner_finds_it_without_the_lock() {
+    let single = pool(1);
+    let multi = pool(2);
+    let (a, b) = (single.allocate(8).unwrap(), multi.allocate(8).unwrap());
+    assert!(
+        single.heaps.mine_biased().is_none(),
+        "one heap: everyone locks"
+    );
+    let biased = super::owner_fence::available();
+    assert_eq!(multi.heaps.mine_biased().is_some(), biased);
+    in_thread(|| {
+        assert!(multi.heaps.mine_biased().is_none(), "no heap cached yet");
+        let c = multi.allocate(8).unwrap();
+        let mine = multi.heaps.mine_biased().map(std::ptr::from_ref);
+        assert_eq!(mine.is_some(), biased);
+        let first = multi.heaps.get(0).map(std::ptr::from_ref);
+        assert!(mine.is_none() || mine != first, "heap 1, not heap 0");
+        multi.deallocate(c, 8).unwrap();
+    });
+    single.deallocate(a, 8).unwrap();
+    multi.deallocate(b, 8).unwrap();
+    multi.check_invariants();
+}
+
+#[test]
+fn a_refused_barrier_leaves_the_heap_as_it_was_and_the_global_one_stands_in() {
+    use super::owner_fence::tests::{refusing, ALL, PRIVATE};
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    if !super::owner_fence::available() {
+        return;
+    }
+    let pool = pool(2);
+    let mine = pool.allocate(8).unwrap();
+    let (a, b) = in_thread(|| (pool.allocate(8).unwrap(), pool.allocate(8).unwrap()));
+    // No inspection before the refusals: taking heap 1 would request it with a barrier.
+    for _ in 0..2 {
+        let refused = catch_unwind(AssertUnwindSafe(|| refusing(ALL, || pool.deallocate(a, 8))));
+        // Refused again: the first refusal left the heap unrequested, so this one asks
+        // for a barrier too instead of trusting a request no owner was made to see.
+        assert!(refused.is_err(), "no barrier: the heap cannot be had");
+    }
+    // Not locked: taken at once, with the global barrier.
+    refusing(PRIVATE, || pool.deallocate(a, 8)).unwrap();
+    assert_eq!((heap_of(&pool, a), heap_of(&pool, b)), (Some(1), Some(1)));
+    assert_eq!(
+        pool.stats().live_blocks,
+        2,
+        "the refused frees freed nothing"
+    );
+    pool.deallocate(b, 8).unwrap();
+    pool.deallocate(mine, 8).unwrap();
+    assert_eq!(pool.stats().live_blocks, 0);
+    pool.check_invariants();
+}
+
+#[test]
+fn a_child_forked_while_an_owner_was_inside_does_not_wait_for_it() {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    let pool = pool(2);
+    let mine = pool.allocate(8).unwrap();
+    let theirs = in_thread(|| pool.allocate(8).unwrap());
+    let (h0, h1) = (pool.heaps.get(0).unwrap(), pool.heaps.get(1).unwrap());
+    // Heap 1 as its owner leaves it when stopped inside its fast path.
+    h1.set_busy(true);
+    // SAFETY: the child only uses this pool and malloc (fork-safe in glibc), then exits
+    // without unwinding into the test harness.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        let ok = catch_unwind(AssertUnwindSafe(|| {
+            // Heap 1's owner does not run here: taking the heap must not wait for it.
+            let taken = pool.stats().live_blocks == 2 && pool.deallocate(theirs, 8).is_ok();
+            // Heap 0's owner forked this child: it runs here, so its flag is real.
+            h0.set_busy(true);
+            let forker_kept = !h0.owner_left_behind();
+            h0.set_busy(false);
+            taken && forker_kept && pool.deallocate(mine, 8).is_ok()
+        }));
+        // SAFETY: ends the child at once, as a forked child of a threaded process should.
+        unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 1 }) };
+    }
+    assert!(child > 0, "fork failed");
+    h1.set_busy(false);
+    assert!(
+        !h1.owner_left_behind(),
+        "in its own process an owner is never left behind"
+    );
+    let mut status = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    // SAFETY: waits for our own child, without blocking.
+    while unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) } == 0 {
+        if std::time::Instant::now() > deadline {
+            // SAFETY: our own child, hung.
+            unsafe { libc::kill(child, libc::SIGKILL) };
+            panic!("the child waited for an owner that does not run in it");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child: {status:#x}"
+    );
+    pool.deallocate(theirs, 8).unwrap();
+    pool.deallocate(mine, 8).unwrap();
+    pool.check_invariants();
+}

@@ -65,6 +65,29 @@ pub fn cache_heap(pool: u64, heap: *const ()) {
     HEAP.with(|h| h.set((pool, heap)));
 }
 
+/// The token of the thread that forked this process, the only thread a child starts with;
+/// `FREE` until then. A std atomic: written by the `pthread_atfork` child handler.
+static FORKER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(FREE);
+
+extern "C" fn note_forker() {
+    FORKER.store(current(), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// From now on, a forked child knows which thread forked it (`forked_by`).
+pub fn watch_forks() {
+    static WATCH: std::sync::Once = std::sync::Once::new();
+    // SAFETY: the handler only reads a thread-local without destructor and stores an
+    // atomic, which is async-signal-safe, as a child handler must be.
+    WATCH.call_once(|| unsafe {
+        libc::pthread_atfork(None, None, Some(note_forker));
+    });
+}
+
+/// The token of the thread that forked this process (once `watch_forks` ran), else `FREE`.
+pub fn forked_by() -> u64 {
+    FORKER.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The calling thread's token, or a value that matches no slot if it has none yet.
 #[inline]
 pub fn current() -> u64 {
