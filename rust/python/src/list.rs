@@ -2,6 +2,7 @@
 //! the chosen allocator (one per element). The logic is the core's `List`; this layer
 //! converts, locks and raises (see `typed` for the locking rules).
 
+mod alloc;
 mod fast;
 mod typed;
 
@@ -140,7 +141,7 @@ impl StdList {
     ) -> PyResult<Self> {
         let dtype = Dtype::parse(dtype)?;
         let alloc = AllocatorArg::from_py(py, allocator)?;
-        let inner = build(dtype, &alloc.core, None)?;
+        let inner = build(dtype, &Alloc::of(py, &alloc), None)?;
         Ok(Self::from_parts(inner, dtype, alloc.object))
     }
 

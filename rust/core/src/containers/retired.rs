@@ -54,6 +54,21 @@ impl<A: BlockAllocator> Retired<A> {
 
 impl<A: BlockAllocator> Drop for Retired<A> {
     fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl<A: BlockAllocator> Retired<A> {
+    /// Frees the block now, as dropping does. Inlined where a container's hot path frees
+    /// (a list's pop): out of line, the free's frame cost 16 of a pop's 150 instructions.
+    #[inline(always)]
+    pub(crate) fn free(mut self) {
+        self.release();
+        std::mem::forget(self);
+    }
+
+    #[inline(always)]
+    fn release(&mut self) {
         if let Some((alloc, addr, bytes)) = self.block.take() {
             let _ = alloc.deallocate_claimed(addr, bytes);
         }

@@ -12,11 +12,10 @@ use pyo3::exceptions::{PyIndexError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyRange};
 use pyo3::{PyTraverseError, PyVisit};
-use std::sync::Arc;
 use stlalloc_core::containers::list::{Cursor, Detached, List, StaleCursor, Unlinked};
 use stlalloc_core::{AllocError, BlockAllocator};
 
-pub type Alloc = Arc<dyn BlockAllocator>;
+pub use super::alloc::Alloc;
 pub type CoreList<T> = List<T, Alloc>;
 
 pub struct Typed<T> {
@@ -172,10 +171,11 @@ impl<T: Elem> Typed<T> {
     }
 
     /// Unlinks a node with `take`; its value comes out and its block is freed unlocked.
-    fn unlink(
+    #[inline]
+    fn unlink<B: BlockAllocator>(
         &self,
         py: Python<'_>,
-        take: impl FnOnce(&mut CoreList<T>) -> PyResult<Unlinked<T, Alloc>>,
+        take: impl FnOnce(&mut CoreList<T>) -> PyResult<Unlinked<T, B>>,
     ) -> PyResult<T> {
         let node = take(&mut *self.lock(py)?)?;
         Ok(node.into_value())
@@ -183,8 +183,16 @@ impl<T: Elem> Typed<T> {
 
     pub fn pop<'py>(&self, py: Python<'py>, front: bool) -> PyResult<Bound<'py, PyAny>> {
         let empty = || PyIndexError::new_err("pop from an empty List");
+        // Freed through our own handle of the allocator: the pop clones none.
+        let alloc = &self.alloc;
         let value = self.unlink(py, |l| {
-            if front { l.pop_front() } else { l.pop_back() }.ok_or_else(empty)
+            if front {
+                l.pop_front_in(alloc)
+            } else {
+                l.pop_back_in(alloc)
+            }
+            .or_raise()?
+            .ok_or_else(empty)
         })?;
         Ok(value.into_py(py))
     }
