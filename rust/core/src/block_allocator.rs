@@ -196,7 +196,7 @@ unsafe impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for Sh
 
 /// The methods of a handle (`Arc<A>`, `&A`) that forward to the allocator it points to.
 /// A container's block calls are inlined whole: when the target is a concrete pool they
-/// bring its fast path into the container's method (a list's pop, 15 instructions).
+/// bring its fast path into the container's method (a list's pop: 146 -> 127 instructions).
 macro_rules! forward_to_target {
     () => {
         #[inline]

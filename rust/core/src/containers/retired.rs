@@ -59,8 +59,8 @@ impl<A: BlockAllocator> Drop for Retired<A> {
 }
 
 impl<A: BlockAllocator> Retired<A> {
-    /// Frees the block now, as dropping does. Inlined where a container's hot path frees
-    /// (a list's pop): out of line, the free's frame cost 16 of a pop's 150 instructions.
+    /// Frees the block now, as dropping does, inlined where a container's hot path frees
+    /// (a list's pop: 4 of its 150 instructions were the drop glue's frame).
     #[inline(always)]
     pub(crate) fn free(mut self) {
         self.release();
