@@ -182,6 +182,8 @@ impl StdList {
 
     /// Appends ``x`` in a new node. On allocation failure (``MemoryError``) the list is
     /// unchanged.
+    // Inlined into the fast entry point with `Typed::push` (see there); so is `push_front`.
+    #[inline(always)]
     fn push_back(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<()> {
         each!(&self.inner, t => t.push(py, x, false))
     }
@@ -191,6 +193,7 @@ impl StdList {
         self.push_back(py, x)
     }
 
+    #[inline(always)]
     fn push_front(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<()> {
         each!(&self.inner, t => t.push(py, x, true))
     }
@@ -211,6 +214,7 @@ impl StdList {
     }
 
     /// Removes and returns the last element; ``IndexError`` if empty.
+    #[inline(always)]
     fn pop_back<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         each!(&self.inner, t => t.pop(py, false))
     }
@@ -220,6 +224,7 @@ impl StdList {
         self.pop_back(py)
     }
 
+    #[inline(always)]
     fn pop_front<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         each!(&self.inner, t => t.pop(py, true))
     }
