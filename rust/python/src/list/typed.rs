@@ -242,6 +242,7 @@ impl<T: Elem> Typed<T> {
         })
     }
 
+    #[inline]
     pub fn get<'py>(&self, py: Python<'py>, i: isize) -> PyResult<Bound<'py, PyAny>> {
         let value = {
             let state = self.lock(py)?;
