@@ -1,6 +1,7 @@
 """stlalloc.List: std::list over the allocators (SPEC §5), checked against collections.deque."""
 
 import collections
+import ctypes
 import functools
 import gc
 import threading
@@ -446,6 +447,25 @@ class Explosive:
 
     __gt__ = __lt__
     __hash__ = None
+
+
+def test_a_plain_pool_is_served_directly_and_a_debug_pool_through_its_checks():
+    # A List names a plain pool's type (its fast path inlined) and reaches any other
+    # allocator, a debug pool included, through the allocator's own methods.
+    debug = PoolAllocator(debug=True)
+    lst = List([1, 2, 3], dtype="int64", allocator=debug)
+    first, _, last = lst.node_addresses()
+    assert (lst.pop(), lst.popleft()) == (3, 1)
+    assert ctypes.string_at(last, NODE) == ctypes.string_at(first, NODE) == b"\xdd" * NODE
+    lst.push_back(4)
+    lst.appendleft(0)
+    assert list(lst) == [0, 2, 4] and debug.stats().live_blocks == 3
+    pool = PoolAllocator()
+    plain = List([1, 2], dtype="int64", allocator=pool)
+    traced = List([3], dtype="int64", allocator=stlalloc.TracingAllocator(pool))
+    traced.splice(plain)  # equal allocators: the same pool, named or behind a wrapper
+    plain.splice(traced)
+    assert [plain.pop() for _ in range(3)] == [2, 1, 3] and pool.stats().live_blocks == 0
 
 
 def test_failing_comparisons_leave_the_list_unchanged():

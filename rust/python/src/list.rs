@@ -2,6 +2,7 @@
 //! the chosen allocator (one per element). The logic is the core's `List`; this layer
 //! converts, locks and raises (see `typed` for the locking rules).
 
+mod alloc;
 mod fast;
 mod typed;
 
@@ -162,7 +163,7 @@ impl StdList {
     ) -> PyResult<Self> {
         let dtype = Dtype::parse(dtype)?;
         let alloc = AllocatorArg::from_py(py, allocator)?;
-        let inner = build(dtype, &alloc.core, None, UNBOUNDED)?;
+        let inner = build(dtype, &Alloc::of(py, &alloc), None, UNBOUNDED)?;
         Ok(Self::from_parts(inner, dtype, alloc.object))
     }
 
@@ -213,6 +214,8 @@ impl StdList {
 
     /// Appends ``x`` in a new node. On allocation failure (``MemoryError``) the list is
     /// unchanged.
+    // Inlined into the fast entry point with `Typed::push` (see there); so is `push_front`.
+    #[inline(always)]
     fn push_back(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<()> {
         each!(&self.inner, t => t.push(py, x, false))
     }
@@ -222,6 +225,7 @@ impl StdList {
         self.push_back(py, x)
     }
 
+    #[inline(always)]
     fn push_front(&self, py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<()> {
         each!(&self.inner, t => t.push(py, x, true))
     }
@@ -242,6 +246,7 @@ impl StdList {
     }
 
     /// Removes and returns the last element; ``IndexError`` if empty.
+    #[inline(always)]
     fn pop_back<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         each!(&self.inner, t => t.pop(py, false))
     }
@@ -251,6 +256,7 @@ impl StdList {
         self.pop_back(py)
     }
 
+    #[inline(always)]
     fn pop_front<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         each!(&self.inner, t => t.pop(py, true))
     }

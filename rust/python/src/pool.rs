@@ -282,6 +282,11 @@ impl PyPoolAllocator {
     fn is_debug(&self) -> bool {
         !std::ptr::addr_eq(Arc::as_ptr(&self.blocks), Arc::as_ptr(&self.inner))
     }
+
+    /// The pool that serves the blocks, unless a debug wrapper does.
+    pub fn plain_pool(&self) -> Option<&Arc<PyPool>> {
+        (!self.is_debug()).then_some(&self.inner)
+    }
 }
 
 static DEFAULT_POOL: PyOnceLock<Py<PyPoolAllocator>> = PyOnceLock::new();

@@ -145,6 +145,7 @@ fn a_list_frees_nothing_inside_its_methods() {
         popped.push(l.remove_at(3).unwrap());
         popped
     });
+    let popped_in = w.locked(|| [l.pop_back_in(&w), l.pop_front_in(&w)]);
     let lists = w.locked(|| {
         l.merge(&mut other).unwrap();
         l.sort_by(|a, b| a > b);
@@ -158,6 +159,13 @@ fn a_list_frees_nothing_inside_its_methods() {
     let values: Vec<i64> = popped.into_iter().map(Unlinked::into_value).collect();
     assert_eq!(values, [0, 9, 4]);
     assert_eq!(w.frees.load(SeqCst), 3, "into_value frees the node");
+    let values = popped_in.map(|n| n.unwrap().unwrap().into_value());
+    assert_eq!(values, [8, 1]);
+    assert_eq!(
+        w.frees.load(SeqCst),
+        5,
+        "so does one popped through the caller's handle"
+    );
     drop(lists);
     drop(refused);
     assert_eq!((w.live(), stranger.live()), (0, 0));

@@ -66,7 +66,7 @@ unsafe impl<T: Sync, A: BlockAllocator + Sync> Sync for List<T, A> {}
 
 /// Allocates a node from `alloc` and moves `value` into it, unlinked. Inlined: a frame of
 /// its own cost `List.push_back` 25 of the 218 instructions it spent in the binding.
-#[inline]
+#[inline(always)]
 fn alloc_node<T, A: BlockAllocator>(alloc: &A, value: T) -> Result<NonNull<Node<T>>, AllocError> {
     let size = size_of::<Node<T>>();
     let p = alloc.allocate_claimed(size)?;
@@ -133,9 +133,9 @@ impl<T, A: BlockAllocator> Unlinked<T, A> {
     }
 
     /// Frees the node and returns its value.
-    #[inline]
+    #[inline(always)]
     pub fn into_value(self) -> T {
-        drop(self.block);
+        self.block.free();
         self.value
     }
 }
@@ -159,6 +159,7 @@ impl<'a, T, A: BlockAllocator> Detached<'a, T, A> {
 
     /// Gives up ownership of the node if `alloc` may free it; else hands itself back, to
     /// be freed where the caller sees fit.
+    #[inline]
     fn into_node_for(self, alloc: &A) -> Result<NonNull<Node<T>>, Self> {
         if !self.alloc.same_as(alloc) {
             return Err(self);
@@ -250,6 +251,7 @@ impl<T, A: BlockAllocator> List<T, A> {
     ///
     /// # Safety
     /// `node` must be an unlinked node this list may own; `at` None or a node of this list.
+    #[inline]
     unsafe fn link_before(&mut self, at: Link<T>, node: NonNull<Node<T>>) {
         let prev = match at {
             // SAFETY: `at` is a node of this list.
@@ -277,6 +279,7 @@ impl<T, A: BlockAllocator> List<T, A> {
     ///
     /// # Safety
     /// `node` must be a node of this list.
+    #[inline]
     unsafe fn unlink(&mut self, node: NonNull<Node<T>>) -> NonNull<Node<T>> {
         // SAFETY: `node` and its neighbours are nodes of this list.
         unsafe {
@@ -324,14 +327,49 @@ impl<T, A: BlockAllocator> List<T, A> {
     ///
     /// # Safety
     /// `node` must be a node of this list.
+    #[inline]
     unsafe fn erase(&mut self, node: NonNull<Node<T>>) -> Unlinked<T, A>
     where
         A: Clone,
     {
+        let alloc = self.alloc.clone();
+        // SAFETY: per the caller; `alloc` is our allocator.
+        unsafe { self.erase_into(node, alloc) }
+    }
+
+    /// Unlinks `node` and hands it back, its block to be freed through `alloc`.
+    ///
+    /// # Safety
+    /// `node` must be a node of this list; `alloc` a handle of this list's allocator.
+    #[inline]
+    unsafe fn erase_into<B: BlockAllocator>(
+        &mut self,
+        node: NonNull<Node<T>>,
+        alloc: B,
+    ) -> Unlinked<T, B> {
         // SAFETY: per the caller; once unlinked, the node is ours.
         let (value, addr) = unsafe { take_value(self.unlink(node)) };
-        let block = Retired::block(self.alloc.clone(), addr, Self::node_size());
+        let block = Retired::block(alloc, addr, Self::node_size());
         Unlinked { value, block }
+    }
+
+    /// The node `end` picks (None on an empty list) unlinked, freed through `alloc` (a
+    /// handle the caller keeps: no handle of the list's is cloned); an `alloc` unequal to
+    /// the list's allocator is refused and nothing changes.
+    #[inline]
+    fn pop_in<'a>(
+        &mut self,
+        alloc: &'a A,
+        end: fn(&Self) -> Link<T>,
+    ) -> Result<Option<Unlinked<T, &'a A>>, AllocError> {
+        if !alloc.same_as(&self.alloc) {
+            return Err(AllocError::AllocatorMismatch);
+        }
+        let Some(node) = end(self) else {
+            return Ok(None);
+        };
+        // SAFETY: `end` gives a node of this list; `alloc` may free it (checked).
+        Ok(Some(unsafe { self.erase_into(node, alloc) }))
     }
 
     // ---- std::list operations ----
@@ -382,6 +420,7 @@ impl<T, A: BlockAllocator> List<T, A> {
 
     /// [`Self::push_back`] with a node allocated beforehand. A node of an allocator unequal
     /// to this list's is refused: it comes back, unlinked, as the error.
+    #[inline(always)]
     pub fn push_back_node<'a>(
         &mut self,
         node: Detached<'a, T, A>,
@@ -392,6 +431,7 @@ impl<T, A: BlockAllocator> List<T, A> {
         Ok(())
     }
 
+    #[inline(always)]
     pub fn push_front_node<'a>(
         &mut self,
         node: Detached<'a, T, A>,
@@ -418,6 +458,7 @@ impl<T, A: BlockAllocator> List<T, A> {
         Ok(())
     }
 
+    #[inline]
     pub fn pop_back(&mut self) -> Option<Unlinked<T, A>>
     where
         A: Clone,
@@ -427,6 +468,7 @@ impl<T, A: BlockAllocator> List<T, A> {
         Some(unsafe { self.erase(tail) })
     }
 
+    #[inline]
     pub fn pop_front(&mut self) -> Option<Unlinked<T, A>>
     where
         A: Clone,
@@ -434,6 +476,25 @@ impl<T, A: BlockAllocator> List<T, A> {
         let head = self.head?;
         // SAFETY: `head` is a node of this list.
         Some(unsafe { self.erase(head) })
+    }
+
+    /// [`Self::pop_back`], the node freed through `alloc`, a handle of the list's allocator
+    /// that the caller keeps (so that a pop clones none); `AllocatorMismatch` for another.
+    #[inline]
+    pub fn pop_back_in<'a>(
+        &mut self,
+        alloc: &'a A,
+    ) -> Result<Option<Unlinked<T, &'a A>>, AllocError> {
+        self.pop_in(alloc, |l| l.tail)
+    }
+
+    /// [`Self::pop_front`], the node freed through `alloc`, as [`Self::pop_back_in`].
+    #[inline]
+    pub fn pop_front_in<'a>(
+        &mut self,
+        alloc: &'a A,
+    ) -> Result<Option<Unlinked<T, &'a A>>, AllocError> {
+        self.pop_in(alloc, |l| l.head)
     }
 
     /// Removes and returns element `i`, if there is one.

@@ -54,6 +54,21 @@ impl<A: BlockAllocator> Retired<A> {
 
 impl<A: BlockAllocator> Drop for Retired<A> {
     fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl<A: BlockAllocator> Retired<A> {
+    /// Frees the block now, as dropping does, inlined where a container's hot path frees
+    /// (a list's pop: 4 of its 150 instructions were the drop glue's frame).
+    #[inline(always)]
+    pub(crate) fn free(mut self) {
+        self.release();
+        std::mem::forget(self);
+    }
+
+    #[inline(always)]
+    fn release(&mut self) {
         if let Some((alloc, addr, bytes)) = self.block.take() {
             let _ = alloc.deallocate_claimed(addr, bytes);
         }

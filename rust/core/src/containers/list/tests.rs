@@ -108,6 +108,41 @@ fn ends_indexing_and_removal() {
 }
 
 #[test]
+fn pops_through_a_handle_of_the_lists_allocator_only() {
+    let alloc = pool();
+    let mut l = list_of(&alloc, [1, 2, 3]);
+    let handle = alloc.clone();
+    let back = l.pop_back_in(&handle).unwrap().unwrap();
+    let front = l.pop_front_in(&handle).unwrap().unwrap();
+    assert_eq!((*back.value(), *front.value()), (3, 1));
+    assert_eq!(
+        alloc.stats().live_blocks,
+        3,
+        "the nodes are freed once handed back"
+    );
+    assert_eq!((back.into_value(), front.into_value()), (3, 1));
+    assert_eq!(alloc.stats().live_blocks, 1);
+    let stranger = pool();
+    let generation = l.generation();
+    assert!(matches!(
+        l.pop_back_in(&stranger),
+        Err(AllocError::AllocatorMismatch)
+    ));
+    assert!(matches!(
+        l.pop_front_in(&stranger),
+        Err(AllocError::AllocatorMismatch)
+    ));
+    assert_eq!((contents(&l), l.generation()), (vec![2], generation));
+    l.check_invariants();
+    assert_eq!(
+        l.pop_back_in(&handle).unwrap().map(Unlinked::into_value),
+        Some(2)
+    );
+    assert!(l.pop_front_in(&handle).unwrap().is_none());
+    assert_eq!(alloc.stats().live_blocks + stranger.stats().live_blocks, 0);
+}
+
+#[test]
 #[should_panic(expected = "beyond length")]
 fn insert_beyond_the_end_panics() {
     let mut l = list_of(&pool(), [1]);
