@@ -32,6 +32,7 @@ pub(super) struct Block {
 }
 
 impl Block {
+    #[inline(always)]
     fn packed(&self, addr: usize) -> Option<Entry> {
         let entry = Entry {
             size: self.size,
@@ -161,6 +162,32 @@ impl Registry {
             None if self.spilled.is_empty() => None,
             None => self.spilled.get(&p).copied(),
         }
+    }
+
+    /// A new block `b` for its owner, at the address `make` returns, recorded and counted;
+    /// `None` (and nothing changed) if the owner's limit refuses `b.size` more bytes or
+    /// `make` fails. One look at the owner's record, for the common allocation.
+    #[inline(always)]
+    pub fn admit(&mut self, b: Block, make: impl FnOnce() -> Option<usize>) -> Option<usize> {
+        let o = self.owners[b.owner]
+            .as_mut()
+            .expect("a block's owner has a record");
+        if o.limit
+            .is_some_and(|limit| o.stats.live_bytes + b.size > limit)
+        {
+            return None;
+        }
+        let p = make()?;
+        match b.packed(p) {
+            Some(e) if self.packed.insert(p, e) => {}
+            _ => {
+                self.spilled.insert(p, b);
+            }
+        }
+        o.stats.live_blocks += 1;
+        o.stats.live_bytes += b.size;
+        o.stats.allocations += 1;
+        Some(p)
     }
 
     /// Records the block at `p`, which is not recorded: in `packed` if it packs and the
