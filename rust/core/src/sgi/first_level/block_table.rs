@@ -3,15 +3,18 @@
 //! hashing, no probing and no table-wide rehash ever (a hash table's growth and shrinking
 //! rehash every entry again and again as a container grows and is freed).
 //!
-//! A block is one `u32` slot in the leaf covering its start; an address splits as
-//! `addr = root << 34 | mid << 22 | bottom << 10 | leaf << 4`, with `addr % 16 == 0`,
-//! `16 <= addr < 2^47`: the root has `2^13` entries, a mid and a bottom node `2^12`, a leaf
-//! `2^6` slots (a leaf covers 1 KiB of addresses: blocks malloc hands out one after the other
-//! share its cache lines). `slot = LIVE | claimed << 20 | owner << 10 | (size - 1)`, with
+//! A block is one `u32` slot in the leaf covering its start. A slot stands for a 32-byte
+//! window of addresses: glibc's smallest chunk is 32 bytes, so no two blocks it hands out
+//! start in one window (should another malloc do so, the second block is kept elsewhere).
+//! An address splits as `addr = root << 35 | mid << 23 | bottom << 11 | leaf << 5 | half << 4`,
+//! with `addr % 16 == 0`, `16 <= addr < 2^47`: the root has `2^12` entries, a mid and a
+//! bottom node `2^12`, a leaf `2^6` slots (a leaf covers 2 KiB of addresses: blocks malloc
+//! hands out one after the other share its cache lines).
+//! `slot = LIVE | half << 21 | claimed << 20 | owner << 10 | (size - 1)`, with
 //! `1 <= size <= MAX_SIZE`, `owner < MAX_OWNERS`; 0 is no block. A block that does not pack
 //! (`Entry::packs`) is kept elsewhere.
 //!
-//! Memory: a dense heap of 32-byte chunks costs 272 / 32 = 8.5 bytes of leaf per block.
+//! Memory: a dense heap of 32-byte chunks costs 272 / 64 = 4.25 bytes of leaf per block.
 //! Leaves go when their last block goes (one empty leaf is kept as a spare, so that an
 //! allocate/free loop allocates no leaf); mid and bottom nodes stay once made, 32 KiB per
 //! 4 MiB of addresses that ever held a small block (0.8% of that span).
@@ -30,14 +33,17 @@ pub(crate) const MAX_SIZE: usize = 1024;
 pub(crate) const MAX_OWNERS: usize = 1024;
 const ADDR_LIMIT: usize = 1 << 47;
 const GRANULE: usize = 16;
+const WINDOW: usize = 32;
 const LEAF_BITS: u32 = 6;
 const NODE_BITS: u32 = 12;
-const ROOT_BITS: u32 = 47 - 4 - LEAF_BITS - 2 * NODE_BITS;
+const ROOT_BITS: u32 = 47 - 5 - LEAF_BITS - 2 * NODE_BITS;
 const LEAF_SLOTS: usize = 1 << LEAF_BITS;
 const NODE_SLOTS: usize = 1 << NODE_BITS;
 const ROOT_SLOTS: usize = 1 << ROOT_BITS;
 const LIVE: u32 = 1 << 31;
 const CLAIMED: u32 = 1 << 20;
+/// The block starts 16 bytes into its window.
+const HALF: u32 = 1 << 21;
 
 /// What the table knows of a block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,8 +61,9 @@ impl Entry {
     }
 
     #[inline]
-    fn pack(&self) -> u32 {
-        LIVE | if self.claimed { CLAIMED } else { 0 }
+    fn pack(&self, addr: usize) -> u32 {
+        LIVE | half(addr)
+            | if self.claimed { CLAIMED } else { 0 }
             | (self.owner as u32) << 10
             | (self.size - 1) as u32
     }
@@ -78,10 +85,27 @@ fn is_key(addr: usize) -> bool {
     addr >= GRANULE && addr % GRANULE == 0 && addr < ADDR_LIMIT
 }
 
+/// `HALF` if a block at `addr` starts in the second half of its window.
+#[inline]
+fn half(addr: usize) -> u32 {
+    if addr % WINDOW == 0 {
+        0
+    } else {
+        HALF
+    }
+}
+
+/// Whether `slot` holds the block that starts at `addr` (and not another block of its
+/// window).
+#[inline]
+fn holds(slot: u32, addr: usize) -> bool {
+    slot != 0 && slot & HALF == half(addr)
+}
+
 /// The indices of `addr`, a key, in the root, a mid node, a bottom node and a leaf.
 #[inline]
 fn split(addr: usize) -> [usize; 4] {
-    let g = addr / GRANULE;
+    let g = addr / WINDOW;
     let node = NODE_SLOTS - 1;
     [
         g >> (LEAF_BITS + 2 * NODE_BITS),
@@ -91,9 +115,10 @@ fn split(addr: usize) -> [usize; 4] {
     ]
 }
 
+/// The start of the window with these indices.
 #[inline]
 fn join([r, m, b, l]: [usize; 4]) -> usize {
-    (((r << NODE_BITS | m) << NODE_BITS | b) << LEAF_BITS | l) * GRANULE
+    (((r << NODE_BITS | m) << NODE_BITS | b) << LEAF_BITS | l) * WINDOW
 }
 
 struct Leaf {
@@ -174,11 +199,12 @@ impl BlockTable {
         }
         let (leaf, l) = self.leaf(addr)?;
         let slot = leaf.slots[l];
-        (slot != 0).then(|| Entry::unpack(slot))
+        holds(slot, addr).then(|| Entry::unpack(slot))
     }
 
     /// Adds the block at `addr`, which must pack and be absent; false if the memory for a
-    /// node could not be had (then the table holds the same blocks as before).
+    /// node could not be had or another block starts in its window (then the table holds
+    /// the same blocks as before).
     #[inline]
     pub fn insert(&mut self, addr: usize, entry: Entry) -> bool {
         assert!(entry.packs(addr), "insert of a block that packs");
@@ -197,8 +223,15 @@ impl BlockTable {
             *leaf = self.spare.take().or_else(new_node);
         }
         let Some(leaf) = leaf else { return false };
-        assert_eq!(leaf.slots[l], 0, "block {addr:#x} is already in the table");
-        leaf.slots[l] = entry.pack();
+        let slot = leaf.slots[l];
+        if slot != 0 {
+            assert!(
+                !holds(slot, addr),
+                "block {addr:#x} is already in the table"
+            );
+            return false;
+        }
+        leaf.slots[l] = entry.pack(addr);
         leaf.live += 1;
         self.len += 1;
         true
@@ -213,10 +246,10 @@ impl BlockTable {
         let Some((Some(leaf), l)) = slot_mut(&mut self.root, addr) else {
             return false;
         };
-        if leaf.slots[l] == 0 {
+        if !holds(leaf.slots[l], addr) {
             return false;
         }
-        leaf.slots[l] = entry.pack();
+        leaf.slots[l] = entry.pack(addr);
         true
     }
 
@@ -239,7 +272,7 @@ impl BlockTable {
         let (holder, l) = slot_mut(&mut self.root, addr)?;
         let leaf = holder.as_mut()?;
         let slot = leaf.slots[l];
-        if slot == 0 {
+        if !holds(slot, addr) {
             return None;
         }
         let entry = Entry::unpack(slot);
@@ -284,7 +317,10 @@ impl BlockTable {
             .flat_map(|([r, m], bottom)| present(&bottom.leaves).map(move |(b, l)| ([r, m, b], l)));
         leaves.flat_map(|([r, m, b], leaf)| {
             let slots = leaf.slots.iter().enumerate().filter(|(_, &s)| s != 0);
-            slots.map(move |(l, &s)| (join([r, m, b, l]), Entry::unpack(s)))
+            slots.map(move |(l, &s)| {
+                let start = join([r, m, b, l]) + if s & HALF == 0 { 0 } else { GRANULE };
+                (start, Entry::unpack(s))
+            })
         })
     }
 

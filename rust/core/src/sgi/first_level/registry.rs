@@ -6,7 +6,8 @@
 //!
 //! Invariants (checked in tests by `check_invariants`):
 //! - `packed ∩ spilled = ∅` (by address), and a block is in `packed` iff it packs (or
-//!   in `spilled` though it packs when the table had no memory for a node as it was placed);
+//!   in `spilled` though it packs when the table had no memory for a node as it was placed,
+//!   or another block started in its 32-byte window, which glibc's chunks never do);
 //! - for every owner `o`: `stats[o].live_blocks == |{b : b.owner == o}|`,
 //!   `stats[o].live_bytes == Σ_{b.owner == o} b.size <= limit[o]`,
 //!   `stats[o].allocations - stats[o].deallocations == stats[o].live_blocks`;
