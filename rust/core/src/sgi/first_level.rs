@@ -138,27 +138,45 @@ impl MallocAlloc {
     }
 
     /// SGI's `_S_oom_malloc` loop around one attempt: with no handler, fail; otherwise call
-    /// it (no lock held) and try again.
-    #[inline]
+    /// it (no lock held) and try again. The first attempt is inlined into the caller and the
+    /// loop is out of line, so that a request malloc grants runs straight through.
+    #[inline(always)]
     fn oom_loop<T>(
         &self,
         size: usize,
         mut attempt: impl FnMut(&mut Registry) -> Result<Option<T>, AllocError>,
     ) -> Result<T, AllocError> {
-        loop {
-            {
-                let mut reg = registry();
-                if let Some(v) = attempt(&mut reg)? {
-                    return Ok(v);
-                }
-                reg.stats_mut(self.owner).failures += 1;
+        {
+            let mut reg = registry();
+            if let Some(v) = attempt(&mut reg)? {
+                return Ok(v);
             }
+            reg.stats_mut(self.owner).failures += 1;
+        }
+        self.handler_loop(size, attempt)
+    }
+
+    /// The rest of `oom_loop`, once an attempt failed and was counted.
+    #[cold]
+    #[inline(never)]
+    fn handler_loop<T>(
+        &self,
+        size: usize,
+        mut attempt: impl FnMut(&mut Registry) -> Result<Option<T>, AllocError>,
+    ) -> Result<T, AllocError> {
+        loop {
             let handler = lock(&self.handler).clone();
             let Some(handler) = handler else {
                 return Err(AllocError::OutOfMemory { size });
             };
             registry().stats_mut(self.owner).handler_calls += 1;
             handler.on_oom().map_err(AllocError::Handler)?;
+            // The guard goes at the end of this iteration: the handler never runs under it.
+            let mut reg = registry();
+            if let Some(v) = attempt(&mut reg)? {
+                return Ok(v);
+            }
+            reg.stats_mut(self.owner).failures += 1;
         }
     }
 
@@ -180,7 +198,7 @@ impl MallocAlloc {
     }
 
     /// Allocates a block that starts with `pins` pins (a pool holding it), or claimed.
-    #[inline]
+    #[inline(always)]
     fn allocate_as(
         &self,
         n: usize,
@@ -192,27 +210,15 @@ impl MallocAlloc {
             return Ok(0);
         }
         check_size(n)?;
+        let block = Block {
+            size: n,
+            owner: self.owner,
+            pins,
+            claimed,
+            pool_held: pins > 0,
+        };
         self.oom_loop(n, |reg| {
-            if !reg.within_limit(self.owner, 0, n) {
-                return Ok(None);
-            }
-            let Some(p) = raw_malloc(n, align) else {
-                return Ok(None);
-            };
-            let p = p.as_ptr() as usize;
-            let block = Block {
-                size: n,
-                owner: self.owner,
-                pins,
-                claimed,
-                pool_held: pins > 0,
-            };
-            reg.place(p, block);
-            let st = reg.stats_mut(self.owner);
-            st.live_blocks += 1;
-            st.live_bytes += n;
-            st.allocations += 1;
-            Ok(Some(p))
+            Ok(reg.admit(block, || raw_malloc(n, align).map(|p| p.as_ptr() as usize)))
         })
     }
 

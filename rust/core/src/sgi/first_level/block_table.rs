@@ -1,18 +1,30 @@
-//! The first level's table of small live blocks: open addressing with linear probing, one
-//! `u64` per slot, no allocation per entry and no tombstones (deletion shifts the cluster
-//! back), so a lookup, an insertion and a removal are O(1) expected and a live block costs
-//! 8 / load = 10 to 15 bytes.
+//! The first level's table of small live blocks: a radix tree over addresses, as a page
+//! table is, so that a lookup, an insertion and a removal are a walk of four nodes, with no
+//! hashing, no probing and no table-wide rehash ever (a hash table's growth and shrinking
+//! rehash every entry again and again as a container grows and is freed).
 //!
-//! A slot packs a block's start, size, owner and claimed bit:
-//! `slot = (addr >> 4) << 21 | claimed << 20 | owner << 10 | (size - 1)`, with `addr % 16 == 0`,
-//! `addr < 2^47`, `1 <= size <= MAX_SIZE`, `owner < MAX_OWNERS`; 0 is an empty slot (no block
-//! starts below 16). A block that does not pack (`Entry::packs`) is kept elsewhere.
+//! A block is one `u32` slot in the leaf covering its start. A slot stands for a 32-byte
+//! window of addresses: glibc's smallest chunk is 32 bytes, so no two blocks it hands out
+//! start in one window (should another malloc do so, the second block is kept elsewhere).
+//! An address splits as `addr = root << 35 | mid << 23 | bottom << 11 | leaf << 5 | half << 4`,
+//! with `addr % 16 == 0`, `16 <= addr < 2^47`: the root has `2^12` entries, a mid and a
+//! bottom node `2^12`, a leaf `2^6` slots (a leaf covers 2 KiB of addresses: blocks malloc
+//! hands out one after the other share its cache lines).
+//! `slot = LIVE | half << 21 | claimed << 20 | owner << 10 | (size - 1)`, with
+//! `1 <= size <= MAX_SIZE`, `owner < MAX_OWNERS`; 0 is no block. A block that does not pack
+//! (`Entry::packs`) is kept elsewhere.
 //!
-//! Invariants (`check_invariants`, run by the tests), with `cap = slots.len()`:
-//! - `len == |{i : slots[i] != 0}|` and `5 * len <= 4 * cap` (load at most 0.8);
-//! - no two slots hold the same address;
-//! - every entry is reachable from its home: no empty slot lies cyclically in
-//!   `[home(addr), i)`, so a lookup may stop at the first empty slot.
+//! Memory: a dense heap of 32-byte chunks costs 272 / 64 = 4.25 bytes of leaf per block.
+//! Leaves go when their last block goes (one empty leaf is kept as a spare, so that an
+//! allocate/free loop allocates no leaf); mid and bottom nodes stay once made, 32 KiB per
+//! 4 MiB of addresses that ever held a small block (0.8% of that span).
+//!
+//! Invariants (`check_invariants`, run by the tests):
+//! - `len == |{nonzero slots}|`;
+//! - every leaf present in a bottom node has `live == |{nonzero slots of it}| > 0`;
+//! - the spare leaf, if any, is all zero.
+
+use std::alloc::Layout;
 
 /// The largest size a packed block can have; it bounds the interior lookup to
 /// `MAX_SIZE / 16` probes.
@@ -21,12 +33,17 @@ pub(crate) const MAX_SIZE: usize = 1024;
 pub(crate) const MAX_OWNERS: usize = 1024;
 const ADDR_LIMIT: usize = 1 << 47;
 const GRANULE: usize = 16;
-const REGION: usize = 256;
-const KEY_SHIFT: u32 = 21;
-const CLAIMED: u64 = 1 << 20;
-/// At least `REGION / GRANULE`, so that a home is below `2 * cap`.
-const MIN_CAP: usize = 16;
-const _: () = assert!(MIN_CAP >= REGION / GRANULE);
+const WINDOW: usize = 32;
+const LEAF_BITS: u32 = 6;
+const NODE_BITS: u32 = 12;
+const ROOT_BITS: u32 = 47 - 5 - LEAF_BITS - 2 * NODE_BITS;
+const LEAF_SLOTS: usize = 1 << LEAF_BITS;
+const NODE_SLOTS: usize = 1 << NODE_BITS;
+const ROOT_SLOTS: usize = 1 << ROOT_BITS;
+const LIVE: u32 = 1 << 31;
+const CLAIMED: u32 = 1 << 20;
+/// The block starts 16 bytes into its window.
+const HALF: u32 = 1 << 21;
 
 /// What the table knows of a block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,46 +61,119 @@ impl Entry {
     }
 
     #[inline]
-    fn pack(&self, addr: usize) -> u64 {
-        debug_assert!(self.packs(addr));
-        ((addr / GRANULE) as u64) << KEY_SHIFT
+    fn pack(&self, addr: usize) -> u32 {
+        LIVE | half(addr)
             | if self.claimed { CLAIMED } else { 0 }
-            | (self.owner as u64) << 10
-            | (self.size - 1) as u64
+            | (self.owner as u32) << 10
+            | (self.size - 1) as u32
     }
 
     #[inline]
-    fn unpack(slot: u64) -> (usize, Entry) {
-        let entry = Entry {
+    fn unpack(slot: u32) -> Entry {
+        Entry {
             size: (slot & 0x3ff) as usize + 1,
             owner: (slot >> 10 & 0x3ff) as usize,
             claimed: slot & CLAIMED != 0,
-        };
-        (address(slot), entry)
+        }
     }
 }
 
 /// Whether a block may start at `addr` in this table: other addresses are never looked for,
-/// so that `p + 8` never matches the key of `p`.
+/// so that `p + 8` never matches the slot of `p`.
 #[inline]
 fn is_key(addr: usize) -> bool {
     addr >= GRANULE && addr % GRANULE == 0 && addr < ADDR_LIMIT
 }
 
+/// `HALF` if a block at `addr` starts in the second half of its window.
 #[inline]
-fn address(slot: u64) -> usize {
-    (slot >> KEY_SHIFT) as usize * GRANULE
+fn half(addr: usize) -> u32 {
+    if addr % WINDOW == 0 {
+        0
+    } else {
+        HALF
+    }
+}
+
+/// Whether `slot` holds the block that starts at `addr` (and not another block of its
+/// window).
+#[inline]
+fn holds(slot: u32, addr: usize) -> bool {
+    slot != 0 && slot & HALF == half(addr)
+}
+
+/// The indices of `addr`, a key, in the root, a mid node, a bottom node and a leaf.
+#[inline]
+fn split(addr: usize) -> [usize; 4] {
+    let g = addr / WINDOW;
+    let node = NODE_SLOTS - 1;
+    [
+        g >> (LEAF_BITS + 2 * NODE_BITS),
+        g >> (LEAF_BITS + NODE_BITS) & node,
+        g >> LEAF_BITS & node,
+        g & (LEAF_SLOTS - 1),
+    ]
+}
+
+/// The start of the window with these indices.
+#[inline]
+fn join([r, m, b, l]: [usize; 4]) -> usize {
+    (((r << NODE_BITS | m) << NODE_BITS | b) << LEAF_BITS | l) * WINDOW
+}
+
+struct Leaf {
+    slots: [u32; LEAF_SLOTS],
+    live: u32,
+}
+
+struct Bottom {
+    leaves: [Option<Box<Leaf>>; NODE_SLOTS],
+}
+
+struct Mid {
+    bottoms: [Option<Box<Bottom>>; NODE_SLOTS],
+}
+
+struct Root {
+    mids: [Option<Box<Mid>>; ROOT_SLOTS],
+}
+
+/// # Safety
+/// A value of the type whose bytes are all zero is valid (an empty node).
+unsafe trait Zeroed {}
+// SAFETY: integers and `Option<Box<_>>` (null is `None`) are valid all zero.
+unsafe impl Zeroed for Leaf {}
+// SAFETY: as above.
+unsafe impl Zeroed for Bottom {}
+// SAFETY: as above.
+unsafe impl Zeroed for Mid {}
+// SAFETY: as above.
+unsafe impl Zeroed for Root {}
+
+/// An empty node from the global allocator, or `None` if it has no memory for one (so
+/// that the table can refuse a block instead of aborting the process).
+fn new_node<T: Zeroed>() -> Option<Box<T>> {
+    let layout = Layout::new::<T>();
+    const { assert!(size_of::<T>() > 0) };
+    // SAFETY: the layout's size is not zero (asserted above).
+    let p = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<T>();
+    // SAFETY: a non-null `p` is a fresh allocation of `T`'s layout from the global
+    // allocator, which `Box` frees with that layout; its zero bytes are a valid `T`.
+    (!p.is_null()).then(|| unsafe { Box::from_raw(p) })
 }
 
 pub(crate) struct BlockTable {
-    slots: Vec<u64>,
+    root: Option<Box<Root>>,
+    /// An empty leaf, kept so that a block coming and going does not make and free one.
+    spare: Option<Box<Leaf>>,
     len: usize,
 }
 
 impl BlockTable {
     pub const fn new() -> Self {
         Self {
-            slots: Vec::new(),
+            root: None,
+            spare: None,
             len: 0,
         }
     }
@@ -93,153 +183,112 @@ impl BlockTable {
         self.len
     }
 
-    /// The slot a block at `addr` is looked for first. The blocks of one 256-byte region
-    /// (at most 16) get consecutive homes, so that blocks malloc hands out one after the
-    /// other — a growing list's nodes — share cache lines of the table; regions are
-    /// spread by Fibonacci hashing, whose high half of a 128-bit product maps onto any
-    /// capacity.
+    /// The leaf covering `addr`, a key, with its index there.
     #[inline]
-    fn home(addr: usize, cap: usize) -> usize {
-        let hash = ((addr / REGION) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let base = ((hash as u128 * cap as u128) >> 64) as usize;
-        let home = base + addr % REGION / GRANULE;
-        if home >= cap {
-            home - cap
-        } else {
-            home
-        }
+    fn leaf(&self, addr: usize) -> Option<(&Leaf, usize)> {
+        let [r, m, b, l] = split(addr);
+        let mid = self.root.as_ref()?.mids[r].as_ref()?;
+        let leaf = mid.bottoms[m].as_ref()?.leaves[b].as_ref()?;
+        Some((leaf, l))
     }
 
     #[inline]
-    fn next(i: usize, cap: usize) -> usize {
-        if i + 1 == cap {
-            0
-        } else {
-            i + 1
-        }
-    }
-
-    /// `Ok(i)` if slot `i` holds `addr`; `Err(i)` with `i` the empty slot ending its probe.
-    #[inline]
-    fn find(&self, addr: usize) -> Option<Result<usize, usize>> {
-        let cap = self.slots.len();
-        if cap == 0 || !is_key(addr) {
+    pub fn get(&self, addr: usize) -> Option<Entry> {
+        if !is_key(addr) {
             return None;
         }
-        let key = (addr / GRANULE) as u64;
-        let mut i = Self::home(addr, cap);
-        loop {
-            let slot = self.slots[i];
-            if slot == 0 {
-                return Some(Err(i));
-            }
-            if slot >> KEY_SHIFT == key {
-                return Some(Ok(i));
-            }
-            i = Self::next(i, cap);
-        }
+        let (leaf, l) = self.leaf(addr)?;
+        let slot = leaf.slots[l];
+        holds(slot, addr).then(|| Entry::unpack(slot))
     }
 
-    pub fn get(&self, addr: usize) -> Option<Entry> {
-        self.lookup(addr).map(|(_, e)| e)
-    }
-
-    /// The slot holding `addr` and its entry, for `remove_at`.
+    /// Adds the block at `addr`, which must pack and be absent; false if the memory for a
+    /// node could not be had or another block starts in its window (then the table holds
+    /// the same blocks as before).
     #[inline]
-    pub fn lookup(&self, addr: usize) -> Option<(usize, Entry)> {
-        match self.find(addr)? {
-            Ok(i) => Some((i, Entry::unpack(self.slots[i]).1)),
-            Err(_) => None,
+    pub fn insert(&mut self, addr: usize, entry: Entry) -> bool {
+        assert!(entry.packs(addr), "insert of a block that packs");
+        let [r, m, b, l] = split(addr);
+        let Some(root) = get_or_make(&mut self.root) else {
+            return false;
+        };
+        let Some(mid) = get_or_make(&mut root.mids[r]) else {
+            return false;
+        };
+        let Some(bottom) = get_or_make(&mut mid.bottoms[m]) else {
+            return false;
+        };
+        let leaf = &mut bottom.leaves[b];
+        if leaf.is_none() {
+            *leaf = self.spare.take().or_else(new_node);
         }
-    }
-
-    /// Makes room for one more entry; false if the memory for it could not be had (then
-    /// the table is unchanged).
-    #[inline]
-    pub fn reserve_one(&mut self) -> bool {
-        let cap = self.slots.len();
-        if 5 * (self.len + 1) <= 4 * cap {
-            return true;
+        let Some(leaf) = leaf else { return false };
+        let slot = leaf.slots[l];
+        if slot != 0 {
+            assert!(
+                !holds(slot, addr),
+                "block {addr:#x} is already in the table"
+            );
+            return false;
         }
-        self.resize((cap + cap / 2).max(MIN_CAP))
-    }
-
-    /// Adds the block at `addr`, which must pack and be absent, into room `reserve_one`
-    /// made.
-    #[inline]
-    pub fn insert(&mut self, addr: usize, entry: Entry) {
-        assert!(
-            entry.packs(addr) && 5 * (self.len + 1) <= 4 * self.slots.len(),
-            "insert after reserve_one, of a block that packs"
-        );
-        match self.find(addr) {
-            Some(Err(i)) => self.slots[i] = entry.pack(addr),
-            _ => panic!("block {addr:#x} is already in the table"),
-        }
+        leaf.slots[l] = entry.pack(addr);
+        leaf.live += 1;
         self.len += 1;
+        true
     }
 
-    /// Overwrites the entry of the block at `addr`, if the table holds it.
+    /// Overwrites the entry of the block at `addr` with one that packs, if the table holds
+    /// it.
     pub fn replace(&mut self, addr: usize, entry: Entry) -> bool {
-        match self.find(addr) {
-            Some(Ok(i)) if entry.packs(addr) => {
-                self.slots[i] = entry.pack(addr);
-                true
-            }
-            _ => false,
+        if !entry.packs(addr) {
+            return false;
         }
+        let Some((Some(leaf), l)) = slot_mut(&mut self.root, addr) else {
+            return false;
+        };
+        if !holds(leaf.slots[l], addr) {
+            return false;
+        }
+        leaf.slots[l] = entry.pack(addr);
+        true
     }
 
     pub fn remove(&mut self, addr: usize) -> Option<Entry> {
-        let (slot, entry) = self.lookup(addr)?;
-        self.remove_at(slot);
-        Some(entry)
+        self.remove_if(addr, |_| Ok::<(), ()>(()))
+            .map(|r| r.expect("accepted"))
     }
 
-    /// Empties slot `hole`, which `lookup` returned with no change to the table since.
+    /// Removes the block at `addr` if `accept` takes its entry: `None` if no block is
+    /// there, `Some(Err)` (and the block stays) if `accept` refuses it.
     #[inline]
-    pub fn remove_at(&mut self, mut hole: usize) {
-        let cap = self.slots.len();
-        // Backward shift: move later entries of the cluster into the hole when that keeps
-        // them reachable, i.e. when their home is not cyclically in (hole, j].
-        let mut j = Self::next(hole, cap);
-        while self.slots[j] != 0 {
-            let home = Self::home(address(self.slots[j]), cap);
-            let stays = if hole <= j {
-                hole < home && home <= j
-            } else {
-                hole < home || home <= j
-            };
-            if !stays {
-                self.slots[hole] = self.slots[j];
-                hole = j;
-            }
-            j = Self::next(j, cap);
+    pub fn remove_if<E>(
+        &mut self,
+        addr: usize,
+        accept: impl FnOnce(Entry) -> Result<(), E>,
+    ) -> Option<Result<Entry, E>> {
+        if !is_key(addr) {
+            return None;
         }
-        self.slots[hole] = 0;
+        let (holder, l) = slot_mut(&mut self.root, addr)?;
+        let leaf = holder.as_mut()?;
+        let slot = leaf.slots[l];
+        if !holds(slot, addr) {
+            return None;
+        }
+        let entry = Entry::unpack(slot);
+        if let Err(e) = accept(entry) {
+            return Some(Err(e));
+        }
+        leaf.slots[l] = 0;
+        leaf.live -= 1;
+        if leaf.live == 0 {
+            let empty = holder.take();
+            if self.spare.is_none() {
+                self.spare = empty;
+            }
+        }
         self.len -= 1;
-        if cap > MIN_CAP && 8 * self.len < cap {
-            // Best effort: a failed shrink keeps the larger table, which stays valid.
-            self.resize((cap / 2).max(MIN_CAP));
-        }
-    }
-
-    /// Rehashes every entry into `cap` slots; false (and unchanged) if they cannot be had.
-    fn resize(&mut self, cap: usize) -> bool {
-        let mut slots = Vec::new();
-        if slots.try_reserve_exact(cap).is_err() {
-            return false;
-        }
-        slots.resize(cap, 0);
-        for &slot in self.slots.iter().filter(|&&s| s != 0) {
-            let mut i = Self::home(address(slot), cap);
-            while slots[i] != 0 {
-                i = Self::next(i, cap);
-            }
-            slots[i] = slot;
-        }
-        self.slots = slots;
-        true
+        Some(Ok(entry))
     }
 
     /// The block holding `addr`, if one of this table does: it starts at most
@@ -261,37 +310,69 @@ impl BlockTable {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (usize, Entry)> + '_ {
-        self.slots
-            .iter()
-            .filter(|&&s| s != 0)
-            .map(|&s| Entry::unpack(s))
+        let mids = self.root.iter().flat_map(|root| present(&root.mids));
+        let bottoms =
+            mids.flat_map(|(r, mid)| present(&mid.bottoms).map(move |(m, b)| ([r, m], b)));
+        let leaves = bottoms
+            .flat_map(|([r, m], bottom)| present(&bottom.leaves).map(move |(b, l)| ([r, m, b], l)));
+        leaves.flat_map(|([r, m, b], leaf)| {
+            let slots = leaf.slots.iter().enumerate().filter(|(_, &s)| s != 0);
+            slots.map(move |(l, &s)| {
+                let start = join([r, m, b, l]) + if s & HALF == 0 { 0 } else { GRANULE };
+                (start, Entry::unpack(s))
+            })
+        })
     }
 
     #[cfg(test)]
-    pub fn capacity(&self) -> usize {
-        self.slots.len()
+    pub fn leaves(&self) -> usize {
+        let mids = self.root.iter().flat_map(|root| present(&root.mids));
+        let bottoms = mids.flat_map(|(_, mid)| present(&mid.bottoms));
+        bottoms.map(|(_, b)| present(&b.leaves).count()).sum()
     }
 
     #[cfg(test)]
     pub fn check_invariants(&self) {
-        let cap = self.slots.len();
-        let used = self.slots.iter().filter(|&&s| s != 0).count();
-        assert_eq!(self.len, used);
-        assert!(5 * self.len <= 4 * cap || cap == 0);
-        let mut seen = std::collections::HashSet::new();
-        for (i, &slot) in self.slots.iter().enumerate() {
-            if slot == 0 {
-                continue;
-            }
-            let addr = address(slot);
-            assert!(seen.insert(addr), "{addr:#x} twice");
-            let mut k = Self::home(addr, cap);
-            while k != i {
-                assert_ne!(self.slots[k], 0, "{addr:#x} unreachable from its home");
-                k = Self::next(k, cap);
+        let mids = self.root.iter().flat_map(|root| present(&root.mids));
+        let bottoms = mids.flat_map(|(_, mid)| present(&mid.bottoms));
+        let mut used = 0;
+        for (_, bottom) in bottoms {
+            for (_, leaf) in present(&bottom.leaves) {
+                let live = leaf.slots.iter().filter(|&&s| s != 0).count();
+                assert!(live > 0, "an empty leaf is kept in the tree");
+                assert_eq!(leaf.live as usize, live);
+                used += live;
             }
         }
+        assert_eq!(self.len, used);
+        if let Some(spare) = &self.spare {
+            assert!(spare.live == 0 && spare.slots.iter().all(|&s| s == 0));
+        }
     }
+}
+
+/// Where the leaf covering `addr`, a key, is held, with the index of `addr` in it.
+#[inline]
+fn slot_mut(root: &mut Option<Box<Root>>, addr: usize) -> Option<(&mut Option<Box<Leaf>>, usize)> {
+    let [r, m, b, l] = split(addr);
+    let mid = root.as_mut()?.mids[r].as_mut()?;
+    Some((&mut mid.bottoms[m].as_mut()?.leaves[b], l))
+}
+
+/// The node in `holder`, made empty if there is none; `None` without memory for it.
+#[inline]
+fn get_or_make<T: Zeroed>(holder: &mut Option<Box<T>>) -> Option<&mut T> {
+    if holder.is_none() {
+        *holder = new_node();
+    }
+    holder.as_deref_mut()
+}
+
+fn present<T>(nodes: &[Option<Box<T>>]) -> impl Iterator<Item = (usize, &T)> {
+    nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| n.as_deref().map(|n| (i, n)))
 }
 
 #[cfg(test)]

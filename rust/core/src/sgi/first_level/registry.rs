@@ -1,12 +1,13 @@
 //! The process-wide record of live first-level blocks and of the allocators that own them.
 //!
 //! A block that packs into one slot (small, unpinned, not a pool's, of one of the first
-//! `MAX_OWNERS` owners: almost every block) lives in `packed`, an O(1) hash table; the rest
-//! in `spilled`, ordered by address.
+//! `MAX_OWNERS` owners: almost every block) lives in `packed`, a radix tree over addresses;
+//! the rest in `spilled`, ordered by address.
 //!
 //! Invariants (checked in tests by `check_invariants`):
 //! - `packed ∩ spilled = ∅` (by address), and a block is in `packed` iff it packs (or
-//!   in `spilled` though it packs when the table could not grow as it was placed);
+//!   in `spilled` though it packs when the table had no memory for a node as it was placed,
+//!   or another block started in its 32-byte window, which glibc's chunks never do);
 //! - for every owner `o`: `stats[o].live_blocks == |{b : b.owner == o}|`,
 //!   `stats[o].live_bytes == Σ_{b.owner == o} b.size <= limit[o]`,
 //!   `stats[o].allocations - stats[o].deallocations == stats[o].live_blocks`;
@@ -32,6 +33,7 @@ pub(super) struct Block {
 }
 
 impl Block {
+    #[inline(always)]
     fn packed(&self, addr: usize) -> Option<Entry> {
         let entry = Entry {
             size: self.size,
@@ -163,17 +165,42 @@ impl Registry {
         }
     }
 
-    /// Records the block at `p`, which is not recorded: in `packed` if it packs and the
-    /// table has (or can get) room, else in `spilled`.
-    #[inline]
-    pub fn place(&mut self, p: usize, b: Block) {
-        if let Some(e) = b.packed(p) {
-            if self.packed.reserve_one() {
-                self.packed.insert(p, e);
-                return;
+    /// A new block `b` for its owner, at the address `make` returns, recorded and counted;
+    /// `None` (and nothing changed) if the owner's limit refuses `b.size` more bytes or
+    /// `make` fails. One look at the owner's record, for the common allocation.
+    #[inline(always)]
+    pub fn admit(&mut self, b: Block, make: impl FnOnce() -> Option<usize>) -> Option<usize> {
+        let o = self.owners[b.owner]
+            .as_mut()
+            .expect("a block's owner has a record");
+        if o.limit
+            .is_some_and(|limit| o.stats.live_bytes + b.size > limit)
+        {
+            return None;
+        }
+        let p = make()?;
+        match b.packed(p) {
+            Some(e) if self.packed.insert(p, e) => {}
+            _ => {
+                self.spilled.insert(p, b);
             }
         }
-        self.spilled.insert(p, b);
+        o.stats.live_blocks += 1;
+        o.stats.live_bytes += b.size;
+        o.stats.allocations += 1;
+        Some(p)
+    }
+
+    /// Records the block at `p`, which is not recorded: in `packed` if it packs and the
+    /// table has (or can get) the memory for it, else in `spilled`.
+    #[inline]
+    pub fn place(&mut self, p: usize, b: Block) {
+        match b.packed(p) {
+            Some(e) if self.packed.insert(p, e) => {}
+            _ => {
+                self.spilled.insert(p, b);
+            }
+        }
     }
 
     /// Removes the record of the block at `p`.
@@ -214,13 +241,10 @@ impl Registry {
     pub fn forget_if(
         &mut self,
         p: usize,
-        accept: impl FnOnce(&Block) -> Result<(), AllocError>,
+        accept: impl Fn(&Block) -> Result<(), AllocError>,
     ) -> Result<(), AllocError> {
-        if let Some((slot, e)) = self.packed.lookup(p) {
-            let b = Block::from_entry(e);
-            accept(&b)?;
-            self.packed.remove_at(slot);
-            self.count_freed(b);
+        if let Some(taken) = self.packed.remove_if(p, |e| accept(&Block::from_entry(e))) {
+            self.count_freed(Block::from_entry(taken?));
             return Ok(());
         }
         let b = self.get(p).ok_or(AllocError::NotLive { addr: p })?;

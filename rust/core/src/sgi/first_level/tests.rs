@@ -167,6 +167,8 @@ fn handler_loop_frees_reentrantly_then_fails_with_its_error() {
         }
         other => panic!("{other:?}"),
     }
+    // SGI's loop: every refused attempt counted, and one handler call after each.
+    assert_eq!((m.stats().failures, m.stats().handler_calls), (3, 3));
     assert!(m.set_malloc_handler(None).is_some());
     m.deallocate(c, 90).unwrap();
     m.check_invariants();
