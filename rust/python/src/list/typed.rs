@@ -175,13 +175,15 @@ impl<T: Elem> Typed<T> {
         // line (one cost `appendleft` 23 instructions). Past `maxlen`, the node at the
         // other end is taken under the same lock.
         let (refused, evicted) = {
-            let mut list = self.lock(py)?;
+            let mut guard = self.lock(py)?;
+            // One `&mut` for the push and the eviction: each `DerefMut` counts a version.
+            let list = &mut *guard;
             let pushed = if front {
                 list.push_front_node(node)
             } else {
                 list.push_back_node(node)
             };
-            (pushed.err(), self.evict(&mut list, !front))
+            (pushed.err(), self.evict(list, !front))
         };
         if evicted.is_none() {
             // Forgetting `None` leaks nothing; dropping it was a call to the drop glue of
