@@ -175,7 +175,7 @@ impl<T: Elem> Typed<T> {
         // line (one cost `appendleft` 23 instructions). Past `maxlen`, the node at the
         // other end is taken under the same lock.
         let Some(mut guard) = self.state.lock_plain(py) else {
-            return Self::reentered(node);
+            return Err(Self::reentered(node));
         };
         // One `&mut` for the push and the eviction: each `DerefMut` counts a version.
         let list = &mut *guard;
@@ -187,7 +187,7 @@ impl<T: Elem> Typed<T> {
         if let Err(refused) = pushed {
             // Nothing was linked, so nothing is evicted (`len <= maxlen` under the lock).
             drop(guard);
-            return Self::refused(refused);
+            return Err(Self::refused(refused));
         }
         let evicted = self.evict(list, !front);
         drop(guard);
@@ -197,24 +197,26 @@ impl<T: Elem> Typed<T> {
             std::mem::forget(evicted);
             return Ok(());
         }
-        Self::release(py, evicted)
+        Self::release(py, evicted);
+        Ok(())
     }
 
     /// A push's node refused by a busy list: freed, then the re-entry's error made (out
     /// of line, so that the push calls nothing while it holds the node).
     #[cold]
     #[inline(never)]
-    fn reentered(node: Detached<'_, T, Alloc>) -> PyResult<()> {
+    fn reentered(node: Detached<'_, T, Alloc>) -> PyErr {
         drop(node);
-        Err(crate::gil_lock::reentered())
+        crate::gil_lock::reentered()
     }
 
-    /// A push's node refused by the list (of another allocator), out of line: see
-    /// `linked`.
+    /// A push's node refused by the list (of another allocator), out of line: freed,
+    /// then the error made.
     #[cold]
     #[inline(never)]
-    fn refused(node: Detached<'_, T, Alloc>) -> PyResult<()> {
-        linked(Some(node))
+    fn refused(node: Detached<'_, T, Alloc>) -> PyErr {
+        drop(node);
+        crate::errors::to_py(AllocError::AllocatorMismatch)
     }
 
     /// After a push: takes the node at the other end (the `front` one or the back one) when
@@ -242,11 +244,10 @@ impl<T: Elem> Typed<T> {
     /// where a dropped `Py` would wait in PyO3's pool).
     #[cold]
     #[inline(never)]
-    fn release(py: Python<'_>, evicted: Option<Unlinked<T, Alloc>>) -> PyResult<()> {
+    fn release(py: Python<'_>, evicted: Option<Unlinked<T, Alloc>>) {
         if let Some(node) = evicted {
             node.into_value().release(py);
         }
-        Ok(())
     }
 
     /// Takes out of `l` the values beyond `maxlen`: the first ones, or the last ones
