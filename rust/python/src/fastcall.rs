@@ -316,22 +316,26 @@ unsafe extern "C" fn entry<M: FastMethod>(
         match original::<M>() {
             // SAFETY: the wrapper the descriptor had, which raises its own errors and
             // catches its own panics, with the arguments CPython gave us.
-            Original::FastWithKeywords(f) => unsafe { fall_back(f, slf, args, nargs, kwnames) },
+            Original::FastWithKeywords(f) => unsafe { fall_back(slf, args, nargs, kwnames, f) },
             Original::NoArgs(_) => unreachable!("installed as METH_FASTCALL|METH_KEYWORDS"),
         }
     })
 }
 
+/// Calls `f` with `entry`'s arguments, taken in `entry`'s order, so that they stay in the
+/// registers CPython passed them in (in `f`'s order, the fast path moved them around
+/// first: 4 instructions a call).
+///
 /// # Safety
 /// As for `entry`, whose arguments these are.
 #[cold]
 #[inline(never)]
 unsafe fn fall_back(
-    f: FastFn,
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
+    f: FastFn,
 ) -> *mut ffi::PyObject {
     // SAFETY: the caller's promise.
     unsafe { f(slf, args, nargs, kwnames) }
