@@ -66,7 +66,7 @@ pub use free_threaded::{GilMutex, GilMutexGuard};
 
 #[cold]
 #[inline(never)]
-fn reentered() -> pyo3::PyErr {
+pub fn reentered() -> pyo3::PyErr {
     pyo3::exceptions::PyRuntimeError::new_err(
         "a container was used by code it called while it was busy",
     )
@@ -103,8 +103,15 @@ mod gil_mutex {
 
         /// `RuntimeError` while another guard exists (a re-entry: see the type's notes).
         #[inline]
-        pub fn lock(&self, _py: Python<'_>) -> PyResult<GilMutexGuard<'_, T>> {
-            self.try_lock().ok_or_else(super::reentered)
+        pub fn lock(&self, py: Python<'_>) -> PyResult<GilMutexGuard<'_, T>> {
+            self.lock_or_reentered(py).ok_or_else(super::reentered)
+        }
+
+        /// `None` while another guard exists (a re-entry), with no error made yet: a
+        /// fast path calls nothing while it holds values it would have to drop.
+        #[inline]
+        pub fn lock_or_reentered(&self, _py: Python<'_>) -> Option<GilMutexGuard<'_, T>> {
+            self.try_lock()
         }
 
         /// `None` while another guard exists.
@@ -182,15 +189,20 @@ mod free_threaded {
         /// Waits without blocking the interpreter; `RuntimeError` if this thread holds it
         /// already. Poisoning is ignored (containers are consistent after any panic).
         pub fn lock(&self, py: Python<'_>) -> PyResult<GilMutexGuard<'_, T>> {
+            self.lock_or_reentered(py).ok_or_else(super::reentered)
+        }
+
+        /// `None` if this thread holds it already, with no error made yet.
+        pub fn lock_or_reentered(&self, py: Python<'_>) -> Option<GilMutexGuard<'_, T>> {
             // Only this thread can have stored its own identity, so the check is exact.
             if self.owner.load(Ordering::Relaxed) == me() {
-                return Err(super::reentered());
+                return None;
             }
             let guard = self
                 .mutex
                 .lock_py_attached(py)
                 .unwrap_or_else(PoisonError::into_inner);
-            Ok(self.owned(guard))
+            Some(self.owned(guard))
         }
 
         pub fn try_lock(&self) -> Option<GilMutexGuard<'_, T>> {

@@ -183,6 +183,7 @@ impl<T: fmt::Debug, A: BlockAllocator> fmt::Debug for Unlinked<T, A> {
 }
 
 impl<T, A: BlockAllocator> Drop for Detached<'_, T, A> {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: a detached node is unlinked and owned by `self`, allocated from `alloc`.
         drop(unsafe { free_node(self.alloc, self.node) });

@@ -174,22 +174,49 @@ impl<T: Elem> Typed<T> {
         // `push` is inlined (into the fast entry points), and no closure is left out of
         // line (one cost `appendleft` 23 instructions). Past `maxlen`, the node at the
         // other end is taken under the same lock.
-        let (refused, evicted) = {
-            let mut list = self.lock(py)?;
-            let pushed = if front {
-                list.push_front_node(node)
-            } else {
-                list.push_back_node(node)
-            };
-            (pushed.err(), self.evict(&mut list, !front))
+        let Some(mut guard) = self.state.lock_plain(py) else {
+            return Err(Self::reentered(node));
         };
+        // One `&mut` for the push and the eviction: each `DerefMut` counts a version.
+        let list = &mut *guard;
+        let pushed = if front {
+            list.push_front_node(node)
+        } else {
+            list.push_back_node(node)
+        };
+        if let Err(refused) = pushed {
+            // Nothing was linked, so nothing is evicted (`len <= maxlen` under the lock).
+            drop(guard);
+            return Err(Self::refused(refused));
+        }
+        let evicted = self.evict(list, !front);
+        drop(guard);
         if evicted.is_none() {
             // Forgetting `None` leaks nothing; dropping it was a call to the drop glue of
             // `Option<Unlinked>` on every push (9 instructions), which the optimizer kept.
             std::mem::forget(evicted);
-            return linked(refused);
+            return Ok(());
         }
-        Self::release(py, evicted, linked(refused))
+        Self::release(py, evicted);
+        Ok(())
+    }
+
+    /// A push's node refused by a busy list: freed, then the re-entry's error made (out
+    /// of line, so that the push calls nothing while it holds the node).
+    #[cold]
+    #[inline(never)]
+    fn reentered(node: Detached<'_, T, Alloc>) -> PyErr {
+        drop(node);
+        crate::gil_lock::reentered()
+    }
+
+    /// A push's node refused by the list (of another allocator), out of line: freed,
+    /// then the error made.
+    #[cold]
+    #[inline(never)]
+    fn refused(node: Detached<'_, T, Alloc>) -> PyErr {
+        drop(node);
+        crate::errors::to_py(AllocError::AllocatorMismatch)
     }
 
     /// After a push: takes the node at the other end (the `front` one or the back one) when
@@ -214,18 +241,13 @@ impl<T: Elem> Typed<T> {
     }
 
     /// Frees an evicted node and lets go of its value now (pushes are fast entry points,
-    /// where a dropped `Py` would wait in PyO3's pool); then `linked`.
+    /// where a dropped `Py` would wait in PyO3's pool).
     #[cold]
     #[inline(never)]
-    fn release(
-        py: Python<'_>,
-        evicted: Option<Unlinked<T, Alloc>>,
-        linked: PyResult<()>,
-    ) -> PyResult<()> {
+    fn release(py: Python<'_>, evicted: Option<Unlinked<T, Alloc>>) {
         if let Some(node) = evicted {
             node.into_value().release(py);
         }
-        linked
     }
 
     /// Takes out of `l` the values beyond `maxlen`: the first ones, or the last ones
