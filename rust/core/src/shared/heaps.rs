@@ -213,6 +213,12 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
         )
     }
 
+    /// Test only: the remote-free list.
+    #[cfg(test)]
+    pub(crate) fn remote(&self) -> &RemoteFrees {
+        &self.remote
+    }
+
     /// Test only: makes the heap look entered by its owner, as a thread stopped inside
     /// its fast path leaves it.
     #[cfg(test)]

@@ -29,6 +29,11 @@ use crate::sgi::upstream::Upstream;
 use crate::sync::model;
 use model::atomic::{AtomicUsize, Ordering};
 
+/// Spins a drain waits for a reserved slot to be written before, in a process forked
+/// since the list was made, it takes the writer for a thread the fork left behind (a real
+/// writer is a few instructions away, and yields to it every spin under a scheduler).
+const LEFT_BEHIND_AFTER: u32 = 1 << 16;
+
 /// Entries a heap holds before other threads' frees take its lock again. Enough for a
 /// consumer thread to run far ahead of a producer that drains on each refill.
 const CAP: usize = if cfg!(feature = "shuttle") { 2 } else { 1024 };
@@ -45,6 +50,9 @@ pub struct RemoteFrees {
     shift: u32,
     fast_max: usize,
     slots: Box<[AtomicUsize]>,
+    /// The process the list was made in: in a child forked since, a slot may have been
+    /// reserved by a thread that was copied mid-`push` and does not run there.
+    pid: u32,
 }
 
 #[repr(align(128))]
@@ -62,6 +70,7 @@ impl RemoteFrees {
             fast_max,
             tail: Tail(AtomicUsize::new(0)),
             slots: (0..CAP).map(|_| AtomicUsize::new(0)).collect(),
+            pid: std::process::id(),
         }
     }
 
@@ -122,6 +131,39 @@ impl RemoteFrees {
         self.tail.0.load(Ordering::Relaxed) != 0
     }
 
+    /// The address a reserved slot holds once its `push` writes it; `None` if its writer
+    /// was left behind by a fork (its block stays remote: lost to this process, which
+    /// beats waiting forever).
+    fn written(&self, slot: &AtomicUsize) -> Option<usize> {
+        let mut spins = 0u32;
+        loop {
+            // Acquire: with the `push`'s Release, its claim and its holder's writes.
+            let p = slot.load(Ordering::Acquire);
+            if p != 0 {
+                return Some(p);
+            }
+            spins = spins.wrapping_add(1);
+            if spins >= LEFT_BEHIND_AFTER && std::process::id() != self.pid {
+                return None;
+            }
+            // The pusher is between reserving and writing: a few instructions.
+            if spins % 64 == 0 {
+                model::yield_now();
+            } else {
+                model::spin_loop();
+            }
+            #[cfg(feature = "shuttle")]
+            model::yield_now();
+        }
+    }
+
+    /// Test only: a slot reserved and never written, as a thread copied by a fork between
+    /// the two leaves it.
+    #[cfg(test)]
+    pub(crate) fn reserve_unwritten(&self) {
+        assert!(self.reserve().is_some());
+    }
+
     /// Takes back every entry onto `pool`'s free lists (stale ones dropped), waiting for
     /// reserved slots to be written; the caller holds the heap (owner or lock). How many
     /// blocks it took back.
@@ -131,19 +173,10 @@ impl RemoteFrees {
         loop {
             let t = self.tail.0.load(Ordering::Acquire);
             for slot in &self.slots[from..t] {
-                let p = loop {
-                    // Acquire: with the `push`'s Release, its claim and its holder's writes.
-                    let p = slot.load(Ordering::Acquire);
-                    if p != 0 {
-                        break p;
-                    }
-                    // The pusher is between reserving and writing: a few instructions.
-                    model::spin_loop();
-                    #[cfg(feature = "shuttle")]
-                    model::yield_now();
-                };
+                if let Some(p) = self.written(slot) {
+                    taken += usize::from(pool.take_back_remote(p));
+                }
                 slot.store(0, Ordering::Relaxed);
-                taken += usize::from(pool.take_back_remote(p));
             }
             // Release: the zeroed slots, before a later `reserve` (Acquire) hands them out.
             match (self.tail.0).compare_exchange(t, 0, Ordering::AcqRel, Ordering::Acquire) {

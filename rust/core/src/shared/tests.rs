@@ -661,3 +661,42 @@ fn the_owner_takes_back_remote_frees_when_its_list_runs_out() {
     });
     pool.check_invariants();
 }
+
+#[test]
+fn a_child_forked_while_a_remote_free_was_half_done_does_not_wait_for_it() {
+    let pool = pool(2);
+    let mine = pool.allocate(8).unwrap();
+    let theirs = in_thread(|| pool.allocate(8).unwrap());
+    let h1 = pool.heaps.get(1).unwrap();
+    // A slot of heap 1's list reserved by a thread stopped before it wrote the address.
+    h1.remote().reserve_unwritten();
+    // SAFETY: the child only uses this pool and malloc (fork-safe in glibc), then exits
+    // without unwinding into the test harness.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.stats().live_blocks == 2 && pool.deallocate(theirs, 8).is_ok()
+        }));
+        // SAFETY: ends the child at once, as a forked child of a threaded process should.
+        unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 1 }) };
+    }
+    assert!(child > 0, "fork failed");
+    let mut status = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    // SAFETY: waits for our own child, without blocking.
+    while unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) } == 0 {
+        if std::time::Instant::now() > deadline {
+            // SAFETY: our own child, hung.
+            unsafe { libc::kill(child, libc::SIGKILL) };
+            panic!("the child waited for a remote free that does not run in it");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child: {status:#x}"
+    );
+    // Heap 1 is not taken here: in this process its slot's writer "runs", and would be
+    // waited for.
+    pool.deallocate(mine, 8).unwrap();
+}
