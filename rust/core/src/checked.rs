@@ -14,18 +14,22 @@
 //!   compare for both;
 //! - `moving ⊆ keys(pins)`, each moving block pinned once (by its move) and unclaimed;
 //! - every pinned block is live, and `keys(pins) == {pool blocks PINNED in the maps} ∪
-//!   {pinned large blocks}` (the free fast path reads the map's bit, not `pins`).
+//!   {pinned large blocks}` (the free fast path reads the map's bit, not `pins`);
+//! - a block of the arena that another thread freed (`class_map::claim_remote`) stays
+//!   counted live, and off every free list, until the owner's `take_back_remote`.
 //!
 //! Every operation validates before it mutates, so an error leaves the pool unchanged.
 //! Upstream *allocations* are left to the caller (`NeedChunk`, `insert_large`), so that a
 //! thread-safe wrapper can make them without holding its lock: an out-of-memory handler
 //! may re-enter the pool.
 
+pub(crate) mod atomic_bytes;
 pub mod block_map;
 pub mod class_map;
 mod granules;
 pub mod spans;
 
+use crate::checked::atomic_bytes::Shared;
 use crate::checked::class_map::{ClassMap, SMALL_GRANULES};
 use crate::error::AllocError;
 use crate::sgi::params::Params;
@@ -272,8 +276,7 @@ impl<U: Upstream> CheckedPool<U> {
         if self.is_claimed(kind, p) {
             return Err(AllocError::Claimed { addr: p });
         }
-        self.free_validated(kind, p, n);
-        Ok(())
+        self.free_validated(kind, p, n)
     }
 
     /// Frees a block a container holds (`claim`ed), validated like `deallocate`.
@@ -285,9 +288,11 @@ impl<U: Upstream> CheckedPool<U> {
         if !self.is_claimed(kind, p) {
             return Err(AllocError::NotLive { addr: p });
         }
-        self.set_claimed(kind, p, false);
-        self.free_validated(kind, p, n);
-        Ok(())
+        if kind == BlockKind::Large {
+            self.large_claimed.remove(&p);
+        }
+        // A pool block's claim goes with its byte.
+        self.free_validated(kind, p, n)
     }
 
     /// The allocation fast path: the head of `n`'s free list, recorded live and claimed
@@ -369,14 +374,17 @@ impl<U: Upstream> CheckedPool<U> {
         }
     }
 
-    fn set_claimed(&mut self, kind: BlockKind, p: usize, claimed: bool) {
+    /// False, changing nothing, if another thread freed the pool block meanwhile.
+    fn set_claimed(&mut self, kind: BlockKind, p: usize, claimed: bool) -> bool {
         match kind {
             BlockKind::Small => self.map_of_mut(p).set_claimed(p, claimed),
-            BlockKind::Large if claimed => {
-                self.large_claimed.insert(p);
-            }
             BlockKind::Large => {
-                self.large_claimed.remove(&p);
+                if claimed {
+                    self.large_claimed.insert(p);
+                } else {
+                    self.large_claimed.remove(&p);
+                }
+                true
             }
         }
     }
@@ -400,14 +408,17 @@ impl<U: Upstream> CheckedPool<U> {
         if self.is_claimed(kind, start) {
             return Err(AllocError::Claimed { addr: start });
         }
-        self.set_claimed(kind, start, true);
+        if !self.set_claimed(kind, start, true) {
+            return Err(AllocError::NotLive { addr: start });
+        }
         Ok(())
     }
 
     /// Gives a claimed block back to its allocator's public API.
     pub fn unclaim(&mut self, start: usize) {
         if let Some(kind) = self.kind_at(start) {
-            self.set_claimed(kind, start, false);
+            // A block freed meanwhile by another thread has no claim left to give back.
+            let _ = self.set_claimed(kind, start, false);
         }
     }
 
@@ -417,12 +428,16 @@ impl<U: Upstream> CheckedPool<U> {
             .is_some_and(|k| self.is_claimed(k, start))
     }
 
+    /// Frees a validated block; `NotLive`, changing nothing, if another thread freed the
+    /// pool block since it was validated.
     #[inline]
-    fn free_validated(&mut self, kind: BlockKind, p: usize, n: usize) {
+    fn free_validated(&mut self, kind: BlockKind, p: usize, n: usize) -> Result<(), AllocError> {
         let ptr = NonNull::new(p as *mut u8).expect("a validated block is not null");
         match kind {
             BlockKind::Small => {
-                self.map_of_mut(p).unmark(p);
+                if !self.map_of_mut(p).unmark(p) {
+                    return Err(AllocError::NotLive { addr: p });
+                }
                 self.counts_mut(self.pool.params().index(n)).gave();
                 // SAFETY: validated above as a live pool block of `n`'s class.
                 unsafe { self.pool.deallocate_small(ptr, n) };
@@ -434,6 +449,7 @@ impl<U: Upstream> CheckedPool<U> {
                 unsafe { self.pool.upstream().deallocate(ptr, n) };
             }
         }
+        Ok(())
     }
 
     /// Removes the record of large block `p` while the upstream moves it; its size.
@@ -465,20 +481,18 @@ impl<U: Upstream> CheckedPool<U> {
             return Err(AllocError::Moving { addr: start });
         }
         match self.block_containing(start) {
-            Some((s, _)) if s == start => {
-                self.add_pin(start);
-                Ok(())
-            }
+            Some((s, _)) if s == start && self.add_pin(start) => Ok(()),
             _ => Err(AllocError::NotLive { addr: start }),
         }
     }
 
-    fn add_pin(&mut self, start: usize) {
-        let pins = self.pins.entry(start).or_default();
-        *pins += 1;
-        if *pins == 1 {
-            self.mark_pinned(start, true);
+    /// False, changing nothing, if another thread freed the block meanwhile.
+    fn add_pin(&mut self, start: usize) -> bool {
+        if !self.pins.contains_key(&start) && !self.mark_pinned(start, true) {
+            return false;
         }
+        *self.pins.entry(start).or_default() += 1;
+        true
     }
 
     /// Undoes one `pin`; a block being moved stays pinned until `end_move`.
@@ -493,7 +507,9 @@ impl<U: Upstream> CheckedPool<U> {
             *n -= 1;
             if *n == 0 {
                 self.pins.remove(&start);
-                self.mark_pinned(start, false);
+                // A pinned byte is no other thread's to change: this cannot fail.
+                let unpinned = self.mark_pinned(start, false);
+                debug_assert!(unpinned);
             }
         }
     }
@@ -507,7 +523,9 @@ impl<U: Upstream> CheckedPool<U> {
         if self.is_claimed(kind, p) {
             return Err(AllocError::Claimed { addr: p });
         }
-        self.add_pin(p);
+        if !self.add_pin(p) {
+            return Err(AllocError::NotLive { addr: p });
+        }
         self.moving.insert(p);
         Ok(())
     }
@@ -520,14 +538,50 @@ impl<U: Upstream> CheckedPool<U> {
     }
 
     /// Pool blocks carry their pin in the block map too, so the free fast path sees it.
-    fn mark_pinned(&mut self, start: usize, pinned: bool) {
-        if !self.large.contains_key(&start) {
-            self.map_of_mut(start).set_pinned(start, pinned);
-        }
+    /// False, changing nothing, if another thread freed the pool block meanwhile.
+    fn mark_pinned(&mut self, start: usize, pinned: bool) -> bool {
+        self.large.contains_key(&start) || self.map_of_mut(start).set_pinned(start, pinned)
     }
 
     pub fn is_pinned(&self, start: usize) -> bool {
         self.pins.contains_key(&start)
+    }
+
+    /// What a thread that does not hold this pool needs to free its arena's blocks (see
+    /// `shared::remote_frees`): the arena map's bytes (valid while the pool lives), its
+    /// base and length, `log2(align)`, and `fast_max`.
+    pub fn remote_target(&self) -> (Shared, usize, usize, u32, usize) {
+        let m = &self.arena_map;
+        (
+            m.shared_bytes(),
+            m.base(),
+            m.region_len(),
+            m.shift(),
+            self.fast_max,
+        )
+    }
+
+    /// Takes back the arena block at `p` if another thread freed it (its byte says so):
+    /// onto its SGI free list, counted free. Else nothing: a stale entry.
+    pub fn take_back_remote(&mut self, p: usize) -> bool {
+        let Some(k) = self.arena_map.take_remote(p) else {
+            return false;
+        };
+        // `claim_remote` only tags classes of the fast paths: `k <= SMALL_GRANULES`, so
+        // `k - 1 < nfreelists` (`fast_max <= max_bytes`).
+        self.counts_mut(k - 1).gave();
+        // SAFETY: `p` was a live block of class `k - 1` (its byte said so), freed by its
+        // holder and now forgotten by the map: ours to push; arena addresses are not null.
+        unsafe {
+            self.pool
+                .push_class(k - 1, NonNull::new_unchecked(p as *mut u8))
+        };
+        true
+    }
+
+    /// Arena blocks freed by other threads and not yet taken back.
+    pub fn remote_blocks(&self) -> usize {
+        self.arena_map.remote_blocks()
     }
 
     /// Gives every page and upstream chunk back; refused while any block is live.

@@ -8,13 +8,15 @@
 //! from several, each heap is such a pool for the blocks it handed out:
 //! - every heap's conservation equation holds, and so does their sum, which `stats` shows:
 //!   `Σ heap_size == Σ live_bytes + Σ free_bytes + Σ chunk_bytes_left`;
-//! - a block is freed into the heap it came from, whichever thread frees it;
+//! - a block is freed into the heap it came from, whichever thread frees it (by another
+//!   thread than its heap's owner, without the lock: see `heaps`, `remote_frees`);
 //! - a thread holds at most one heap lock at a time, so heaps cannot deadlock (the
 //!   inspections that lock them all take them in index order).
 
 pub mod heaps;
 mod inspect;
 mod owner_fence;
+mod remote_frees;
 #[cfg(test)]
 mod tests;
 mod thread_token;
@@ -190,6 +192,9 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     /// Every free the fast path leaves: upstream blocks, pinned pools, and errors.
     #[inline(never)]
     fn deallocate_checked(&self, p: usize, n: usize) -> Result<(), AllocError> {
+        if self.heaps.free_remote(p, n, false) {
+            return Ok(());
+        }
         self.lock_owner(p, n).deallocate(p, n)
     }
 
@@ -213,6 +218,9 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     #[inline(never)]
     fn deallocate_claimed_checked(&self, p: usize, n: usize) -> Result<(), AllocError> {
         if p == 0 && n == 0 {
+            return Ok(());
+        }
+        if self.heaps.free_remote(p, n, true) {
             return Ok(());
         }
         self.lock_owner(p, n).deallocate_claimed(p, n)

@@ -20,7 +20,7 @@ use shuttle::sync::{Mutex, MutexGuard};
 use shuttle::{thread, Config, Runner};
 use std::cell::UnsafeCell;
 use std::sync::Arc;
-use stlalloc_core::{MallocAlloc, Params, RawLock, SharedPool, SpinLock};
+use stlalloc_core::{AllocError, MallocAlloc, Params, RawLock, SharedPool, SpinLock};
 
 /// A lock that blocks (a shuttle mutex) instead of spinning, so that a depth-first search
 /// never schedules a waiter forever: the search then ends, having seen every interleaving.
@@ -306,6 +306,97 @@ fn repeated_cross_frees_revoke_and_rebias() {
                 give(&pool, q, 24, 30 + i);
             }
             t.join().unwrap();
+            settled(&pool);
+        })
+    });
+}
+
+/// Remote frees (issue #12: another thread's free goes onto the heap's remote-free list,
+/// no lock) racing the owner: its allocations, an inspection, a double free by the freeing
+/// thread (refused at that call), a free of the same block by the owner and by the other
+/// thread at once (at least one succeeds; the block is free once), and the freeing
+/// thread's exit, after which its heap, unowned, takes a remote free too; and the block
+/// freed twice at once handed out again while an entry for it may be left.
+#[test]
+fn remote_frees_race_the_owner() {
+    check("remote_frees_race_the_owner", false, |spin| {
+        with_lock!(spin, 2, |pool| {
+            let p = take(&pool, 24, 40);
+            let q = take(&pool, 24, 41);
+            let p2 = pool.clone();
+            let t = thread::spawn(move || {
+                give(&p2, p, 24, 40);
+                let again = p2.deallocate(p, 24);
+                assert!(
+                    matches!(again, Err(AllocError::NotLive { .. })),
+                    "a double free is refused at its call: {again:?}"
+                );
+                let kept = take(&p2, 24, 42);
+                (kept, p2.deallocate(q, 24).is_ok())
+            });
+            // Another class: `p`, taken back, cannot be handed out again meanwhile.
+            let r = take(&pool, 40, 43);
+            pool.check_invariants();
+            let mine_q = pool.deallocate(q, 24).is_ok();
+            give(&pool, r, 40, 43);
+            let (kept, their_q) = t.join().unwrap();
+            assert!(mine_q || their_q, "q freed once at least");
+            // `q` handed out again: an entry the race may have left is stale, not a free.
+            let again = take(&pool, 24, 44);
+            pool.check_invariants();
+            give(&pool, again, 24, 44);
+            give(&pool, kept, 24, 42);
+            settled(&pool);
+            let list = pool.lock_heap(0).unwrap().free_list(2);
+            for b in [p, q] {
+                assert_eq!(list.iter().filter(|&&x| x == b).count(), 1, "free once");
+            }
+        })
+    });
+}
+
+/// A remote-free list fills (two entries under the model checker): the next free takes
+/// the heap's lock, while the owner allocates and its slow path takes the list back.
+#[test]
+fn a_full_remote_list_takes_the_lock() {
+    check("a_full_remote_list_takes_the_lock", false, |spin| {
+        with_lock!(spin, 2, |pool| {
+            let blocks: Vec<usize> = (0..3).map(|i| take(&pool, 8, 50 + i)).collect();
+            let p2 = pool.clone();
+            let theirs = blocks.clone();
+            let t = thread::spawn(move || {
+                for (i, p) in theirs.into_iter().enumerate() {
+                    give(&p2, p, 8, 50 + i as u8);
+                }
+            });
+            for i in 0..2 {
+                let q = take(&pool, 8, 60 + i);
+                give(&pool, q, 8, 60 + i);
+            }
+            t.join().unwrap();
+            settled(&pool);
+        })
+    });
+}
+
+/// The owner and another thread free one block at once (a racy double free): at least
+/// one succeeds, and the block is free once; handed out again, it stays live whatever
+/// entry the race left on the remote-free list (`drain` drops it as stale).
+#[test]
+fn owner_and_remote_free_one_block_at_once() {
+    check("owner_and_remote_free_one_block_at_once", false, |spin| {
+        with_lock!(spin, 2, |pool| {
+            let q = take(&pool, 24, 70);
+            let p2 = pool.clone();
+            let t = thread::spawn(move || p2.deallocate(q, 24).is_ok());
+            let mine = pool.deallocate(q, 24).is_ok();
+            let theirs = t.join().unwrap();
+            assert!(mine || theirs, "freed once at least");
+            // `q` again if it is on the list already (else its remote free waits there):
+            // whatever entry for it the race left is then stale, and must stay unused.
+            let again = take(&pool, 24, 71);
+            pool.check_invariants();
+            give(&pool, again, 24, 71);
             settled(&pool);
         })
     });

@@ -7,6 +7,11 @@
 //!   `byte[g] & TAG == min(k, BIG)`, `byte[g] & CLAIMED` says whether a container holds
 //!   it, `byte[g] & PINNED` whether it is exported, `byte[g+1 .. g+k] == 0`; and
 //!   `big[g] == k` exactly when `k >= BIG`.
+//! A block freed by a thread other than its heap's owner and not yet taken back by the
+//! owner (see `shared::remote_frees`) keeps its tag with both flags set,
+//! `byte[g] == REMOTE | k` (`k < BIG`; no live block is both claimed and pinned): it still
+//! occupies its granules, but it is no live block to any check, and only the owner's
+//! `take_remote` clears it.
 //! Every other byte is 0, and `bytes.len() == ceil(len / align)`: every address of the
 //! region has a byte, so `off < len` alone proves a granule index in range. So live
 //! blocks are the nonzero bytes, and since they never overlap, the block containing an
@@ -15,15 +20,24 @@
 //! any flag it should not have sends it to the full check. Blocks of `BIG` granules or more
 //! exist only with more than 62 size classes; their exact sizes are kept aside so the byte
 //! stays one byte.
+//!
+//! Who writes a byte: the map's owner (its heap's owner, or whoever holds the heap), with
+//! plain Relaxed loads and stores on the fast paths (0 → live, live → 0) and
+//! compare-exchanges elsewhere; and any thread, through `claim_remote` only, with one
+//! compare-exchange from an unpinned live byte `k` or `k | CLAIMED` to `REMOTE | k`.
 
+use crate::checked::atomic_bytes::{AtomicBytes, Shared};
 use crate::checked::granules::Granules;
 use crate::error::AllocError;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 /// Set in a block's byte while a container holds the block.
 const CLAIMED: u8 = 0x80;
 /// Set in a block's byte while the block is exported (pinned): it may not be freed.
 const PINNED: u8 = 0x40;
+/// Both flags: a block freed by another thread, not yet taken back by the owner.
+const REMOTE: u8 = CLAIMED | PINNED;
 /// The bits of a block's byte that hold its tag.
 const TAG: u8 = 0x3f;
 /// The tag of a block of this many granules or more, whose size is in `big`.
@@ -35,7 +49,7 @@ pub struct ClassMap {
     region: Granules,
     /// `align - 1`: the offset bits a block's address has clear.
     mask: usize,
-    bytes: Vec<u8>,
+    bytes: AtomicBytes,
     big: HashMap<usize, usize>,
 }
 
@@ -45,6 +59,30 @@ fn tag(k: usize) -> u8 {
     k.min(BIG) as u8
 }
 
+/// Whether `b` is the byte of a block freed by another thread (see the module's top).
+#[inline(always)]
+fn is_remote(b: u8) -> bool {
+    b & REMOTE == REMOTE
+}
+
+/// The byte of a live block of `1 <= k < BIG` granules, unpinned, claimed or not: the
+/// byte a free of that block expects.
+#[inline(always)]
+pub fn live_byte(k: usize, claimed: bool) -> u8 {
+    k as u8 | if claimed { CLAIMED } else { 0 }
+}
+
+/// A free by a thread that does not own the map: claims the block whose byte is `byte`
+/// if it holds `live_byte(k, claimed)`, with one compare-exchange to `REMOTE | k`; false
+/// changes nothing (the block is not such a block now).
+#[inline]
+pub fn claim_remote(byte: &AtomicU8, k: usize, claimed: bool) -> bool {
+    debug_assert!((1..BIG).contains(&k));
+    let live = live_byte(k, claimed);
+    byte.compare_exchange(live, REMOTE | k as u8, Relaxed, Relaxed)
+        .is_ok()
+}
+
 impl ClassMap {
     /// A map of `[base, base+len)` at granularity `align` (a power of two).
     pub fn new(base: usize, len: usize, align: usize) -> Self {
@@ -52,7 +90,7 @@ impl ClassMap {
         Self {
             region,
             mask: align - 1,
-            bytes: vec![0; len.div_ceil(align)],
+            bytes: AtomicBytes::zeroed(len.div_ceil(align)),
             big: HashMap::new(),
         }
     }
@@ -61,12 +99,28 @@ impl ClassMap {
         self.region.base
     }
 
+    /// The region's length in bytes.
+    pub fn region_len(&self) -> usize {
+        self.region.len
+    }
+
+    /// The bytes, for threads that free blocks of this map without holding it: valid while
+    /// the map lives.
+    pub fn shared_bytes(&self) -> Shared {
+        self.bytes.shared()
+    }
+
     #[inline]
     pub fn contains(&self, addr: usize) -> bool {
         self.region.contains(addr)
     }
 
-    /// The size in bytes of the live block whose byte at granule `g` is `b != 0`.
+    #[inline(always)]
+    fn byte(&self, g: usize) -> u8 {
+        self.bytes[g].load(Relaxed)
+    }
+
+    /// The size in bytes of the block whose byte at granule `g` is `b != 0`.
     fn size_at(&self, g: usize, b: u8) -> usize {
         let k = match (b & TAG) as usize {
             BIG => self.big[&g],
@@ -76,14 +130,14 @@ impl ClassMap {
     }
 
     /// Records a new live block of `k >= 1` granules at `addr`, claimed for a container or
-    /// not: the allocation fast path.
+    /// not (its byte is 0: no other thread writes it).
     #[inline]
     pub fn mark_new(&mut self, addr: usize, k: usize, claimed: bool) {
         let g = self.region.granule(addr);
         if k >= BIG {
             self.mark_big(g, k);
         }
-        self.bytes[g] = tag(k) | if claimed { CLAIMED } else { 0 };
+        self.bytes[g].store(tag(k) | if claimed { CLAIMED } else { 0 }, Relaxed);
     }
 
     #[cold]
@@ -98,9 +152,11 @@ impl ClassMap {
         self.flag(addr, CLAIMED)
     }
 
-    /// Marks (or unmarks) the live block at `addr` as held by a container.
-    pub fn set_claimed(&mut self, addr: usize, claimed: bool) {
-        self.set_flag(addr, CLAIMED, claimed);
+    /// Marks (or unmarks) the live block at `addr` as held by a container; false, changing
+    /// nothing, if it is no live block (another thread freed it meanwhile).
+    #[must_use]
+    pub fn set_claimed(&mut self, addr: usize, claimed: bool) -> bool {
+        self.set_flag(addr, CLAIMED, claimed)
     }
 
     /// Whether the live block at `addr` is exported.
@@ -108,18 +164,31 @@ impl ClassMap {
         self.flag(addr, PINNED)
     }
 
-    /// Marks (or unmarks) the live block at `addr` as exported.
-    pub fn set_pinned(&mut self, addr: usize, pinned: bool) {
-        self.set_flag(addr, PINNED, pinned);
+    /// Marks (or unmarks) the live block at `addr` as exported; false as `set_claimed`.
+    #[must_use]
+    pub fn set_pinned(&mut self, addr: usize, pinned: bool) -> bool {
+        self.set_flag(addr, PINNED, pinned)
     }
 
     fn flag(&self, addr: usize, flag: u8) -> bool {
-        self.bytes[self.region.granule(addr)] & flag != 0
+        let b = self.byte(self.region.granule(addr));
+        b & flag != 0 && !is_remote(b)
     }
 
-    fn set_flag(&mut self, addr: usize, flag: u8, on: bool) {
-        let b = &mut self.bytes[self.region.granule(addr)];
-        *b = if on { *b | flag } else { *b & !flag };
+    /// A compare-exchange: another thread's `claim_remote` may change the byte meanwhile.
+    fn set_flag(&mut self, addr: usize, flag: u8, on: bool) -> bool {
+        let byte = &self.bytes[self.region.granule(addr)];
+        let mut b = byte.load(Relaxed);
+        loop {
+            if b == 0 || is_remote(b) {
+                return false;
+            }
+            let new = if on { b | flag } else { b & !flag };
+            match byte.compare_exchange(b, new, Relaxed, Relaxed) {
+                Ok(_) => return true,
+                Err(now) => b = now,
+            }
+        }
     }
 
     /// The size in bytes of the live block starting at `addr` (inside this region), or 0
@@ -127,52 +196,74 @@ impl ClassMap {
     #[inline]
     pub fn size_of(&self, addr: usize) -> usize {
         let g = self.region.granule(addr);
-        let b = self.bytes[g];
+        let b = self.byte(g);
         match (b & TAG) as usize {
             0 => 0,
-            _ if addr & self.mask != 0 => 0,
+            _ if addr & self.mask != 0 || is_remote(b) => 0,
             BIG => self.size_at(g, b),
             k => k << self.region.shift,
         }
     }
 
     /// Forgets the live block starting at `addr` (inside this region) and returns its size,
-    /// or returns 0 and changes nothing if none starts there: a free without a size. One
-    /// load and one store unless the block is `BIG`.
+    /// or returns 0 and changes nothing if none starts there: a free without a size.
     #[inline]
     pub fn take(&mut self, addr: usize) -> usize {
+        if addr & self.mask != 0 {
+            return 0;
+        }
         let g = self.region.granule(addr);
-        let b = self.bytes[g];
-        match (b & TAG) as usize {
-            0 => 0,
-            _ if addr & self.mask != 0 => 0,
-            BIG => self.take_big(g),
-            k => {
-                self.bytes[g] = 0;
-                k << self.region.shift
+        let b = self.byte(g);
+        if b == 0 || is_remote(b) {
+            return 0;
+        }
+        let size = self.size_at(g, b);
+        if self.unmark(addr) {
+            size
+        } else {
+            0
+        }
+    }
+
+    /// Forgets the live block at `addr`, which `check` accepted; false, changing nothing,
+    /// if another thread freed it since (`claim_remote`).
+    #[inline]
+    #[must_use]
+    pub fn unmark(&mut self, addr: usize) -> bool {
+        let g = self.region.granule(addr);
+        let byte = &self.bytes[g];
+        let mut b = byte.load(Relaxed);
+        loop {
+            if b == 0 || is_remote(b) {
+                return false;
+            }
+            match byte.compare_exchange(b, 0, Relaxed, Relaxed) {
+                Ok(_) => break,
+                Err(now) => b = now,
             }
         }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn take_big(&mut self, g: usize) -> usize {
-        let k = self
-            .big
-            .remove(&g)
-            .expect("a BIG tag has its size in `big`");
-        self.bytes[g] = 0;
-        k << self.region.shift
-    }
-
-    /// Forgets the live block at `addr`, which `check` accepted.
-    #[inline]
-    pub fn unmark(&mut self, addr: usize) {
-        let g = self.region.granule(addr);
-        if (self.bytes[g] & TAG) as usize == BIG {
+        if (b & TAG) as usize == BIG {
             self.big.remove(&g);
         }
-        self.bytes[g] = 0;
+        true
+    }
+
+    /// Takes back a block that another thread freed (`claim_remote`): its granules if the
+    /// byte at `addr` says so, the byte cleared; else `None`, changing nothing (an entry
+    /// made stale by a racing free the owner won).
+    pub fn take_remote(&mut self, addr: usize) -> Option<usize> {
+        let off = addr.wrapping_sub(self.region.base);
+        if off >= self.region.len || off & self.mask != 0 {
+            return None;
+        }
+        let byte = &self.bytes[off >> self.region.shift];
+        let b = byte.load(Relaxed);
+        if !is_remote(b) {
+            return None;
+        }
+        // Only the owner changes a remote byte: no compare-exchange needed.
+        byte.store(0, Relaxed);
+        Some((b & TAG) as usize)
     }
 
     /// Ok if a live block of exactly `size > 0` bytes starts at `addr` (inside this region).
@@ -184,22 +275,23 @@ impl ClassMap {
         }
         let g = off >> self.region.shift;
         let k = size >> self.region.shift;
+        let b = self.byte(g);
         // Size 0 has tag 0, the byte of every granule no block starts at: never a block.
-        if k != 0 && self.bytes[g] & TAG == tag(k) && (k < BIG || self.big[&g] == k) {
+        if k != 0 && b & TAG == tag(k) && !is_remote(b) && (k < BIG || self.big[&g] == k) {
             return Ok(());
         }
-        Err(self.mismatch(addr, g, size))
+        Err(self.mismatch(addr, g, b, size))
     }
 
     #[cold]
-    fn mismatch(&self, addr: usize, g: usize, size: usize) -> AllocError {
-        match self.bytes[g] {
-            0 => AllocError::NotLive { addr },
-            b => AllocError::SizeMismatch {
-                addr,
-                size,
-                block_size: self.size_at(g, b),
-            },
+    fn mismatch(&self, addr: usize, g: usize, b: u8, size: usize) -> AllocError {
+        if b == 0 || is_remote(b) {
+            return AllocError::NotLive { addr };
+        }
+        AllocError::SizeMismatch {
+            addr,
+            size,
+            block_size: self.size_at(g, b),
         }
     }
 
@@ -217,7 +309,8 @@ impl ClassMap {
     }
 
     /// Records a new live block of `1 <= k < BIG` granules at granule `g`, claimed for a
-    /// container or not: the allocation fast path, one byte store.
+    /// container or not: the allocation fast path, one byte store (the byte is 0, which no
+    /// other thread changes).
     ///
     /// # Safety
     /// `g` is what `granule_in` of this map returned (so `g < bytes.len()`).
@@ -226,26 +319,31 @@ impl ClassMap {
         debug_assert!((1..BIG).contains(&k) && g < self.bytes.len());
         // SAFETY: `granule_in` found `off < len`, so `g < ceil(len / align) ==
         // bytes.len()` (see `new`); the caller's promise.
-        unsafe { *self.bytes.get_unchecked_mut(g) = k as u8 | if claimed { CLAIMED } else { 0 } };
+        let byte = unsafe { self.bytes.get_unchecked(g) };
+        byte.store(live_byte(k, claimed), Relaxed);
     }
 
     /// Forgets the live block at `addr` and says true if it is one of `1 <= k < BIG`
     /// granules, unpinned, and held by a container exactly when `claimed`: the free fast
-    /// path, one bounds check. `false` changes nothing and says nothing more; `check` then
-    /// says what is wrong. Callers keep `k < BIG` (a `BIG` tag does not give the size).
+    /// path, one bounds check, a load and a store (no read-modify-write: another thread's
+    /// `claim_remote` between them makes that thread's entry stale, see
+    /// `shared::remote_frees`). `false` changes nothing and says nothing more; `check`
+    /// then says what is wrong. Callers keep `k < BIG` (a `BIG` tag does not give the size).
     #[inline(always)]
     pub fn take_small(&mut self, addr: usize, k: usize, claimed: bool) -> bool {
         debug_assert!((1..BIG).contains(&k));
         let off = addr.wrapping_sub(self.region.base);
-        let want = k as u8 | if claimed { CLAIMED } else { 0 };
+        let want = live_byte(k, claimed);
         let g = off >> self.region.shift;
         // Misaligned: computed from the shift the index needs anyway, not loaded.
         if g << self.region.shift != off {
             return false;
         }
-        match self.bytes.get_mut(g) {
-            Some(b) if *b == want => {
-                *b = 0;
+        match self.bytes.get(g) {
+            Some(b) if b.load(Relaxed) == want => {
+                #[cfg(feature = "shuttle")]
+                crate::sync::model::yield_now();
+                b.store(0, Relaxed);
                 true
             }
             _ => false,
@@ -260,52 +358,43 @@ impl ClassMap {
         }
         let g = self.region.granule(addr);
         let lowest = g.saturating_sub((max_size >> self.region.shift).saturating_sub(1));
-        let s = lowest + self.bytes[lowest..=g].iter().rposition(|&b| b != 0)?;
-        let size = self.size_at(s, self.bytes[s]);
+        let s = (lowest..=g).rev().find(|&s| self.byte(s) != 0)?;
+        let b = self.byte(s);
+        if is_remote(b) {
+            // Blocks do not overlap: inside a freed block, no live one holds `addr`.
+            return None;
+        }
+        let size = self.size_at(s, b);
         let start = self.region.base + (s << self.region.shift);
         (addr < start + size).then_some((start, size))
     }
 
-    /// The first granule at or after `g` where a live block starts, a word of 8 granules
-    /// at a time (the inspections walk whole regions, mostly empty).
+    /// The first granule in `g..end` where a block starts (its byte nonzero).
     fn next_start(&self, g: usize, end: usize) -> Option<usize> {
-        let rest = self.bytes.get(g..end)?;
-        // SAFETY: every bit pattern is a valid `u64`; `align_to` splits `rest` exactly.
-        let (head, words, tail) = unsafe { rest.align_to::<u64>() };
-        let live = |b: &u8| *b != 0;
-        if let Some(i) = head.iter().position(live) {
-            return Some(g + i);
-        }
-        let g = g + head.len();
-        if let Some(w) = words.iter().position(|&w| w != 0) {
-            let word = g + 8 * w;
-            return self.bytes[word..word + 8]
-                .iter()
-                .position(live)
-                .map(|i| word + i);
-        }
-        let g = g + 8 * words.len();
-        tail.iter().position(live).map(|i| g + i)
+        let end = end.min(self.bytes.len());
+        (g..end).find(|&s| self.byte(s) != 0)
     }
 
-    /// Every live block as `(granule, byte)`, in address order.
+    /// Every block (live, or freed by another thread and not yet taken back) as
+    /// `(granule, byte)`, in address order.
     fn starts(&self) -> impl Iterator<Item = (usize, u8)> + '_ {
         self.starts_below(self.bytes.len())
     }
 
-    /// The live blocks starting below granule `end`, as `(granule, byte)`: a scan that
-    /// reads no byte of the map from `end` on.
+    /// The blocks starting below granule `end`, as `(granule, byte)`: a scan that reads no
+    /// byte of the map from `end` on.
     fn starts_below(&self, end: usize) -> impl Iterator<Item = (usize, u8)> + '_ {
         let mut g = 0;
         std::iter::from_fn(move || {
             let s = self.next_start(g, end)?;
             g = s + 1;
-            Some((s, self.bytes[s]))
+            Some((s, self.byte(s)))
         })
     }
 
-    /// Panics unless the module's equations hold: live blocks do not overlap (the bytes
-    /// inside a block are 0) and `big` holds exactly the blocks tagged `BIG`.
+    /// Panics unless the module's equations hold: blocks do not overlap (the bytes inside
+    /// a block are 0), `big` holds exactly the blocks tagged `BIG`, and a remote byte is
+    /// one of a small class.
     pub fn check_invariants(&self) {
         let align = self.mask + 1;
         assert_eq!(
@@ -317,7 +406,9 @@ impl ClassMap {
         let mut tagged = 0;
         for (g, b) in self.starts() {
             assert!(g >= end, "granule {g} lies inside the block before it");
-            tagged += usize::from((b & TAG) as usize == BIG);
+            let k = (b & TAG) as usize;
+            assert!(!is_remote(b) || (1..BIG).contains(&k), "remote byte {b:#x}");
+            tagged += usize::from(k == BIG);
             end = g + (self.size_at(g, b) >> self.region.shift);
             assert!(
                 end <= self.bytes.len(),
@@ -328,16 +419,17 @@ impl ClassMap {
         assert!(self
             .big
             .iter()
-            .all(|(&g, &k)| k >= BIG && self.bytes[g] != 0));
+            .all(|(&g, &k)| k >= BIG && self.byte(g) != 0));
     }
 
-    /// Every live block as `(start, size)`, in address order.
+    /// Every block as `live_blocks_below` says, in address order.
     pub fn live_blocks(&self) -> Vec<(usize, usize)> {
         self.live_blocks_below(self.region.base + self.region.len)
     }
 
-    /// The live blocks starting below `end`, as `(start, size)`, in address order, reading
-    /// only the map's bytes below `end`: a map of a mostly unused region stays untouched.
+    /// The blocks starting below `end` (live, or freed by another thread and not yet taken
+    /// back: the pool counts both live), as `(start, size)`, in address order, reading only
+    /// the map's bytes below `end`: a map of a mostly unused region stays untouched.
     pub fn live_blocks_below(&self, end: usize) -> Vec<(usize, usize)> {
         let below = end.saturating_sub(self.region.base).min(self.region.len);
         let end = below.div_ceil(self.mask + 1);
@@ -349,6 +441,11 @@ impl ClassMap {
                 )
             })
             .collect()
+    }
+
+    /// How many blocks of the map other threads freed and the owner has not taken back.
+    pub fn remote_blocks(&self) -> usize {
+        self.starts().filter(|&(_, b)| is_remote(b)).count()
     }
 }
 
@@ -414,7 +511,7 @@ mod tests {
         );
         m.check_invariants();
         assert!(m.is_claimed(0x1200) && !m.is_claimed(0x1000));
-        m.unmark(0x1000);
+        assert!(m.unmark(0x1000));
         assert!(matches!(
             m.check(0x1000, 24),
             Err(AllocError::NotLive { .. })
@@ -467,7 +564,7 @@ mod tests {
     fn a_pinned_block_is_found_but_not_freed_fast() {
         let mut m = ClassMap::new(0, 4096, 8);
         m.mark_new(64, 2, false);
-        m.set_pinned(64, true);
+        assert!(m.set_pinned(64, true));
         assert!(m.is_pinned(64) && !m.is_claimed(64));
         assert!(
             m.check(64, 16).is_ok(),
@@ -476,7 +573,7 @@ mod tests {
         assert_eq!(m.block_containing(79, 128), Some((64, 16)));
         assert!(!m.take_small(64, 2, false));
         assert_eq!(m.live_blocks(), vec![(64, 16)]);
-        m.set_pinned(64, false);
+        assert!(m.set_pinned(64, false));
         m.check_invariants();
         assert!(m.take_small(64, 2, false));
     }
@@ -498,8 +595,46 @@ mod tests {
         assert_eq!(m.block_containing(1599, 1 << 12), Some((0, 1600)));
         assert_eq!(m.block_containing(2615, 1 << 12), Some((1600, 1016)));
         m.check_invariants();
-        m.unmark(0);
-        m.unmark(1600);
+        assert!(m.unmark(0) && m.unmark(1600));
         assert!(m.big.is_empty() && m.live_blocks().is_empty());
+    }
+
+    #[test]
+    fn a_remote_byte_is_no_live_block_until_the_owner_takes_it_back() {
+        let mut m = ClassMap::new(0, 4096, 8);
+        m.mark_new(64, 3, false);
+        m.mark_new(128, 3, true);
+        fn byte(m: &ClassMap, addr: usize) -> &AtomicU8 {
+            &m.bytes[addr >> 3]
+        }
+        assert!(!claim_remote(byte(&m, 64), 2, false), "another class");
+        assert!(!claim_remote(byte(&m, 64), 3, true), "not a container's");
+        assert!(!claim_remote(byte(&m, 128), 3, false), "a container's");
+        assert!(m.set_pinned(64, true));
+        assert!(!claim_remote(byte(&m, 64), 3, false), "pinned");
+        assert!(m.set_pinned(64, false));
+        assert!(claim_remote(byte(&m, 64), 3, false));
+        assert!(claim_remote(byte(&m, 128), 3, true));
+        assert!(!claim_remote(byte(&m, 64), 3, false), "claimed once");
+        for addr in [64, 128] {
+            assert!(matches!(m.check(addr, 24), Err(AllocError::NotLive { .. })));
+            assert_eq!(m.block_containing(addr + 8, 128), None);
+            assert!(!m.is_claimed(addr) && !m.is_pinned(addr));
+            assert!(!m.set_pinned(addr, true) && !m.set_claimed(addr, false));
+            assert!(!m.unmark(addr) && m.take(addr) == 0 && m.size_of(addr) == 0);
+            assert!(!m.take_small(addr, 3, addr == 128));
+        }
+        // Still occupying its granules, as the pool's counts say until taken back.
+        assert_eq!(m.live_blocks(), vec![(64, 24), (128, 24)]);
+        assert_eq!(m.remote_blocks(), 2);
+        m.check_invariants();
+        assert_eq!(m.take_remote(64), Some(3));
+        assert_eq!(m.take_remote(64), None, "once");
+        assert_eq!(m.take_remote(72), None, "no block there");
+        assert_eq!(m.take_remote(128), Some(3));
+        assert!(m.live_blocks().is_empty());
+        m.mark_new(64, 3, false);
+        assert_eq!(m.take_remote(64), None, "live again: a stale entry");
+        assert!(m.check(64, 24).is_ok());
     }
 }

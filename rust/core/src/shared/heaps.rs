@@ -20,6 +20,15 @@
 //!   and no atomic read-modify-write; any other thread locks it and waits the owner out
 //!   (`Heap`). At most one thread has a heap at a time; a thread forgets its cached heap
 //!   before its exit gives the slot back, so a heap has at most one owner.
+//! - on a biased heap, a small block of its arena freed by a thread that does not own it
+//!   goes onto the heap's remote-free list (`remote_frees`), with no lock: its class byte
+//!   is written by the heap's holder (plain stores on the owner's fast paths,
+//!   compare-exchanges elsewhere) and, from an unpinned live byte to "remote" only, by one
+//!   compare-exchange of the freeing thread. Whoever holds the heap through `lock` or
+//!   `lock_owned` (every slow path and every inspection) first takes the list back
+//!   (`drain`), so `stats`, `free_list`, `layout` and the errors see every free that
+//!   returned before they were called; a block freed remotely counts live until then, so
+//!   each heap's conservation holds at every moment its holder looks.
 
 use crate::checked::CheckedPool;
 use crate::error::AllocError;
@@ -27,6 +36,7 @@ use crate::raw_lock::RawLock;
 use crate::sgi::params::Params;
 use crate::sgi::upstream::Upstream;
 use crate::shared::owner_fence;
+use crate::shared::remote_frees::RemoteFrees;
 use crate::shared::thread_token::{self, FREE};
 use crate::sync::model::{self, Mutex};
 use model::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -72,6 +82,8 @@ pub struct Heap<U: Upstream, L: RawLock> {
     owner_pid: AtomicU32,
     owner_token: AtomicU64,
     pool: UnsafeCell<CheckedPool<U>>,
+    /// Blocks of the arena freed by other threads (used on biased heaps only).
+    remote: RemoteFrees,
     exclusive: model::Exclusive,
 }
 
@@ -91,6 +103,8 @@ const REBIAS_AFTER: u32 = if cfg!(feature = "shuttle") { 2 } else { 64 };
 
 impl<U: Upstream, L: RawLock> Heap<U, L> {
     fn new(pool: CheckedPool<U>, biased: bool) -> Self {
+        // Its bytes are the arena map's, which lives in `pool`, as long as the heap.
+        let remote = RemoteFrees::new(&pool);
         Self {
             lock: L::default(),
             busy: AtomicBool::new(false),
@@ -100,6 +114,7 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
             owner_pid: AtomicU32::new(0),
             owner_token: AtomicU64::new(FREE),
             pool: UnsafeCell::new(pool),
+            remote,
             exclusive: model::Exclusive::default(),
         }
     }
@@ -188,6 +203,22 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
         self.owner_pid.store(std::process::id(), Ordering::Relaxed);
     }
 
+    /// Test only: whether another thread requested the heap, and whether its remote-free
+    /// list holds entries.
+    #[cfg(test)]
+    pub(crate) fn requested_and_pending(&self) -> (bool, bool) {
+        (
+            self.requested.load(Ordering::Relaxed),
+            self.remote.pending(),
+        )
+    }
+
+    /// Test only: the remote-free list.
+    #[cfg(test)]
+    pub(crate) fn remote(&self) -> &RemoteFrees {
+        &self.remote
+    }
+
     /// Test only: makes the heap look entered by its owner, as a thread stopped inside
     /// its fast path leaves it.
     #[cfg(test)]
@@ -208,10 +239,30 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
         panic!("membarrier refused after registering: a biased heap cannot be taken");
     }
 
+    /// The heap, held, with the blocks other threads freed taken back first.
     #[inline(always)]
     fn guard(&self) -> PoolGuard<'_, U, L> {
         self.exclusive.enter();
-        PoolGuard { heap: self }
+        let mut guard = PoolGuard { heap: self };
+        if self.biased && self.remote.pending() {
+            Self::take_back(&mut guard);
+        }
+        guard
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn take_back(guard: &mut PoolGuard<'_, U, L>) {
+        let heap = guard.heap;
+        heap.remote.drain(guard);
+    }
+
+    /// A free of `(p, n)`, a block of this heap's arena, by a thread that does not hold
+    /// the heap: onto the remote-free list, no lock. False, changing nothing, if it is not
+    /// a live unpinned block of its class there (or the list is full): lock and see.
+    #[inline]
+    fn free_remote(&self, p: usize, n: usize, claimed: bool) -> bool {
+        self.biased && self.remote.push(p, n, claimed)
     }
 }
 
@@ -541,6 +592,20 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
         }
         // Upstream chunks and large blocks: only their heap's record knows them.
         self.find_locked(|pool| !matches!(pool.validate(p, n), Err(AllocError::Foreign { .. })))
+    }
+
+    /// Frees `(p, n)` (held by a container if `claimed`) on its heap's remote-free list,
+    /// if the caller does not own that heap and the block is a live, unpinned block of the
+    /// heap's arena and of `n`'s class: no lock. False, changing nothing, otherwise.
+    #[inline]
+    pub fn free_remote(&self, p: usize, n: usize, claimed: bool) -> bool {
+        if !self.biased {
+            return false;
+        }
+        match self.by_arena(p) {
+            Some(h) => !self.is_mine(h) && h.free_remote(p, n, claimed),
+            None => false,
+        }
     }
 
     /// The heap holding the live block that contains `addr`, locked; heap 0 if none does.

@@ -494,20 +494,23 @@ fn a_refused_barrier_leaves_the_heap_as_it_was_and_the_global_one_stands_in() {
     let mine = pool.allocate(8).unwrap();
     let (a, b) = in_thread(|| (pool.allocate(8).unwrap(), pool.allocate(8).unwrap()));
     // No inspection before the refusals: taking heap 1 would request it with a barrier.
+    // A move takes the heap (a free of its block would not: see `remote_frees`).
+    let moving = || pool.reallocate(a, 8, 64);
     for _ in 0..2 {
-        let refused = catch_unwind(AssertUnwindSafe(|| refusing(ALL, || pool.deallocate(a, 8))));
+        let refused = catch_unwind(AssertUnwindSafe(|| refusing(ALL, moving)));
         // Refused again: the first refusal left the heap unrequested, so this one asks
         // for a barrier too instead of trusting a request no owner was made to see.
         assert!(refused.is_err(), "no barrier: the heap cannot be had");
     }
-    // Not locked: taken at once, with the global barrier.
-    refusing(PRIVATE, || pool.deallocate(a, 8)).unwrap();
+    // Not locked: taken at once, with the global barrier (same class: `a` stays).
+    assert_eq!(refusing(PRIVATE, || pool.reallocate(a, 8, 7)).unwrap(), a);
     assert_eq!((heap_of(&pool, a), heap_of(&pool, b)), (Some(1), Some(1)));
     assert_eq!(
         pool.stats().live_blocks,
-        2,
-        "the refused frees freed nothing"
+        3,
+        "the refused moves moved nothing"
     );
+    pool.deallocate(a, 8).unwrap();
     pool.deallocate(b, 8).unwrap();
     pool.deallocate(mine, 8).unwrap();
     assert_eq!(pool.stats().live_blocks, 0);
@@ -563,4 +566,137 @@ fn a_child_forked_while_an_owner_was_inside_does_not_wait_for_it() {
     pool.deallocate(theirs, 8).unwrap();
     pool.deallocate(mine, 8).unwrap();
     pool.check_invariants();
+}
+
+#[test]
+fn another_threads_free_takes_no_lock_and_its_misuse_is_refused_at_that_call() {
+    if !super::owner_fence::available() {
+        return;
+    }
+    let pool = pool(2);
+    let mine = pool.allocate(8).unwrap();
+    let (to_main, from_owner) = std::sync::mpsc::channel();
+    let (to_owner, from_main) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let pool = &pool;
+        s.spawn(move || {
+            let blocks: Vec<usize> = (0..3).map(|_| pool.allocate(24).unwrap()).collect();
+            let claimed = pool.allocate_claimed(24).unwrap();
+            to_main.send((blocks, claimed)).unwrap();
+            // Alive (still the owner) until the other thread is done.
+            from_main.recv().unwrap();
+        });
+        let (blocks, claimed) = from_owner.recv().unwrap();
+        let heap = pool.heaps.get(1).unwrap();
+        pool.deallocate(blocks[0], 24).unwrap();
+        assert_eq!(heap.requested_and_pending(), (false, true), "no lock taken");
+        pool.deallocate_claimed(claimed, 24).unwrap();
+        // Misuse is refused at once, with the error one SGI pool gives.
+        assert!(matches!(
+            pool.deallocate(blocks[0], 24),
+            Err(AllocError::NotLive { .. })
+        ));
+        assert!(matches!(
+            pool.deallocate_claimed(claimed, 24),
+            Err(AllocError::NotLive { .. })
+        ));
+        assert!(matches!(
+            pool.deallocate(blocks[1], 16),
+            Err(AllocError::SizeMismatch { .. })
+        ));
+        let pinned = pool.lock_holding(blocks[2]).pin(blocks[2]);
+        assert!(pinned.is_ok());
+        assert!(matches!(
+            pool.deallocate(blocks[2], 24),
+            Err(AllocError::Pinned { .. })
+        ));
+        pool.lock_holding(blocks[2]).unpin(blocks[2]);
+        // Taken back in the order freed: the SGI list's head is the last one.
+        let list = pool.lock_heap(1).unwrap().free_list(2);
+        assert_eq!(&list[..2], &[claimed, blocks[0]]);
+        assert_eq!(pool.stats().live_blocks, 3, "mine and blocks 1, 2");
+        pool.deallocate(blocks[1], 24).unwrap();
+        pool.deallocate(blocks[2], 24).unwrap();
+        pool.check_invariants();
+        to_owner.send(()).unwrap();
+    });
+    pool.deallocate(mine, 8).unwrap();
+    assert_eq!(pool.stats().live_blocks, 0);
+    pool.check_invariants();
+}
+
+#[test]
+fn the_owner_takes_back_remote_frees_when_its_list_runs_out() {
+    if !super::owner_fence::available() {
+        return;
+    }
+    let pool = pool(2);
+    pool.allocate(8).unwrap();
+    let (to_main, from_owner) = std::sync::mpsc::channel();
+    let (to_owner, from_main) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let pool = &pool;
+        s.spawn(move || {
+            let refill = pool.params().refill();
+            let blocks: Vec<usize> = (0..refill).map(|_| pool.allocate(8).unwrap()).collect();
+            let refills = pool.lock_heap(1).unwrap().stats().refills;
+            to_main.send(blocks.clone()).unwrap();
+            from_main.recv().unwrap();
+            // The list is empty: the slow path takes the remote frees back, no refill.
+            let again: Vec<usize> = (0..refill).map(|_| pool.allocate(8).unwrap()).collect();
+            assert_eq!(pool.lock_heap(1).unwrap().stats().refills, refills);
+            let mut want = blocks;
+            want.sort_unstable();
+            let mut got = again;
+            got.sort_unstable();
+            assert_eq!(got, want, "the same blocks again");
+            for p in got {
+                pool.deallocate(p, 8).unwrap();
+            }
+        });
+        for p in from_owner.recv().unwrap() {
+            pool.deallocate(p, 8).unwrap();
+        }
+        to_owner.send(()).unwrap();
+    });
+    pool.check_invariants();
+}
+
+#[test]
+fn a_child_forked_while_a_remote_free_was_half_done_does_not_wait_for_it() {
+    let pool = pool(2);
+    let mine = pool.allocate(8).unwrap();
+    let theirs = in_thread(|| pool.allocate(8).unwrap());
+    let h1 = pool.heaps.get(1).unwrap();
+    // A slot of heap 1's list reserved by a thread stopped before it wrote the address.
+    h1.remote().reserve_unwritten();
+    // SAFETY: the child only uses this pool and malloc (fork-safe in glibc), then exits
+    // without unwinding into the test harness.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.stats().live_blocks == 2 && pool.deallocate(theirs, 8).is_ok()
+        }));
+        // SAFETY: ends the child at once, as a forked child of a threaded process should.
+        unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 1 }) };
+    }
+    assert!(child > 0, "fork failed");
+    let mut status = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    // SAFETY: waits for our own child, without blocking.
+    while unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) } == 0 {
+        if std::time::Instant::now() > deadline {
+            // SAFETY: our own child, hung.
+            unsafe { libc::kill(child, libc::SIGKILL) };
+            panic!("the child waited for a remote free that does not run in it");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child: {status:#x}"
+    );
+    // Heap 1 is not taken here: in this process its slot's writer "runs", and would be
+    // waited for.
+    pool.deallocate(mine, 8).unwrap();
 }

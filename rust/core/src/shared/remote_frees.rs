@@ -1,0 +1,311 @@
+//! A heap's remote-free list: blocks of its arena freed by threads that do not own it,
+//! without its lock and without touching the owner's fast path, which the owner takes
+//! back onto its SGI free lists when it next holds the heap on a slow path (`drain`).
+//!
+//! A free by another thread (`push`) checks the address against the arena (immutable
+//! once the heap is made), claims the block with one compare-exchange of its class byte
+//! (`class_map::claim_remote`, from "live, class k, claimed as the caller says, not pinned
+//! or moving" to "remote"), reserves a slot and writes the address into it. Anything else (another region, a wrong size, a pinned, moving or freed
+//! block, a full buffer) is left to the caller's locked path, which frees it or gives the
+//! exact error: misuse is still refused at the call that makes it. The freed block itself
+//! is never written: a racy double free (the owner's fast path and another thread at once)
+//! may leave an entry whose block is no longer remote, which `drain` drops.
+//!
+//! Invariants (`0 <= tail <= CAP`):
+//! - `slots[tail..CAP]` are 0; each of `slots[0..tail]` is 0 until the thread that reserved
+//!   it writes its block's address there, once;
+//! - every byte of the arena that is "remote" was made so by a `push` that has not returned
+//!   yet (and gives it back as it was if the list is full), or whose slot is reserved and
+//!   not yet drained: the owner alone clears a remote byte, in `drain`;
+//! - so after `drain` (which waits for the reserved slots to be written), each remote byte
+//!   belongs to a `push` still running, and the heap's counts, which call such blocks live
+//!   until taken back, satisfy its conservation:
+//!   `heap_size == live_bytes + free_bytes + chunk_bytes_left`.
+
+use crate::checked::atomic_bytes::Shared;
+use crate::checked::class_map;
+use crate::checked::CheckedPool;
+use crate::sgi::upstream::Upstream;
+use crate::sync::model;
+use model::atomic::{AtomicUsize, Ordering};
+
+/// Spins a drain waits for a reserved slot to be written before, in a process forked
+/// since the list was made, it takes the writer for a thread the fork left behind (a real
+/// writer is a few instructions away, and yields to it every spin under a scheduler).
+const LEFT_BEHIND_AFTER: u32 = 1 << 16;
+
+/// Entries a heap holds before other threads' frees take its lock again. Enough for a
+/// consumer thread to run far ahead of a producer that drains on each refill.
+const CAP: usize = if cfg!(feature = "shuttle") { 2 } else { 1024 };
+
+/// On cache lines of its own: other threads write `tail` at every free, and neither the
+/// owner's fast path (which writes its heap's other fields) nor their reads of the
+/// constant fields should miss because of it.
+#[repr(align(128))]
+pub struct RemoteFrees {
+    tail: Tail,
+    bytes: Shared,
+    base: usize,
+    len: usize,
+    shift: u32,
+    fast_max: usize,
+    slots: Box<[AtomicUsize]>,
+    /// The process the list was made in: in a child forked since, a slot may have been
+    /// reserved by a thread that was copied mid-`push` and does not run there.
+    pid: u32,
+}
+
+#[repr(align(128))]
+struct Tail(AtomicUsize);
+
+impl RemoteFrees {
+    /// The list of `pool`'s arena, whose map must outlive it (the heap holds both).
+    pub fn new<U: Upstream>(pool: &CheckedPool<U>) -> Self {
+        let (bytes, base, len, shift, fast_max) = pool.remote_target();
+        Self {
+            bytes,
+            base,
+            len,
+            shift,
+            fast_max,
+            tail: Tail(AtomicUsize::new(0)),
+            slots: (0..CAP).map(|_| AtomicUsize::new(0)).collect(),
+            pid: std::process::id(),
+        }
+    }
+
+    /// Frees `(p, n)`, a live unpinned block of the arena held by a container exactly when
+    /// `claimed`, for a thread that does not hold the heap; false, changing nothing, for
+    /// anything else or a full list (the caller then takes the heap's lock).
+    pub fn push(&self, p: usize, n: usize, claimed: bool) -> bool {
+        if n.wrapping_sub(1) >= self.fast_max {
+            return false;
+        }
+        let off = p.wrapping_sub(self.base);
+        if off >= self.len || off & ((1 << self.shift) - 1) != 0 {
+            return false;
+        }
+        let k = ((n - 1) >> self.shift) + 1;
+        // SAFETY: the heap holding this list also holds the map the bytes are in.
+        let Some(byte) = (unsafe { self.bytes.get(off >> self.shift) }) else {
+            return false;
+        };
+        // The claim first: one exclusive fetch of the byte's line, no shared one before.
+        if !class_map::claim_remote(byte, k, claimed) {
+            return false;
+        }
+        #[cfg(feature = "shuttle")]
+        model::yield_now();
+        let Some(slot) = self.reserve() else {
+            // Full. No slot names the block, so nobody else changes its remote byte: give
+            // it back as it was, and let the caller lock.
+            byte.store(
+                class_map::live_byte(k, claimed),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            return false;
+        };
+        // Release: the block's last writes (its holder's) happen before the owner reuses it.
+        slot.store(p, Ordering::Release);
+        true
+    }
+
+    /// A slot of `slots[tail]`, `tail` moved past it; `None` if the list is full.
+    fn reserve(&self) -> Option<&AtomicUsize> {
+        let mut t = self.tail.0.load(Ordering::Acquire);
+        loop {
+            if t == CAP {
+                return None;
+            }
+            match (self.tail.0).compare_exchange_weak(t, t + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(&self.slots[t]),
+                Err(now) => t = now,
+            }
+        }
+    }
+
+    /// Whether any entry may wait: one load, for the slow paths that drain.
+    #[inline(always)]
+    pub fn pending(&self) -> bool {
+        self.tail.0.load(Ordering::Relaxed) != 0
+    }
+
+    /// The address a reserved slot holds once its `push` writes it; `None` if its writer
+    /// was left behind by a fork (its block stays remote: lost to this process, which
+    /// beats waiting forever).
+    fn written(&self, slot: &AtomicUsize) -> Option<usize> {
+        let mut spins = 0u32;
+        loop {
+            // Acquire: with the `push`'s Release, its claim and its holder's writes.
+            let p = slot.load(Ordering::Acquire);
+            if p != 0 {
+                return Some(p);
+            }
+            spins = spins.wrapping_add(1);
+            if spins >= LEFT_BEHIND_AFTER && std::process::id() != self.pid {
+                return None;
+            }
+            // The pusher is between reserving and writing: a few instructions.
+            if spins % 64 == 0 {
+                model::yield_now();
+            } else {
+                model::spin_loop();
+            }
+            #[cfg(feature = "shuttle")]
+            model::yield_now();
+        }
+    }
+
+    /// Test only: a slot reserved and never written, as a thread copied by a fork between
+    /// the two leaves it.
+    #[cfg(test)]
+    pub(crate) fn reserve_unwritten(&self) {
+        assert!(self.reserve().is_some());
+    }
+
+    /// Takes back every entry onto `pool`'s free lists (stale ones dropped), waiting for
+    /// reserved slots to be written; the caller holds the heap (owner or lock). How many
+    /// blocks it took back.
+    pub fn drain<U: Upstream>(&self, pool: &mut CheckedPool<U>) -> usize {
+        let mut from = 0;
+        let mut taken = 0;
+        loop {
+            let t = self.tail.0.load(Ordering::Acquire);
+            for slot in &self.slots[from..t] {
+                if let Some(p) = self.written(slot) {
+                    taken += usize::from(pool.take_back_remote(p));
+                }
+                slot.store(0, Ordering::Relaxed);
+            }
+            // Release: the zeroed slots, before a later `reserve` (Acquire) hands them out.
+            match (self.tail.0).compare_exchange(t, 0, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return taken,
+                Err(_) => from = t,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AllocError, MallocAlloc, Params};
+    use std::sync::Arc;
+
+    fn pool() -> CheckedPool<Arc<MallocAlloc>> {
+        let upstream = Arc::new(MallocAlloc::new(None));
+        CheckedPool::new(Params::default(), 1 << 20, upstream).unwrap()
+    }
+
+    fn small(pool: &mut CheckedPool<Arc<MallocAlloc>>, n: usize) -> usize {
+        pool.allocate_small(n, false).unwrap()
+    }
+
+    #[test]
+    fn a_remote_free_stays_live_until_drained_then_is_free_exactly_once() {
+        let mut pool = pool();
+        let list = RemoteFrees::new(&pool);
+        let (p, q) = (small(&mut pool, 8), small(&mut pool, 24));
+        let before = pool.stats();
+        assert!(list.push(p, 8, false) && list.push(q, 24, false));
+        assert!(list.pending());
+        // Counted live, off every free list: conservation holds before the drain.
+        assert_eq!(pool.stats(), before);
+        assert_eq!(pool.remote_blocks(), 2);
+        pool.check_invariants();
+        // No live block to the owner's checks: a second free is refused, synchronously.
+        assert!(matches!(pool.validate(p, 8), Err(AllocError::NotLive { addr }) if addr == p));
+        assert!(!list.push(p, 8, false), "freed twice");
+        assert!(matches!(pool.pin(q), Err(AllocError::NotLive { addr }) if addr == q));
+        assert_eq!(list.drain(&mut pool), 2);
+        assert!(!list.pending() && pool.remote_blocks() == 0);
+        assert_eq!(pool.stats().live_blocks, before.live_blocks - 2);
+        assert_eq!(pool.free_list(0)[0], p);
+        assert_eq!(pool.free_list(2)[0], q);
+        assert_eq!(list.drain(&mut pool), 0, "taken back once");
+        pool.check_invariants();
+    }
+
+    #[test]
+    fn only_live_unpinned_blocks_of_the_named_class_and_claim_are_taken() {
+        let mut pool = pool();
+        let list = RemoteFrees::new(&pool);
+        let p = small(&mut pool, 16);
+        let c = pool.allocate_small(16, true).unwrap();
+        let before = pool.stats();
+        for (addr, n, claimed) in [
+            (p, 8, false),       // another class
+            (p, 16, true),       // not a container's
+            (c, 16, false),      // a container's
+            (p + 8, 16, false),  // misaligned
+            (p + 16, 16, false), // not live
+            (p, 0, false),
+            (p, 1 << 20, false),        // not a pool size
+            (usize::MAX - 7, 8, false), // outside the arena
+        ] {
+            assert!(!list.push(addr, n, claimed), "{addr:#x} {n} {claimed}");
+        }
+        pool.pin(p).unwrap();
+        assert!(!list.push(p, 16, false), "pinned");
+        pool.unpin(p);
+        assert!(!list.pending(), "a refusal uses no slot");
+        assert_eq!(pool.stats(), before);
+        assert!(list.push(c, 16, true) && list.push(p, 16, false));
+        assert_eq!(list.drain(&mut pool), 2);
+        assert_eq!(pool.stats().live_blocks, before.live_blocks - 2);
+        pool.check_invariants();
+    }
+
+    #[test]
+    fn an_entry_whose_block_came_back_live_is_stale_and_dropped() {
+        let mut pool = pool();
+        let list = RemoteFrees::new(&pool);
+        let p = small(&mut pool, 8);
+        assert!(list.push(p, 8, false));
+        // The owner took it back (as if it had won a racing free), and handed it out again.
+        assert!(pool.take_back_remote(p));
+        assert_eq!(small(&mut pool, 8), p);
+        let live = pool.stats().live_blocks;
+        assert_eq!(list.drain(&mut pool), 0, "stale");
+        assert_eq!(pool.stats().live_blocks, live, "still live");
+        assert!(pool.validate(p, 8).is_ok());
+        pool.check_invariants();
+    }
+
+    #[test]
+    fn a_full_list_refuses_until_drained() {
+        let mut pool = pool();
+        let list = RemoteFrees::new(&pool);
+        let blocks: Vec<usize> = (0..=CAP).map(|_| small(&mut pool, 8)).collect();
+        for &p in &blocks[..CAP] {
+            assert!(list.push(p, 8, false));
+        }
+        assert!(!list.push(blocks[CAP], 8, false), "full");
+        assert!(pool.validate(blocks[CAP], 8).is_ok(), "refused: still live");
+        assert_eq!(list.drain(&mut pool), CAP);
+        assert!(list.push(blocks[CAP], 8, false));
+        assert_eq!(list.drain(&mut pool), 1);
+        assert_eq!(pool.stats().live_blocks, 0);
+        pool.check_invariants();
+    }
+
+    #[test]
+    fn threads_freeing_at_once_lose_no_block() {
+        let mut pool = pool();
+        let list = RemoteFrees::new(&pool);
+        let blocks: Vec<usize> = (0..CAP).map(|_| small(&mut pool, 8)).collect();
+        std::thread::scope(|s| {
+            for half in blocks.chunks(CAP / 2) {
+                let list = &list;
+                s.spawn(move || assert!(half.iter().all(|&p| list.push(p, 8, false))));
+            }
+        });
+        assert_eq!(list.drain(&mut pool), CAP);
+        let freed: std::collections::BTreeSet<usize> = pool.free_list(0).into_iter().collect();
+        assert_eq!(freed.len(), pool.free_list(0).len(), "no block twice");
+        assert!(blocks.iter().all(|p| freed.contains(p)), "every block free");
+        assert_eq!(pool.stats().live_blocks, 0);
+        pool.check_invariants();
+    }
+}
