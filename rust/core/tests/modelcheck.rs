@@ -286,27 +286,43 @@ fn stats_during_concurrent_use() {
     });
 }
 
-/// Frees from another thread, one after another, while the owner keeps allocating: the
-/// heap stays requested (the owner locks) until the owner takes the bias back, after
-/// which the next free requests it again.
+/// The owner makes `n` blocks of `size` bytes and then allocates `rounds` more, one at a
+/// time, while another thread `treats` each of its `n` blocks (moves or frees them; the
+/// result, if any, is freed by that thread).
+fn another_thread_on_the_owners_blocks<L: RawLock + 'static>(
+    pool: Arc<SharedPool<Arc<MallocAlloc>, L>>,
+    size: usize,
+    rounds: u8,
+    treat: fn(&SharedPool<Arc<MallocAlloc>, L>, usize, usize, u8),
+) {
+    let blocks: Vec<usize> = (0..3).map(|i| take(&pool, size, 20 + i)).collect();
+    let p2 = pool.clone();
+    let t = thread::spawn(move || {
+        for (i, p) in blocks.into_iter().enumerate() {
+            treat(&p2, p, size, 20 + i as u8);
+        }
+    });
+    for i in 0..rounds {
+        let q = take(&pool, size, 30 + i);
+        give(&pool, q, size, 30 + i);
+    }
+    t.join().unwrap();
+    settled(&pool);
+}
+
+/// Moves from another thread, one after another, while the owner keeps allocating: each
+/// move locks the owner's heap and requests it, so the owner locks until it takes the bias
+/// back, after which the next move requests it again. (Frees no longer request it: they go
+/// onto the remote-free list.)
 #[test]
-fn repeated_cross_frees_revoke_and_rebias() {
-    check("repeated_cross_frees_revoke_and_rebias", false, |spin| {
+fn repeated_cross_moves_revoke_and_rebias() {
+    check("repeated_cross_moves_revoke_and_rebias", false, |spin| {
         with_lock!(spin, 2, |pool| {
-            let blocks: Vec<usize> = (0..3).map(|i| take(&pool, 24, 20 + i)).collect();
-            let p2 = pool.clone();
-            let theirs = blocks.clone();
-            let t = thread::spawn(move || {
-                for (i, p) in theirs.into_iter().enumerate() {
-                    give(&p2, p, 24, 20 + i as u8);
-                }
+            another_thread_on_the_owners_blocks(pool, 24, 3, |pool, p, n, mark| {
+                // Shrunk into another class, so it moves, carrying its first 8 bytes.
+                let q = pool.reallocate(p, n, 8).unwrap();
+                give(pool, q, 8, mark);
             });
-            for i in 0..3 {
-                let q = take(&pool, 24, 30 + i);
-                give(&pool, q, 24, 30 + i);
-            }
-            t.join().unwrap();
-            settled(&pool);
         })
     });
 }
@@ -361,20 +377,7 @@ fn remote_frees_race_the_owner() {
 fn a_full_remote_list_takes_the_lock() {
     check("a_full_remote_list_takes_the_lock", false, |spin| {
         with_lock!(spin, 2, |pool| {
-            let blocks: Vec<usize> = (0..3).map(|i| take(&pool, 8, 50 + i)).collect();
-            let p2 = pool.clone();
-            let theirs = blocks.clone();
-            let t = thread::spawn(move || {
-                for (i, p) in theirs.into_iter().enumerate() {
-                    give(&p2, p, 8, 50 + i as u8);
-                }
-            });
-            for i in 0..2 {
-                let q = take(&pool, 8, 60 + i);
-                give(&pool, q, 8, 60 + i);
-            }
-            t.join().unwrap();
-            settled(&pool);
+            another_thread_on_the_owners_blocks(pool, 8, 2, give);
         })
     });
 }
