@@ -33,12 +33,16 @@ use crate::checked::atomic_bytes::Shared;
 use crate::checked::class_map::{ClassMap, SMALL_GRANULES};
 use crate::checked::counts::ClassCounts;
 use crate::error::AllocError;
+use crate::sgi::free_lists::INLINE_LISTS;
 use crate::sgi::params::Params;
 use crate::sgi::pool::{NeedChunk, Pool};
 use crate::sgi::upstream::Upstream;
 use crate::stats::PoolStats;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ptr::NonNull;
+
+// The fast paths' classes have their free lists' heads inside the pool.
+const _: () = assert!(SMALL_GRANULES <= INLINE_LISTS);
 
 /// Where a validated block lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,7 +293,7 @@ impl<U: Upstream> CheckedPool<U> {
         // Every read first (the head, its granule), then the writes: a write through a
         // pointer would make the compiler read the fields again.
         // SAFETY: `1 <= n <= fast_max <= max_bytes` (the caller's promise), so its class `i`
-        // is below `nfreelists`.
+        // is below `nfreelists`, and below `SMALL_GRANULES <= INLINE_LISTS`.
         let p = unsafe { self.pool.peek_class(i) }?.as_ptr() as usize;
         let g = self.arena_map.granule_in(p);
         // SAFETY: as above.
@@ -351,7 +355,8 @@ impl<U: Upstream> CheckedPool<U> {
         // `i < SMALL_GRANULES`.
         unsafe { self.counts.gave_small(i) };
         // SAFETY: `p` was a live pool block of class `i` (its map byte said so), forgotten
-        // just above: it is ours to push, and arena addresses are not null.
+        // just above: it is ours to push, and arena addresses are not null;
+        // `i < SMALL_GRANULES <= INLINE_LISTS`.
         unsafe {
             self.pool
                 .push_class(i, NonNull::new_unchecked(p as *mut u8))
@@ -564,7 +569,8 @@ impl<U: Upstream> CheckedPool<U> {
         // `k - 1 < nfreelists` (`fast_max <= max_bytes`).
         self.counts.gave(k - 1);
         // SAFETY: `p` was a live block of class `k - 1` (its byte said so), freed by its
-        // holder and now forgotten by the map: ours to push; arena addresses are not null.
+        // holder and now forgotten by the map: ours to push; arena addresses are not null;
+        // `k - 1 < SMALL_GRANULES <= INLINE_LISTS`.
         unsafe {
             self.pool
                 .push_class(k - 1, NonNull::new_unchecked(p as *mut u8))
