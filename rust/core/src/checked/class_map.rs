@@ -298,7 +298,11 @@ impl ClassMap {
     /// `log2(align)`: the granule's, which is also the size classes' shift.
     #[inline(always)]
     pub fn shift(&self) -> u32 {
-        self.region.shift
+        let shift = self.region.shift;
+        // SAFETY: `log2` of a power of two (`Granules::new` asserts it) that fits in a
+        // `usize`. Said so that a shift by it needs no mask of its amount.
+        unsafe { std::hint::assert_unchecked(shift < usize::BITS) };
+        shift
     }
 
     /// The granule of `addr` if it lies in the region: one compare.
