@@ -4,9 +4,8 @@
 //! Invariants (checked by `check_invariants`):
 //! - the pool's conservation equation with `live_bytes` counted here:
 //!   `heap_size == live_bytes + free_bytes + chunk_bytes_left`;
-//! - `live(i) == taken[i] − given[i]` (see `ClassCounts`; `small_counts[i]` for
-//!   `i < SMALL_GRANULES`, else `counts[i − SMALL_GRANULES]`) is the number of live blocks of
-//!   class `i` marked in the maps, and `|free_list[i]| == pool.class_blocks(i) - live(i)`
+//! - `counts.live(i)` (see `counts`) is the number of live blocks of class `i` marked in
+//!   the maps, and `|free_list[i]| == pool.class_blocks(i) - live(i)`
 //!   (so lengths are O(1));
 //! - `large_live_blocks == |large|`, `large_live_bytes == Σ large sizes`;
 //! - `fast_max == min(max_bytes, SMALL_GRANULES·align)`: a size `1 <= n <= fast_max` has a
@@ -26,18 +25,24 @@
 pub(crate) mod atomic_bytes;
 pub mod block_map;
 pub mod class_map;
+mod counts;
 mod granules;
 pub mod spans;
 
 use crate::checked::atomic_bytes::Shared;
 use crate::checked::class_map::{ClassMap, SMALL_GRANULES};
+use crate::checked::counts::ClassCounts;
 use crate::error::AllocError;
+use crate::sgi::free_lists::INLINE_LISTS;
 use crate::sgi::params::Params;
 use crate::sgi::pool::{NeedChunk, Pool};
 use crate::sgi::upstream::Upstream;
 use crate::stats::PoolStats;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ptr::NonNull;
+
+// The fast paths' classes have their free lists' heads inside the pool.
+const _: () = assert!(SMALL_GRANULES <= INLINE_LISTS);
 
 /// Where a validated block lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,33 +51,6 @@ pub enum BlockKind {
     Small,
     /// A block passed to the upstream allocator.
     Large,
-}
-
-/// A size class's blocks handed out and taken back, as two counters rather than one live
-/// count: an allocation and a free of one class then add to different words, so that
-/// pairs of them do not wait on each other's read-modify-write (one counter chains a
-/// store-to-load forwarding per call). Both wrap; only their difference means anything.
-#[derive(Debug, Clone, Copy, Default)]
-struct ClassCounts {
-    taken: usize,
-    given: usize,
-}
-
-impl ClassCounts {
-    #[inline(always)]
-    fn took(&mut self) {
-        self.taken = self.taken.wrapping_add(1);
-    }
-
-    #[inline(always)]
-    fn gave(&mut self) {
-        self.given = self.given.wrapping_add(1);
-    }
-
-    /// The class's live blocks.
-    fn live(&self) -> usize {
-        self.taken.wrapping_sub(self.given)
-    }
 }
 
 pub struct CheckedPool<U: Upstream> {
@@ -85,11 +63,8 @@ pub struct CheckedPool<U: Upstream> {
     pins: HashMap<usize, usize>,
     /// Blocks a `reallocate` is copying (each holds one pin): see `begin_move`.
     moving: BTreeSet<usize>,
-    /// Blocks of each size class handed out and taken back: `live(i) == taken − given`;
-    /// the classes of the fast paths inline, so that they need no pointer read.
-    small_counts: [ClassCounts; SMALL_GRANULES],
-    /// The same for classes `SMALL_GRANULES..nfreelists`, if any.
-    counts: Box<[ClassCounts]>,
+    /// Blocks of each size class handed out and taken back.
+    counts: ClassCounts,
     /// The largest size the fast paths serve: `min(max_bytes, SMALL_GRANULES·align)`, so
     /// that one compare proves both a class and a tag that fits the map's byte.
     fast_max: usize,
@@ -109,12 +84,7 @@ impl<U: Upstream> CheckedPool<U> {
             large_claimed: BTreeSet::new(),
             pins: HashMap::new(),
             moving: BTreeSet::new(),
-            small_counts: [ClassCounts::default(); SMALL_GRANULES],
-            counts: vec![
-                ClassCounts::default();
-                params.nfreelists().saturating_sub(SMALL_GRANULES)
-            ]
-            .into_boxed_slice(),
+            counts: ClassCounts::new(params.nfreelists()),
             large_live_bytes: 0,
             fast_max: params.max_bytes().min(SMALL_GRANULES * params.align()),
         })
@@ -126,6 +96,11 @@ impl<U: Upstream> CheckedPool<U> {
 
     pub fn pool(&self) -> &Pool<U> {
         &self.pool
+    }
+
+    /// The largest size the fast paths (`try_pop`, `try_free`) serve, at least `align`.
+    pub fn fast_max(&self) -> usize {
+        self.fast_max
     }
 
     /// Debug mode: fill every new chunk with `byte`.
@@ -165,7 +140,7 @@ impl<U: Upstream> CheckedPool<U> {
     pub fn allocate_small(&mut self, n: usize, claimed: bool) -> Result<usize, NeedChunk> {
         let p = self.pool.allocate_small(n)?.as_ptr() as usize;
         let i = self.pool.params().index(n);
-        self.counts_mut(i).took();
+        self.counts.took(i);
         self.map_of_mut(p).mark_new(p, i + 1, claimed);
         Ok(p)
     }
@@ -303,17 +278,29 @@ impl<U: Upstream> CheckedPool<U> {
         if n.wrapping_sub(1) >= self.fast_max {
             return None;
         }
+        // SAFETY: checked just above.
+        unsafe { self.try_pop_small(n, claimed) }
+    }
+
+    /// `try_pop` for a size the caller already knows is one of the fast paths'.
+    ///
+    /// # Safety
+    /// `1 <= n <= fast_max()`.
+    #[inline(always)]
+    pub unsafe fn try_pop_small(&mut self, n: usize, claimed: bool) -> Option<usize> {
+        debug_assert!(n.wrapping_sub(1) < self.fast_max);
         let i = self.class_of(n);
         // Every read first (the head, its granule), then the writes: a write through a
         // pointer would make the compiler read the fields again.
-        // SAFETY: `1 <= n <= fast_max <= max_bytes`, so its class `i` is below `nfreelists`.
+        // SAFETY: `1 <= n <= fast_max <= max_bytes` (the caller's promise), so its class `i`
+        // is below `nfreelists`, and below `SMALL_GRANULES <= INLINE_LISTS`.
         let p = unsafe { self.pool.peek_class(i) }?.as_ptr() as usize;
         let g = self.arena_map.granule_in(p);
         // SAFETY: as above.
         unsafe { self.pool.pop_class(i) };
-        debug_assert!(i < SMALL_GRANULES);
-        // SAFETY: `n <= fast_max <= SMALL_GRANULES·align`, so `i < SMALL_GRANULES`.
-        unsafe { self.small_counts.get_unchecked_mut(i).took() };
+        // SAFETY: `n <= fast_max <= SMALL_GRANULES·align` (the caller's promise), so
+        // `i < SMALL_GRANULES`.
+        unsafe { self.counts.took_small(i) };
         // `i + 1 <= SMALL_GRANULES`: `fast_max` keeps the class's tag in the byte.
         match g {
             // SAFETY: `g` is the arena map's own `granule_in`.
@@ -348,17 +335,28 @@ impl<U: Upstream> CheckedPool<U> {
         if n.wrapping_sub(1) >= self.fast_max {
             return false;
         }
+        // SAFETY: checked just above.
+        unsafe { self.try_free_small(p, n, claimed) }
+    }
+
+    /// `try_free` for a size the caller already knows is one of the fast paths'.
+    ///
+    /// # Safety
+    /// `1 <= n <= fast_max()`.
+    #[inline(always)]
+    pub unsafe fn try_free_small(&mut self, p: usize, n: usize, claimed: bool) -> bool {
+        debug_assert!(n.wrapping_sub(1) < self.fast_max);
         let i = self.class_of(n);
         // `i + 1 <= SMALL_GRANULES`, as `take_small` asks.
         if !self.arena_map.take_small(p, i + 1, claimed) {
             return false;
         }
-        debug_assert!(i < SMALL_GRANULES);
-        // SAFETY: `n <= fast_max <= SMALL_GRANULES·align` (checked above), so
+        // SAFETY: `n <= fast_max <= SMALL_GRANULES·align` (the caller's promise), so
         // `i < SMALL_GRANULES`.
-        unsafe { self.small_counts.get_unchecked_mut(i).gave() };
+        unsafe { self.counts.gave_small(i) };
         // SAFETY: `p` was a live pool block of class `i` (its map byte said so), forgotten
-        // just above: it is ours to push, and arena addresses are not null.
+        // just above: it is ours to push, and arena addresses are not null;
+        // `i < SMALL_GRANULES <= INLINE_LISTS`.
         unsafe {
             self.pool
                 .push_class(i, NonNull::new_unchecked(p as *mut u8))
@@ -438,7 +436,7 @@ impl<U: Upstream> CheckedPool<U> {
                 if !self.map_of_mut(p).unmark(p) {
                     return Err(AllocError::NotLive { addr: p });
                 }
-                self.counts_mut(self.pool.params().index(n)).gave();
+                self.counts.gave(self.pool.params().index(n));
                 // SAFETY: validated above as a live pool block of `n`'s class.
                 unsafe { self.pool.deallocate_small(ptr, n) };
             }
@@ -569,9 +567,10 @@ impl<U: Upstream> CheckedPool<U> {
         };
         // `claim_remote` only tags classes of the fast paths: `k <= SMALL_GRANULES`, so
         // `k - 1 < nfreelists` (`fast_max <= max_bytes`).
-        self.counts_mut(k - 1).gave();
+        self.counts.gave(k - 1);
         // SAFETY: `p` was a live block of class `k - 1` (its byte said so), freed by its
-        // holder and now forgotten by the map: ours to push; arena addresses are not null.
+        // holder and now forgotten by the map: ours to push; arena addresses are not null;
+        // `k - 1 < SMALL_GRANULES <= INLINE_LISTS`.
         unsafe {
             self.pool
                 .push_class(k - 1, NonNull::new_unchecked(p as *mut u8))
@@ -639,44 +638,24 @@ impl<U: Upstream> CheckedPool<U> {
         }
     }
 
-    /// The counts of class `i < nfreelists`.
-    fn class_counts(&self, i: usize) -> &ClassCounts {
-        match i.checked_sub(SMALL_GRANULES) {
-            None => &self.small_counts[i],
-            Some(j) => &self.counts[j],
-        }
-    }
-
-    fn counts_mut(&mut self, i: usize) -> &mut ClassCounts {
-        match i.checked_sub(SMALL_GRANULES) {
-            None => &mut self.small_counts[i],
-            Some(j) => &mut self.counts[j],
-        }
-    }
-
-    /// Every class's counts, class 0 first.
-    fn all_counts(&self) -> impl Iterator<Item = &ClassCounts> {
-        let small = self.params().nfreelists().min(SMALL_GRANULES);
-        self.small_counts[..small].iter().chain(self.counts.iter())
-    }
-
     /// Live pool blocks (not large ones).
     pub fn live_blocks(&self) -> usize {
-        self.all_counts().map(ClassCounts::live).sum()
+        self.counts.all_live().sum()
     }
 
     /// Rounded bytes of the live pool blocks.
     pub fn live_bytes(&self) -> usize {
         let params = self.params();
-        self.all_counts()
+        self.counts
+            .all_live()
             .enumerate()
-            .map(|(i, c)| c.live() * params.class_size(i))
+            .map(|(i, live)| live * params.class_size(i))
             .sum()
     }
 
     /// The length of free list `i`, in O(1).
     pub fn free_list_len(&self, i: usize) -> usize {
-        self.pool.class_blocks(i) - self.class_counts(i).live()
+        self.pool.class_blocks(i) - self.counts.live(i)
     }
 
     /// Panics if any invariant of this module or of `Pool` is broken.
@@ -697,7 +676,7 @@ impl<U: Upstream> CheckedPool<U> {
         let params = pool.params();
         for i in 0..params.nfreelists() {
             let size = params.class_size(i);
-            let counted = self.class_counts(i).live();
+            let counted = self.counts.live(i);
             assert_eq!(live.iter().filter(|b| b.1 == size).count(), counted);
             assert_eq!(
                 pool.free_list(i).len(),

@@ -105,7 +105,8 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     #[inline(always)]
     fn try_pop(&self, n: usize, claimed: bool) -> Option<usize> {
         if let Some(heap) = self.heaps.mine_biased() {
-            return heap.enter_owned()?.try_pop(n, claimed);
+            // SAFETY: `enter_owned(n)` is `Some` only for `1 <= n <= fast_max`.
+            return unsafe { heap.enter_owned(n)?.try_pop_small(n, claimed) };
         }
         self.lock_mine().try_pop(n, claimed)
     }
@@ -182,9 +183,10 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     #[inline(always)]
     fn try_free(&self, p: usize, n: usize, claimed: bool) -> bool {
         if let Some(heap) = self.heaps.mine_biased() {
-            return heap
-                .enter_owned()
-                .is_some_and(|mut pool| pool.try_free(p, n, claimed));
+            return heap.enter_owned(n).is_some_and(|mut pool| {
+                // SAFETY: `enter_owned(n)` is `Some` only for `1 <= n <= fast_max`.
+                unsafe { pool.try_free_small(p, n, claimed) }
+            });
         }
         self.lock_mine().try_free(p, n, claimed)
     }

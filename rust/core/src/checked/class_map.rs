@@ -298,7 +298,11 @@ impl ClassMap {
     /// `log2(align)`: the granule's, which is also the size classes' shift.
     #[inline(always)]
     pub fn shift(&self) -> u32 {
-        self.region.shift
+        let shift = self.region.shift;
+        // SAFETY: `log2` of a power of two (`Granules::new` asserts it) that fits in a
+        // `usize`. Said so that a shift by it needs no mask of its amount.
+        unsafe { std::hint::assert_unchecked(shift < usize::BITS) };
+        shift
     }
 
     /// The granule of `addr` if it lies in the region: one compare.
@@ -334,11 +338,10 @@ impl ClassMap {
         debug_assert!((1..BIG).contains(&k));
         let off = addr.wrapping_sub(self.region.base);
         let want = live_byte(k, claimed);
-        let g = off >> self.region.shift;
-        // Misaligned: computed from the shift the index needs anyway, not loaded.
-        if g << self.region.shift != off {
-            return false;
-        }
+        // One rotate for the granule and the alignment check: a misaligned `off` carries
+        // its low bits to the top, `>= 2^(64 - shift)`, above any map's length, so the
+        // bounds check refuses it with the addresses outside the region.
+        let g = off.rotate_right(self.region.shift);
         match self.bytes.get(g) {
             Some(b) if b.load(Relaxed) == want => {
                 #[cfg(feature = "shuttle")]
@@ -535,6 +538,15 @@ mod tests {
         assert!(!m.take_small(68, 2, true), "misaligned");
         assert!(!m.take_small(1 << 20, 2, true), "outside the region");
         assert!(!m.take_small(usize::MAX - 7, 2, true), "below the region");
+        for align in [8, 16, 64] {
+            let mut a = ClassMap::new(0x10000, 4096, align);
+            a.mark_new(0x10000 + 2 * align, 1, false);
+            for off in (1..align).chain([usize::MAX - align + 1]) {
+                let p = (0x10000 + 2 * align).wrapping_add(off);
+                assert!(!a.take_small(p, 1, false), "{p:#x}: align {align}");
+            }
+            assert_eq!(a.live_blocks(), vec![(0x10000 + 2 * align, align)]);
+        }
         assert_eq!(
             m.live_blocks(),
             vec![(64, 16), (128, 16)],

@@ -12,7 +12,11 @@ pub struct Granules {
 impl Granules {
     /// `[base, base+len)` at granularity `align` (a power of two).
     pub fn new(base: usize, len: usize, align: usize) -> Self {
-        debug_assert!(align.is_power_of_two());
+        // Checked always: `ClassMap::shift` promises the optimizer `shift < usize::BITS`.
+        assert!(
+            align.is_power_of_two(),
+            "align {align} is not a power of two"
+        );
         Self {
             base,
             len,

@@ -16,14 +16,15 @@
 
 use crate::error::AllocError;
 use crate::os::arena::Arena;
+use crate::sgi::free_lists::FreeLists;
 use crate::sgi::params::{Params, PoolParams};
 use crate::sgi::upstream::{LibcMalloc, Upstream};
 use std::ptr::{self, NonNull};
 
 /// SGI's `_Obj`: a free block's first word links it to the next free block.
 #[repr(C)]
-struct Obj {
-    next: *mut Obj,
+pub(crate) struct Obj {
+    pub(crate) next: *mut Obj,
 }
 
 /// The arena (and the larger free lists) could not give `bytes` for a chunk: the caller
@@ -46,7 +47,7 @@ pub struct PoolCounters {
 
 pub struct Pool<U: Upstream = LibcMalloc, P: PoolParams = Params> {
     params: P,
-    free_list: Box<[*mut Obj]>,
+    free_list: FreeLists,
     /// Blocks of each class, free or live.
     blocks: Box<[usize]>,
     start_free: *mut u8,
@@ -69,7 +70,7 @@ impl<U: Upstream, P: PoolParams> Pool<U, P> {
         let n = params.nfreelists();
         Ok(Self {
             params,
-            free_list: vec![ptr::null_mut(); n].into_boxed_slice(),
+            free_list: FreeLists::new(n),
             blocks: vec![0; n].into_boxed_slice(),
             start_free: ptr::null_mut(),
             end_free: ptr::null_mut(),
@@ -200,43 +201,59 @@ impl<U: Upstream, P: PoolParams> Pool<U, P> {
     /// before `pop_class` writes anything keeps those reads from being repeated.
     ///
     /// # Safety
-    /// `i < nfreelists`.
+    /// `i < nfreelists` and `i < INLINE_LISTS`.
     #[inline(always)]
     pub unsafe fn peek_class(&self, i: usize) -> Option<NonNull<u8>> {
-        debug_assert!(i < self.free_list.len());
-        // SAFETY: the caller's promise, `i < nfreelists`, the slice's length.
-        NonNull::new(unsafe { *self.free_list.get_unchecked(i) }).map(NonNull::cast)
+        debug_assert!(i < self.params.nfreelists());
+        // SAFETY: the caller's promise.
+        NonNull::new(unsafe { self.free_list.inline_head(i) }).map(NonNull::cast)
     }
 
     /// The head of free list `i`, if it has one: `allocate_small` without the refill, for
     /// callers that keep their fast path apart.
     ///
     /// # Safety
-    /// `i < nfreelists`.
+    /// `i < nfreelists` and `i < INLINE_LISTS`.
     #[inline(always)]
     pub unsafe fn pop_class(&mut self, i: usize) -> Option<NonNull<u8>> {
         debug_assert!(i < self.params.nfreelists());
-        self.pop(i)
+        // SAFETY: the caller's promise.
+        let head = unsafe { self.free_list.inline_head_mut(i) };
+        // SAFETY: list `i`'s head.
+        unsafe { Self::pop_from(head) }
     }
 
     /// Pushes `p` on free list `i`: `deallocate_small` with the class already known.
     ///
     /// # Safety
-    /// `p` must be a live block of this pool of class `i` (`class_size(i)` bytes).
+    /// `i < INLINE_LISTS`, and `p` must be a live block of this pool of class `i`
+    /// (`class_size(i)` bytes).
     #[inline(always)]
     pub unsafe fn push_class(&mut self, i: usize, p: NonNull<u8>) {
         debug_assert!(i < self.params.nfreelists());
-        // SAFETY: the caller's promise: `i` is a class and `p` a block of it, ours.
-        unsafe { self.push(i, p) };
+        // SAFETY: the caller's promise.
+        let head = unsafe { self.free_list.inline_head_mut(i) };
+        // SAFETY: the caller's promise: `p` is a free block of list `i`'s class, ours.
+        unsafe { Self::push_onto(head, p) };
     }
 
     /// Takes the head of `free_list[i]`, if there is one.
     #[inline]
     fn pop(&mut self, i: usize) -> Option<NonNull<u8>> {
-        debug_assert!(i < self.free_list.len());
+        debug_assert!(i < self.params.nfreelists());
         // SAFETY: callers pass `index(n)` of a size `1 <= n <= max_bytes`, which is below
-        // `nfreelists`, the slice's length.
-        let head = unsafe { self.free_list.get_unchecked_mut(i) };
+        // `nfreelists`.
+        let head = unsafe { self.free_list.head_mut(i) };
+        // SAFETY: list `i`'s head.
+        unsafe { Self::pop_from(head) }
+    }
+
+    /// Takes the block at `head`, if any.
+    ///
+    /// # Safety
+    /// `head` is the head of one of this pool's lists.
+    #[inline(always)]
+    unsafe fn pop_from(head: &mut *mut Obj) -> Option<NonNull<u8>> {
         let obj = NonNull::new(*head)?;
         // SAFETY: a block on a free list is free memory of ours whose first word is the link
         // written when it was pushed.
@@ -260,9 +277,20 @@ impl<U: Upstream, P: PoolParams> Pool<U, P> {
     /// `p` must be free memory of this pool of `class_size(i)` bytes, aligned to `align`.
     #[inline]
     unsafe fn push(&mut self, i: usize, p: NonNull<u8>) {
-        debug_assert!(i < self.free_list.len());
+        debug_assert!(i < self.params.nfreelists());
         // SAFETY: callers pass the index of a class, below `nfreelists`.
-        let head = unsafe { self.free_list.get_unchecked_mut(i) };
+        let head = unsafe { self.free_list.head_mut(i) };
+        // SAFETY: the caller's promise.
+        unsafe { Self::push_onto(head, p) };
+    }
+
+    /// Pushes `p` onto the list whose head is `head`.
+    ///
+    /// # Safety
+    /// `head` is the head of one of this pool's lists, and `p` free memory of ours of that
+    /// list's class, aligned to `align`.
+    #[inline(always)]
+    unsafe fn push_onto(head: &mut *mut Obj, p: NonNull<u8>) {
         let obj = p.cast::<Obj>().as_ptr();
         // SAFETY: the caller guarantees `p` is writable, aligned pool memory of ours.
         unsafe { obj.write(Obj { next: *head }) };
@@ -276,7 +304,7 @@ impl<U: Upstream, P: PoolParams> Pool<U, P> {
         let (chunk, nobjs) = self.chunk_alloc(size, self.params.refill())?;
         self.counters.refills += 1;
         let i = self.params.index(size);
-        debug_assert!(self.free_list[i].is_null());
+        debug_assert!(self.free_list.head(i).is_null());
         self.blocks[i] += nobjs;
         for k in (1..nobjs).rev() {
             // SAFETY: the chunk spans `nobjs * size` bytes of our memory, so object `k` is
@@ -399,7 +427,7 @@ impl<U: Upstream, P: PoolParams> Pool<U, P> {
         }
         // SAFETY: the caller guarantees no block is in use.
         unsafe { self.arena.release() };
-        self.free_list.fill(ptr::null_mut());
+        self.free_list.clear();
         self.blocks.fill(0);
         self.start_free = ptr::null_mut();
         self.end_free = ptr::null_mut();
@@ -438,7 +466,7 @@ impl<U: Upstream, P: PoolParams> Pool<U, P> {
     /// The addresses on list `i`, head first.
     pub fn free_list(&self, i: usize) -> Vec<usize> {
         let mut out = Vec::new();
-        let mut p = self.free_list[i];
+        let mut p = self.free_list.head(i);
         while !p.is_null() {
             out.push(p as usize);
             // SAFETY: every block on the list is free memory whose first word is its link.

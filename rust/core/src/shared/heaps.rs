@@ -47,13 +47,18 @@ use std::sync::{Arc, OnceLock};
 /// One SGI pool and its lock, on cache lines of its own: the owner thread writes the lock
 /// and free lists at every call, and a neighbour's writes there would cost it a miss.
 ///
+/// The heap is *requested* when `owner_max == 0`, else `owner_max == fast_max`, the pool's
+/// (never 0: `fast_max >= align`); only a thread holding `lock` writes it. So the owner's
+/// one load after `busy` asks both "is the heap mine alone?" and "is `n` a size of the fast
+/// paths?" (`1 <= n <= owner_max`).
+///
 /// Who may touch `pool` (mutual exclusion, one of):
 /// - the owner, between `enter_owned` and the guard's drop: it stored `busy = true`, then
-///   (after `owner_fence::light`) read `requested == false`;
-/// - whoever holds `lock`, and, on a biased heap, is the owner, or has seen `requested`
-///   set (or set it and run `owner_fence::heavy`) and then read `busy == false`.
+///   (after `owner_fence::light`) read `owner_max != 0`, unrequested;
+/// - whoever holds `lock`, and, on a biased heap, is the owner, or has seen the heap
+///   requested (or requested it and run `owner_fence::heavy`) and then read `busy == false`.
 ///
-/// `requested` stays set after the thread that set it lets go: the owner then locks too,
+/// A request stays after the thread that made it lets go: the owner then locks too,
 /// and the next threads that want the heap need no barrier. The owner clears it (under
 /// the lock) after `REBIAS_AFTER` of its calls have found it set, and enters freely again;
 /// so a thread freeing another's blocks pays a barrier once per `REBIAS_AFTER` of the
@@ -69,10 +74,13 @@ pub struct Heap<U: Upstream, L: RawLock> {
     lock: L,
     /// Only the owner writes it (plain stores): true while it is in its fast path.
     busy: AtomicBool,
-    /// Set by a thread other than the owner that wanted the heap: the owner then locks.
-    requested: AtomicBool,
-    /// The owner's calls that found `requested` set since it last cleared it; touched by
-    /// the owner only, under `lock`.
+    /// 0 once a thread other than the owner wanted the heap (the owner then locks), else
+    /// `fast_max`: the largest size the owner's fast paths serve.
+    owner_max: AtomicUsize,
+    /// The pool's `fast_max`, what `owner_max` holds while the heap is unrequested.
+    fast_max: usize,
+    /// The owner's calls that found the heap requested since it last took the bias back;
+    /// touched by the owner only, under `lock`.
     revoked: Cell<u32>,
     /// Whether the owner enters without the lock (`busy`); else everyone locks.
     biased: bool,
@@ -105,10 +113,13 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
     fn new(pool: CheckedPool<U>, biased: bool) -> Self {
         // Its bytes are the arena map's, which lives in `pool`, as long as the heap.
         let remote = RemoteFrees::new(&pool);
+        let fast_max = pool.fast_max();
+        debug_assert!(fast_max > 0);
         Self {
             lock: L::default(),
             busy: AtomicBool::new(false),
-            requested: AtomicBool::new(false),
+            owner_max: AtomicUsize::new(fast_max),
+            fast_max,
             revoked: Cell::new(0),
             biased,
             owner_pid: AtomicU32::new(0),
@@ -119,18 +130,20 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
         }
     }
 
-    /// The owner's fast path, on a biased heap (`Heaps::mine_biased`): no lock and no
-    /// atomic read-modify-write, a store and a load; `None` while another thread has the
-    /// heap (then `lock_owned`).
+    /// The owner's fast path for a call of `n` bytes, on a biased heap
+    /// (`Heaps::mine_biased`): no lock and no atomic read-modify-write, a store and a load.
+    /// `Some` only for `1 <= n <= fast_max` (the pool's); `None` for other sizes and while
+    /// another thread has the heap (then `lock_owned`).
     #[inline(always)]
-    pub fn enter_owned(&self) -> Option<OwnedGuard<'_, U, L>> {
+    pub fn enter_owned(&self, n: usize) -> Option<OwnedGuard<'_, U, L>> {
         debug_assert!(self.biased);
         self.busy.store(true, Ordering::Relaxed);
         owner_fence::light();
-        if self.requested.load(Ordering::Acquire) {
+        if n.wrapping_sub(1) >= self.owner_max.load(Ordering::Acquire) {
             self.busy.store(false, Ordering::Release);
             return None;
         }
+        debug_assert!(n <= self.fast_max);
         self.exclusive.enter();
         Some(OwnedGuard { heap: self })
     }
@@ -141,10 +154,10 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
     #[inline]
     pub fn lock_owned(&self) -> PoolGuard<'_, U, L> {
         self.lock.lock();
-        if self.biased && self.requested.load(Ordering::Relaxed) {
+        if self.biased && self.is_requested() {
             let n = self.revoked.get() + 1;
             if n == REBIAS_AFTER {
-                self.requested.store(false, Ordering::Relaxed);
+                self.owner_max.store(self.fast_max, Ordering::Relaxed);
             }
             self.revoked.set(n % REBIAS_AFTER);
         }
@@ -158,8 +171,8 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
         if !self.biased {
             return self.guard();
         }
-        if !self.requested.load(Ordering::Relaxed) {
-            self.requested.store(true, Ordering::Relaxed);
+        if !self.is_requested() {
+            self.owner_max.store(0, Ordering::Relaxed);
             if !owner_fence::heavy() {
                 self.refused();
             }
@@ -207,10 +220,7 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
     /// list holds entries.
     #[cfg(test)]
     pub(crate) fn requested_and_pending(&self) -> (bool, bool) {
-        (
-            self.requested.load(Ordering::Relaxed),
-            self.remote.pending(),
-        )
+        (self.is_requested(), self.remote.pending())
     }
 
     /// Test only: the remote-free list.
@@ -226,14 +236,20 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
         self.busy.store(busy, Ordering::Release);
     }
 
-    /// The kernel ran no barrier: the owner may be inside without having seen `requested`,
+    /// Whether a thread other than the owner wanted the heap (the owner then locks).
+    #[inline]
+    fn is_requested(&self) -> bool {
+        self.owner_max.load(Ordering::Relaxed) == 0
+    }
+
+    /// The kernel ran no barrier: the owner may be inside without having seen the request,
     /// so the heap cannot be had. Leaves it as it was (unrequested, unlocked, so that
     /// neither the owner nor a later caller waits on this one) and panics.
     #[cold]
     #[inline(never)]
     fn refused(&self) -> ! {
-        // The owner may have seen `requested` meanwhile: it then locks, which is fine.
-        self.requested.store(false, Ordering::Relaxed);
+        // The owner may have seen the request meanwhile: it then locks, which is fine.
+        self.owner_max.store(self.fast_max, Ordering::Relaxed);
         // SAFETY: taken at the top of `lock`, by this thread.
         unsafe { self.lock.unlock() };
         panic!("membarrier refused after registering: a biased heap cannot be taken");
@@ -317,7 +333,7 @@ impl<U: Upstream, L: RawLock> Deref for OwnedGuard<'_, U, L> {
     type Target = CheckedPool<U>;
     #[inline(always)]
     fn deref(&self) -> &CheckedPool<U> {
-        // SAFETY: the owner stored `busy` and then saw `requested` clear: the heap is its
+        // SAFETY: the owner stored `busy` and then saw the heap unrequested: the heap is its
         // alone (see `Heap`) until this guard drops.
         unsafe { &*self.heap.pool.get() }
     }
@@ -371,7 +387,9 @@ const NOT_BIASED: u64 = u64::MAX;
 pub struct Heaps<U: Upstream + Clone, L: RawLock> {
     /// This pool's name in `thread_token`'s cache: unique in the process, never reused.
     id: u64,
-    first: Heap<U, L>,
+    /// Heap 0, boxed like the rest so that it stays where it is however the pool moves: a
+    /// thread caches every heap it owns as a pointer, heap 0's included.
+    first: Box<Heap<U, L>>,
     rest: Box<[OnceLock<Heap<U, L>>]>,
     /// The token of the thread holding each slot, or `FREE`; read at every call of a
     /// thread not holding slot 0, written only when a thread claims or exits.
@@ -406,7 +424,7 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         Ok(Self {
             id,
-            first: Heap::new(first, biased),
+            first: Box::new(Heap::new(first, biased)),
             rest: (1..count).map(|_| OnceLock::new()).collect(),
             owners: (0..count).map(|_| AtomicU64::new(FREE)).collect(),
             arenas,
@@ -428,14 +446,14 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
     #[inline]
     pub fn get(&self, i: usize) -> Option<&Heap<U, L>> {
         match i {
-            0 => Some(&self.first),
+            0 => Some(&*self.first),
             _ => self.rest.get(i - 1)?.get(),
         }
     }
 
     /// The heaps made so far, heap 0 first.
     pub fn iter(&self) -> impl Iterator<Item = &Heap<U, L>> {
-        std::iter::once(&self.first).chain(self.rest.iter().filter_map(OnceLock::get))
+        std::iter::once(&*self.first).chain(self.rest.iter().filter_map(OnceLock::get))
     }
 
     /// The heap the calling thread owns, if the heaps are biased and it has one cached:
@@ -448,12 +466,9 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
             return None;
         }
         let heap = thread_token::cached_heap(self.biased_id)?;
-        if heap.is_null() {
-            return Some(&self.first);
-        }
         // SAFETY: `cache` stored this pointer under this pool's id, which no other pool
-        // has: it points at a heap of `rest`, boxed, so it stays where it is however the
-        // pool moves, and lives as long as the pool.
+        // has: it points at one of the pool's heaps, each boxed, so it stays where it is
+        // however the pool moves, and lives as long as the pool.
         Some(unsafe { &*heap.cast::<Heap<U, L>>() })
     }
 
@@ -465,7 +480,6 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
             return (&self.first, false);
         }
         match thread_token::cached_heap(self.id) {
-            Some(heap) if heap.is_null() => (&self.first, true),
             // SAFETY: as in `mine_biased`.
             Some(heap) => (unsafe { &*heap.cast::<Heap<U, L>>() }, true),
             None => self.mine_slow(),
@@ -475,11 +489,7 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
     /// Whether the calling thread owns `heap` (has it cached as its own).
     #[inline]
     fn is_mine(&self, heap: &Heap<U, L>) -> bool {
-        match thread_token::cached_heap(self.id) {
-            Some(c) if c.is_null() => std::ptr::eq(heap, &self.first),
-            Some(c) => std::ptr::eq(c.cast::<Heap<U, L>>(), heap),
-            None => false,
-        }
+        thread_token::cached_heap(self.id).is_some_and(|c| std::ptr::eq(c.cast(), heap))
     }
 
     /// `heap` held by the calling thread, whoever owns it: the owner takes the lock only,
@@ -514,20 +524,14 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
         (self.get(shared).unwrap_or(&self.first), false)
     }
 
-    /// The heap of slot `i`, which the calling thread holds, noted as its own: as null for
-    /// heap 0, which lies inside the pool and moves with it.
+    /// The heap of slot `i`, which the calling thread holds, noted as its own.
     fn cache(&self, i: usize) -> (&Heap<U, L>, bool) {
         let Some(heap) = self.get(i) else {
             // No heap in a held slot: making it failed; heap 0 serves, shared.
             return (&self.first, false);
         };
-        let cached = if i == 0 {
-            std::ptr::null()
-        } else {
-            std::ptr::from_ref(heap).cast()
-        };
         heap.claimed(thread_token::current());
-        thread_token::cache_heap(self.id, cached);
+        thread_token::cache_heap(self.id, std::ptr::from_ref(heap).cast());
         (heap, true)
     }
 
@@ -562,7 +566,7 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
     fn by_arena(&self, addr: usize) -> Option<&Heap<U, L>> {
         // Heap 0 apart: a pool used from one thread pays one range check.
         if self.arenas[0].contains(addr) {
-            return Some(&self.first);
+            return Some(&*self.first);
         }
         let i = self.arenas.iter().position(|a| a.contains(addr))?;
         self.get(i)

@@ -3,7 +3,7 @@
 //! with `membarrier(2)`, which runs a full memory barrier on every CPU that is running a
 //! thread of this process. This is what lets `heaps::Heap::enter_owned` take the heap
 //! with plain stores and an Acquire load: Dekker's store-then-load of `busy` and
-//! `requested`, whose store-load order the heavy side supplies.
+//! `owner_max` (the request), whose store-load order the heavy side supplies.
 //!
 //! If the kernel refuses the private barrier after registering (a seccomp filter installed
 //! later, say), `heavy` falls back on the global one, which gives the same order to every
