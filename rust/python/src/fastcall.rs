@@ -21,6 +21,10 @@
 //! the interpreter finalizes, when PyO3 refuses to attach: see `attach`). Panics become
 //! `PanicException`s, as PyO3 makes them, since nothing may unwind into CPython.
 //!
+//! A method may also serve its commonest case with no call at all
+//! ([`FastMethod::call_free`]): its entry point then runs that case inline and hands
+//! every other call, by a tail call, to the full entry point, so it needs no frame.
+//!
 //! The fast method is a method descriptor in the class's dict, so a subclass that
 //! overrides the name in Python gets its override: attribute lookup finds it first.
 
