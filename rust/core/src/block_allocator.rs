@@ -5,6 +5,7 @@
 use crate::error::AllocError;
 use crate::raw_lock::RawLock;
 use crate::sgi::first_level::{MallocAlloc, MALLOC_ALIGN};
+use crate::sgi::params::MIN_ALIGN;
 use crate::sgi::upstream::Upstream;
 use crate::shared::SharedPool;
 
@@ -52,6 +53,25 @@ pub unsafe trait BlockAllocator: Send + Sync {
     fn deallocate_claimed(&self, p: usize, n: usize) -> Result<(), AllocError> {
         self.unclaim(p);
         self.deallocate(p, n)
+    }
+
+    /// `allocate_claimed(n)` when its fast path alone serves it, calling no function (so
+    /// running no foreign code: a container may call it under a lock under which nothing
+    /// may be called), with a block aligned to `align` as well; `None`, changing nothing,
+    /// in every other case, for the caller to take `allocate_claimed`. By default an
+    /// allocator has no such path and serves nothing this way.
+    #[inline(always)]
+    fn try_allocate_claimed(&self, n: usize, align: usize) -> Option<usize> {
+        let _ = (n, align);
+        None
+    }
+
+    /// `deallocate_claimed(p, n)` when its fast path alone serves it, calling no function,
+    /// as `try_allocate_claimed`: whether it freed the block (false changes nothing).
+    #[inline(always)]
+    fn try_deallocate_claimed(&self, p: usize, n: usize) -> bool {
+        let _ = (p, n);
+        false
     }
 
     /// C++ allocator equality: allocators with the same key can free each other's memory.
@@ -189,6 +209,19 @@ unsafe impl<U: Upstream + Clone + Send + Sync, L: RawLock> BlockAllocator for Sh
     fn deallocate_claimed(&self, p: usize, n: usize) -> Result<(), AllocError> {
         SharedPool::deallocate_claimed(self, p, n)
     }
+    #[inline(always)]
+    fn try_allocate_claimed(&self, n: usize, align: usize) -> Option<usize> {
+        // Every pool aligns to `MIN_ALIGN` at least: a smaller `align` (a constant, in a
+        // container) costs no compare.
+        if align > MIN_ALIGN && align > self.params().align() {
+            return None;
+        }
+        SharedPool::try_allocate_claimed(self, n)
+    }
+    #[inline(always)]
+    fn try_deallocate_claimed(&self, p: usize, n: usize) -> bool {
+        SharedPool::try_deallocate_claimed(self, p, n)
+    }
     fn alignment(&self) -> usize {
         self.params().align()
     }
@@ -232,6 +265,14 @@ macro_rules! forward_to_target {
         #[inline(always)]
         fn deallocate_claimed(&self, p: usize, n: usize) -> Result<(), AllocError> {
             (**self).deallocate_claimed(p, n)
+        }
+        #[inline(always)]
+        fn try_allocate_claimed(&self, n: usize, align: usize) -> Option<usize> {
+            (**self).try_allocate_claimed(n, align)
+        }
+        #[inline(always)]
+        fn try_deallocate_claimed(&self, p: usize, n: usize) -> bool {
+            (**self).try_deallocate_claimed(p, n)
         }
         fn pin_spanning(&self, addr: usize, len: usize) -> Result<(usize, usize), AllocError> {
             (**self).pin_spanning(addr, len)

@@ -326,6 +326,20 @@ impl<U: Upstream> CheckedPool<U> {
         self.map_of_mut(p).mark_new(p, k, claimed);
     }
 
+    /// `try_pop` when the block it would hand out lies in the arena, as every block does
+    /// until the arena runs out; `None`, changing nothing, for one cut from an upstream
+    /// chunk (whose record takes a call). So it calls nothing.
+    #[inline(always)]
+    pub fn try_pop_in_arena(&mut self, n: usize, claimed: bool) -> Option<usize> {
+        if n.wrapping_sub(1) >= self.fast_max {
+            return None;
+        }
+        // SAFETY: `1 <= n <= fast_max <= max_bytes`, so its class is below `nfreelists`.
+        let head = unsafe { self.pool.peek_class(self.class_of(n)) }?;
+        self.arena_map.granule_in(head.as_ptr() as usize)?;
+        self.try_pop(n, claimed)
+    }
+
     /// The free fast path: frees `(p, n)` if it is a live, unpinned pool block of the
     /// arena of `n`'s class, `1 <= n <= fast_max`, held by a container exactly when
     /// `claimed`, and says whether it did. `false` changes nothing: the full path then

@@ -9,8 +9,9 @@ use crate::sync::model::{spin_loop, yield_now};
 /// Mutual exclusion for a `SharedPool`.
 ///
 /// # Safety
-/// While one caller is between `lock()` and `unlock()`, no other `lock()` on the same
-/// value may return; `unlock` is called only by the holder.
+/// While one caller is between `lock()` (or a `try_lock()` that returned true) and
+/// `unlock()`, no other `lock()` on the same value may return and no `try_lock()` return
+/// true; `unlock` is called only by the holder.
 pub unsafe trait RawLock: Send + Sync + Default {
     /// Whether threads using a pool with this lock may own heaps they enter without it,
     /// which every call then looks up (a thread-local read). False for a lock that
@@ -18,6 +19,14 @@ pub unsafe trait RawLock: Send + Sync + Default {
     const OWNER_HEAPS: bool = true;
 
     fn lock(&self);
+
+    /// Takes the lock if it is free, without waiting and without calling anything (for the
+    /// call-free fast paths: `SharedPool::try_allocate_claimed`); whether it did. A lock that
+    /// cannot be tried that way never takes it, and its pools' call-free paths serve nothing.
+    #[inline(always)]
+    fn try_lock(&self) -> bool {
+        false
+    }
 
     /// # Safety
     /// The caller holds the lock.
@@ -39,6 +48,11 @@ unsafe impl RawLock for SpinLock {
             return;
         }
         self.lock_contended();
+    }
+
+    #[inline(always)]
+    fn try_lock(&self) -> bool {
+        !self.locked.swap(true, Ordering::Acquire)
     }
 
     #[inline]

@@ -228,6 +228,26 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         self.lock_owner(p, n).deallocate_claimed(p, n)
     }
 
+    /// `allocate_claimed(n)` served by its fast path alone, calling nothing (no function,
+    /// so no foreign code: a caller may hold a lock under which nothing may be called): a
+    /// block of heap 0's arena off `n`'s free list, when heap 0 is the only heap and
+    /// unlocked; `None`, changing nothing, in every other case.
+    #[inline(always)]
+    pub fn try_allocate_claimed(&self, n: usize) -> Option<usize> {
+        self.heaps.try_lock_only()?.try_pop_in_arena(n, true)
+    }
+
+    /// `deallocate_claimed(p, n)` served by its fast path alone, calling nothing, as
+    /// `try_allocate_claimed`: whether it freed the block (false changes nothing).
+    #[inline(always)]
+    pub fn try_deallocate_claimed(&self, p: usize, n: usize) -> bool {
+        // A `match`, not `is_some_and`: its closure was left out of line, a call.
+        match self.heaps.try_lock_only() {
+            Some(mut pool) => pool.try_free(p, n, true),
+            None => false,
+        }
+    }
+
     /// SPEC §3 `reallocate`. On error `p` is still live, unchanged, and the pool's state is
     /// as before except for what the failed allocation itself did (SGI's leftover push).
     /// The new block comes from the caller's heap, as any allocation does.

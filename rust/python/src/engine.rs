@@ -4,9 +4,11 @@
 //! The rules, for every container:
 //! - nothing calls out while the container is locked: no Python code runs (values are
 //!   converted before locking and turned into objects after), no allocator is called
-//!   (blocks are allocated before locking; the core containers never free inside a method
-//!   but hand the block back, see `stlalloc_core::containers::retired`), no element is
-//!   dropped (a decref may run `__del__`);
+//!   (blocks are allocated before locking, but for a pool's call-free path,
+//!   `BlockAllocator::try_allocate_claimed`, which calls no function at all; the core
+//!   containers never free inside a method but hand the block back, see
+//!   `stlalloc_core::containers::retired`), no element is dropped (a decref may run
+//!   `__del__`);
 //! - whatever the container owes after an operation (old storage, unlinked nodes, removed
 //!   elements) is either returned out of the locked scope or handed to the [`Guard`] with
 //!   [`Guard::defer`], which releases it after unlocking: the guard's fields drop in
@@ -65,6 +67,17 @@ impl<S> Locked<S> {
     #[inline]
     pub fn lock_plain(&self, py: Python<'_>) -> Option<PlainGuard<'_, S>> {
         self.slot.lock_or_reentered(py).map(PlainGuard)
+    }
+
+    /// A lock for the call-free fast paths (`list::typed`'s `try_push`, `try_pop`), taken
+    /// without calling anything, or `None`: on a re-entry, and always on a free-threaded
+    /// interpreter, whose mutex is taken and given back through calls.
+    #[inline(always)]
+    pub fn lock_call_free(&self) -> Option<PlainGuard<'_, S>> {
+        #[cfg(not(Py_GIL_DISABLED))]
+        return self.slot.try_lock().map(PlainGuard);
+        #[cfg(Py_GIL_DISABLED)]
+        return None;
     }
 
     /// For the garbage collector, which must not wait: `None` while locked elsewhere.

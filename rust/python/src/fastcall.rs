@@ -21,6 +21,10 @@
 //! the interpreter finalizes, when PyO3 refuses to attach: see `attach`). Panics become
 //! `PanicException`s, as PyO3 makes them, since nothing may unwind into CPython.
 //!
+//! A method may also serve its commonest case with no call at all
+//! ([`FastMethod::call_free`]): its entry point then runs that case inline and hands
+//! every other call, by a tail call, to the full entry point, so it needs no frame.
+//!
 //! The fast method is a method descriptor in the class's dict, so a subclass that
 //! overrides the name in Python gets its override: attribute lookup finds it first.
 
@@ -70,12 +74,30 @@ pub trait FastMethod: 'static {
         py: Python<'_>,
         args: &[*mut ffi::PyObject],
     ) -> Option<PyResult<*mut ffi::PyObject>>;
+    /// Whether `call_free` serves anything: if not, the entry point installed is the full
+    /// one, with no call-free part to pass through.
+    const CALL_FREE: bool = false;
+    /// Serves the common case of a call of positional `args` with no function called on
+    /// its way, so that the entry point needs no frame (see `entry`): `Some(result)`, a
+    /// new reference, never an error; or `None`, having changed nothing, for `call` to
+    /// serve. By default it serves nothing.
+    #[inline(always)]
+    fn call_free(
+        this: &Self::Class,
+        py: Python<'_>,
+        args: &[*mut ffi::PyObject],
+    ) -> Option<*mut ffi::PyObject> {
+        let _ = (this, py, args);
+        None
+    }
 }
 
 /// Declares a [`FastMethod`] `$marker` of `$class` named `$name`, served by `$body` with
-/// `$this`, `$py` and `$args` bound as in [`FastMethod::call`].
+/// `$this`, `$py` and `$args` bound as in [`FastMethod::call`], and first, if given, by
+/// `$free` as its [`FastMethod::call_free`].
 macro_rules! fast_method {
-    ($marker:ident, $class:ty, $name:literal, |$this:ident, $py:ident, $args:ident| $body:expr) => {
+    ($marker:ident, $class:ty, $name:literal, |$this:ident, $py:ident, $args:ident| $body:expr
+     $(, call_free: |$fthis:ident, $fpy:ident, $fargs:ident| $free:expr)?) => {
         pub struct $marker;
         impl $crate::fastcall::FastMethod for $marker {
             type Class = $class;
@@ -92,6 +114,17 @@ macro_rules! fast_method {
             ) -> Option<pyo3::PyResult<*mut pyo3::ffi::PyObject>> {
                 $body
             }
+            $(
+                const CALL_FREE: bool = true;
+                #[inline(always)]
+                fn call_free(
+                    $fthis: &$class,
+                    $fpy: pyo3::Python<'_>,
+                    $fargs: &[*mut pyo3::ffi::PyObject],
+                ) -> Option<*mut pyo3::ffi::PyObject> {
+                    $free
+                }
+            )?
         }
     };
 }
@@ -202,7 +235,11 @@ pub fn install<M: FastMethod>(ty: &Bound<'_, PyType>) -> PyResult<()> {
     let (original, meth) = if def.ml_flags == ffi::METH_FASTCALL | ffi::METH_KEYWORDS {
         // SAFETY: the flags say which member of the union is set.
         let original = unsafe { def.ml_meth.PyCFunctionFastWithKeywords };
-        let fast: FastFn = entry::<M>;
+        let fast: FastFn = if M::CALL_FREE {
+            entry::<M>
+        } else {
+            full_entry::<M>
+        };
         if original as usize == fast as usize {
             return Ok(()); // already installed: falling back on itself would never end
         }
@@ -213,7 +250,11 @@ pub fn install<M: FastMethod>(ty: &Bound<'_, PyType>) -> PyResult<()> {
     } else if def.ml_flags == ffi::METH_NOARGS {
         // SAFETY: the flags say which member of the union is set.
         let original = unsafe { def.ml_meth.PyCFunction };
-        let fast: ffi::PyCFunction = noargs_entry::<M>;
+        let fast: ffi::PyCFunction = if M::CALL_FREE {
+            noargs_entry::<M>
+        } else {
+            full_noargs_entry::<M>
+        };
         if original as usize == fast as usize {
             return Ok(());
         }
@@ -260,10 +301,24 @@ unsafe fn serve<M: FastMethod>(
     args: &[*mut ffi::PyObject],
 ) -> Option<*mut ffi::PyObject> {
     // SAFETY: the caller's promise.
+    let (py, this) = unsafe { receiver::<M>(slf) };
+    M::call(this.get(), py, args).map(|r| r.unwrap_or_else(raise))
+}
+
+/// The token and `slf` as the class's object.
+///
+/// # Safety
+/// Attached; `slf` is a live `M::Class` (or subclass instance) for the whole call.
+#[inline(always)]
+unsafe fn receiver<'a, 'py, M: FastMethod>(
+    slf: *mut ffi::PyObject,
+) -> (Python<'py>, Borrowed<'a, 'py, M::Class>) {
+    // SAFETY: the caller's promise.
     let py = unsafe { Python::assume_attached() };
     // SAFETY: the caller's promise; CPython keeps `slf` alive for the whole call.
-    let this = unsafe { borrowed(py, slf).cast_unchecked::<M::Class>() };
-    M::call(this.get(), py, args).map(|r| r.unwrap_or_else(raise))
+    (py, unsafe {
+        borrowed(py, slf).cast_unchecked::<M::Class>()
+    })
 }
 
 /// The PyO3 wrapper `install` kept for `M`.
@@ -273,10 +328,28 @@ fn original<M: FastMethod>() -> Original {
         .expect("a fast entry point is installed only with its fallback")
 }
 
+/// `entry` for a method without arguments.
+///
+/// # Safety
+/// As for `full_noargs_entry`.
+unsafe extern "C" fn noargs_entry<M: FastMethod>(
+    slf: *mut ffi::PyObject,
+    unused: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: the caller's promise: attached, `slf` a live `M::Class` for the call.
+    let (py, this) = unsafe { receiver::<M>(slf) };
+    if let Some(result) = M::call_free(this.get(), py, &[]) {
+        return result;
+    }
+    // SAFETY: the caller's promise.
+    unsafe { full_noargs_entry::<M>(slf, unused) }
+}
+
 /// # Safety
 /// Called by CPython only, attached, through a `METH_NOARGS` descriptor `install` made,
 /// which checks that `slf` is a `M::Class` (or a subclass).
-unsafe extern "C" fn noargs_entry<M: FastMethod>(
+#[inline(never)]
+unsafe extern "C" fn full_noargs_entry<M: FastMethod>(
     slf: *mut ffi::PyObject,
     unused: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
@@ -293,11 +366,42 @@ unsafe extern "C" fn noargs_entry<M: FastMethod>(
     })
 }
 
+/// The entry point of a method with a call-free path: `M::call_free` first, inline, then,
+/// past it, everything else out of line (`full_entry`, a tail call). So the common call
+/// runs in a function that calls nothing, which needs no frame: no register saved and
+/// restored around it (with the full path inline, the six callee-saved registers of the
+/// rare cases were pushed and popped on every call).
+///
+/// # Safety
+/// As for `full_entry`.
+unsafe extern "C" fn entry<M: FastMethod>(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    if !kwnames.is_null() {
+        // SAFETY: the caller's promise.
+        return unsafe { full_entry::<M>(slf, args, nargs, kwnames) };
+    }
+    // SAFETY: as in `full_entry`.
+    let positional = unsafe { std::slice::from_raw_parts(args, nargs as usize) };
+    // SAFETY: the caller's promise: attached, `slf` a live `M::Class` for the call.
+    let (py, this) = unsafe { receiver::<M>(slf) };
+    if let Some(result) = M::call_free(this.get(), py, positional) {
+        return result;
+    }
+    // SAFETY: the caller's promise, `kwnames` being null (so the register CPython passed it
+    // in is free for the call-free path).
+    unsafe { full_entry::<M>(slf, args, nargs, null_mut()) }
+}
+
 /// # Safety
 /// Called by CPython only, attached, through the descriptor `install` made, which checks
 /// that `slf` is a `M::Class` (or a subclass); `args` holds `nargs` objects, then the
 /// keyword values named in `kwnames` (or null).
-unsafe extern "C" fn entry<M: FastMethod>(
+#[inline(never)]
+unsafe extern "C" fn full_entry<M: FastMethod>(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
@@ -354,7 +458,7 @@ fn raise(e: PyErr) -> *mut ffi::PyObject {
 /// Runs `body`; a panic becomes a `PanicException`, as PyO3 makes it, and `failed` is
 /// returned, since nothing may unwind into CPython; a panic while raising it aborts.
 #[inline(always)]
-fn guarded<R>(failed: R, body: impl FnOnce() -> R) -> R {
+pub(crate) fn guarded<R>(failed: R, body: impl FnOnce() -> R) -> R {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(r) => r,
         Err(payload) => {

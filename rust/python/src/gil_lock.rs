@@ -45,6 +45,17 @@ mod gil {
             self.held.store(true, Ordering::Relaxed);
         }
 
+        /// A pool held already (the caller re-entered) is not taken: the full path then
+        /// tells the re-entry.
+        #[inline(always)]
+        fn try_lock(&self) -> bool {
+            if self.held.load(Ordering::Relaxed) {
+                return false;
+            }
+            self.held.store(true, Ordering::Relaxed);
+            true
+        }
+
         #[inline]
         unsafe fn unlock(&self) {
             self.held.store(false, Ordering::Relaxed);

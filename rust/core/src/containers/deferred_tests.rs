@@ -81,6 +81,16 @@ unsafe impl BlockAllocator for Watched {
     fn alignment(&self) -> usize {
         self.pool.params().align()
     }
+    fn try_allocate_claimed(&self, n: usize, align: usize) -> Option<usize> {
+        BlockAllocator::try_allocate_claimed(&self.pool, n, align)
+    }
+    fn try_deallocate_claimed(&self, p: usize, n: usize) -> bool {
+        let freed = BlockAllocator::try_deallocate_claimed(&self.pool, p, n);
+        if freed {
+            self.freed();
+        }
+        freed
+    }
 }
 
 #[test]
@@ -170,4 +180,22 @@ fn a_list_frees_nothing_inside_its_methods() {
     drop(refused);
     assert_eq!((w.live(), stranger.live()), (0, 0));
     assert_eq!(w.frees.load(SeqCst), 20);
+}
+
+#[test]
+fn a_lists_call_free_paths_free_nothing_inside_its_methods() {
+    let w = watched();
+    let mut l = List::<i64, W>::new(w.clone());
+    l.push_back(0).unwrap(); // the refill: the free list has blocks from now on
+    for i in 1..5 {
+        w.locked(|| l.try_push(i, i % 2 == 0)).unwrap();
+    }
+    let popped = w.locked(|| [l.pop_back().unwrap(), l.pop_front().unwrap()]);
+    assert_eq!(w.frees_while_busy.load(SeqCst), 0);
+    assert_eq!(w.frees.load(SeqCst), 0);
+    let values = popped.map(|n| n.try_into_value().ok().unwrap());
+    assert_eq!(values, [3, 4]);
+    assert_eq!(w.frees.load(SeqCst), 2, "try_into_value frees the node");
+    drop(l);
+    assert_eq!((w.live(), w.frees.load(SeqCst)), (0, 5));
 }

@@ -138,6 +138,20 @@ impl<T, A: BlockAllocator> Unlinked<T, A> {
         self.block.free();
         self.value
     }
+
+    /// [`Self::into_value`] with the node freed through the allocator's call-free path
+    /// ([`BlockAllocator::try_deallocate_claimed`]), which calls nothing: `Err(self)`,
+    /// unchanged, when that path does not take the block.
+    #[inline(always)]
+    pub fn try_into_value(mut self) -> Result<T, Self> {
+        if !self.block.try_free() {
+            return Err(self);
+        }
+        let Self { value, block } = self;
+        // Emptied by `try_free`: forgetting it leaks nothing (dropping it was a call).
+        std::mem::forget(block);
+        Ok(value)
+    }
 }
 
 /// A node allocated and filled but not yet in a list, so that a caller can allocate
@@ -254,20 +268,61 @@ impl<T, A: BlockAllocator> List<T, A> {
     /// `node` must be an unlinked node this list may own; `at` None or a node of this list.
     #[inline]
     unsafe fn link_before(&mut self, at: Link<T>, node: NonNull<Node<T>>) {
-        let prev = match at {
-            // SAFETY: `at` is a node of this list.
-            Some(at) => unsafe { (*at.as_ptr()).prev },
-            None => self.tail,
-        };
-        // SAFETY: `node` is exclusively ours; `prev` and `at` are nodes of this list.
+        // SAFETY: `at` is None or a node of this list.
+        let prev = unsafe { self.prev_of(at) };
+        // SAFETY: `node` is exclusively ours.
         unsafe {
             (*node.as_ptr()).prev = prev;
             (*node.as_ptr()).next = at;
+        }
+        // SAFETY: `node` now points at `prev` and `at`, nodes of this list (or None).
+        unsafe { self.attach(node) };
+    }
+
+    /// Writes a new node holding `value` into the fresh block `node`, linked between `prev`
+    /// and `next`: its fields written once, links included (a node written unlinked and
+    /// then linked had its links stored twice, both kept).
+    ///
+    /// # Safety
+    /// `node` must be a fresh block of `node_size()` bytes, aligned for a node, that this
+    /// list may own (freeable by its allocator); `prev` and `next` adjacent nodes of this
+    /// list, as `attach` asks.
+    #[inline(always)]
+    unsafe fn link_new(&mut self, prev: Link<T>, next: Link<T>, node: NonNull<Node<T>>, value: T) {
+        // SAFETY: `node` is a fresh block, ours, of a node's size and alignment.
+        unsafe { node.as_ptr().write(Node { prev, next, value }) };
+        // SAFETY: `node` points at `prev` and `next`, adjacent nodes of this list.
+        unsafe { self.attach(node) };
+    }
+
+    /// The node a node linked before `at` follows: `at`'s `prev`, or the tail.
+    ///
+    /// # Safety
+    /// `at` is None or a node of this list.
+    #[inline(always)]
+    unsafe fn prev_of(&self, at: Link<T>) -> Link<T> {
+        match at {
+            // SAFETY: `at` is a node of this list.
+            Some(at) => unsafe { (*at.as_ptr()).prev },
+            None => self.tail,
+        }
+    }
+
+    /// Points the neighbours `node` names at it, completing its link.
+    ///
+    /// # Safety
+    /// `node` is ours, unlinked, and its `prev` and `next` are adjacent nodes of this list
+    /// (`prev` the tail when `next` is None, `next` the head when `prev` is None).
+    #[inline(always)]
+    unsafe fn attach(&mut self, node: NonNull<Node<T>>) {
+        // SAFETY: per the caller, `node` is ours and its neighbours are nodes of this list.
+        unsafe {
+            let (prev, next) = ((*node.as_ptr()).prev, (*node.as_ptr()).next);
             match prev {
                 Some(p) => (*p.as_ptr()).next = Some(node),
                 None => self.head = Some(node),
             }
-            match at {
+            match next {
                 Some(a) => (*a.as_ptr()).prev = Some(node),
                 None => self.tail = Some(node),
             }
@@ -276,7 +331,9 @@ impl<T, A: BlockAllocator> List<T, A> {
         self.touch();
     }
 
-    /// Unlinks `node` from this list and returns it, still allocated.
+    /// Unlinks `node` from this list and returns it, still allocated, its own links left as
+    /// they were: every caller either links it again (`link_before` writes both) or frees
+    /// it, so clearing them was two stores for nothing on every pop.
     ///
     /// # Safety
     /// `node` must be a node of this list.
@@ -293,8 +350,6 @@ impl<T, A: BlockAllocator> List<T, A> {
                 Some(n) => (*n.as_ptr()).prev = prev,
                 None => self.tail = prev,
             }
-            (*node.as_ptr()).prev = None;
-            (*node.as_ptr()).next = None;
         }
         self.len -= 1;
         self.touch();
@@ -440,6 +495,31 @@ impl<T, A: BlockAllocator> List<T, A> {
         let node = node.into_node_for(&self.alloc)?;
         // SAFETY: as for `push_back_node`; `head` is None or a node of this list.
         unsafe { self.link_before(self.head, node) };
+        Ok(())
+    }
+
+    /// [`Self::push_back`], or [`Self::push_front`] if `front`, in a block of the
+    /// allocator's call-free path ([`BlockAllocator::try_allocate_claimed`]): calls nothing
+    /// else, so a caller may hold a lock under which nothing may be called. `Err(value)`,
+    /// the list unchanged, when that path has no block.
+    #[inline(always)]
+    pub fn try_push(&mut self, value: T, front: bool) -> Result<(), T> {
+        let align = align_of::<Node<T>>();
+        let Some(p) = self.alloc.try_allocate_claimed(Self::node_size(), align) else {
+            return Err(value);
+        };
+        debug_assert!(p != 0 && p % align == 0);
+        // SAFETY: the allocator's promise: a block of `node_size() > 0` bytes, so not 0.
+        let node = unsafe { NonNull::new_unchecked(p as *mut Node<T>) };
+        // The ends' neighbours are known: no `prev` to read (`prev_of`).
+        let (prev, next) = if front {
+            (None, self.head)
+        } else {
+            (self.tail, None)
+        };
+        // SAFETY: a fresh, claimed block of our allocator, of a node's size and (promised)
+        // alignment, linked at an end.
+        unsafe { self.link_new(prev, next, node, value) };
         Ok(())
     }
 
@@ -992,5 +1072,7 @@ impl<'a, T, A: BlockAllocator> IntoIterator for &'a List<T, A> {
     }
 }
 
+#[cfg(test)]
+mod call_free_tests;
 #[cfg(test)]
 mod tests;

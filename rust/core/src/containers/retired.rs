@@ -67,6 +67,21 @@ impl<A: BlockAllocator> Retired<A> {
         std::mem::forget(self);
     }
 
+    /// Frees the block now if the allocator's call-free path
+    /// ([`BlockAllocator::try_deallocate_claimed`]) takes it; whether nothing is left to
+    /// free (false changes nothing).
+    #[inline(always)]
+    pub(crate) fn try_free(&mut self) -> bool {
+        let freed = match &self.block {
+            None => true,
+            Some((alloc, addr, bytes)) => alloc.try_deallocate_claimed(*addr, *bytes),
+        };
+        if freed {
+            self.block = None;
+        }
+        freed
+    }
+
     #[inline(always)]
     fn release(&mut self) {
         if let Some((alloc, addr, bytes)) = self.block.take() {

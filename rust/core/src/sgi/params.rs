@@ -2,6 +2,8 @@
 
 use crate::error::AllocError;
 
+/// Smallest supported `align`: every block is aligned to at least this.
+pub const MIN_ALIGN: usize = 8;
 /// Largest supported `align`: blocks are carved from page-aligned chunks.
 pub const MAX_ALIGN: usize = 4096;
 /// Largest supported `max_bytes`, so that chunk sizes stay far from overflow.
@@ -32,9 +34,9 @@ impl Default for Params {
 impl Params {
     pub fn new(align: usize, max_bytes: usize, refill: usize) -> Result<Self, AllocError> {
         let bad = |why: String| Err(AllocError::InvalidParameter(why));
-        if !align.is_power_of_two() || !(8..=MAX_ALIGN).contains(&align) {
+        if !align.is_power_of_two() || !(MIN_ALIGN..=MAX_ALIGN).contains(&align) {
             return bad(format!(
-                "align must be a power of two from 8 to {MAX_ALIGN}, not {align}"
+                "align must be a power of two from {MIN_ALIGN} to {MAX_ALIGN}, not {align}"
             ));
         }
         if max_bytes == 0 || max_bytes % align != 0 || max_bytes > MAX_MAX_BYTES {

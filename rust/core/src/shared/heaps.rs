@@ -442,6 +442,19 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
         self.owners.len()
     }
 
+    /// Heap 0 locked, if it is the only heap (hence unbiased, with no remote frees to take
+    /// back) and its lock is free at once; `None` otherwise. Calls nothing, for the
+    /// call-free paths (`SharedPool::try_allocate_claimed`).
+    #[inline(always)]
+    pub fn try_lock_only(&self) -> Option<PoolGuard<'_, U, L>> {
+        if !self.rest.is_empty() || !self.first.lock.try_lock() {
+            return None;
+        }
+        debug_assert!(!self.first.biased);
+        self.first.exclusive.enter();
+        Some(PoolGuard { heap: &self.first })
+    }
+
     /// Heap `i`, if made.
     #[inline]
     pub fn get(&self, i: usize) -> Option<&Heap<U, L>> {

@@ -99,6 +99,21 @@ unsafe impl BlockAllocator for Alloc {
     fn deallocate_claimed(&self, p: usize, n: usize) -> Result<(), AllocError> {
         forward!(self, a => a.deallocate_claimed(p, n))
     }
+    /// The pool's call-free path; none for any other allocator (reaching it is a call).
+    #[inline(always)]
+    fn try_allocate_claimed(&self, n: usize, align: usize) -> Option<usize> {
+        match &self.to {
+            To::Pool(a) => a.try_allocate_claimed(n, align),
+            To::Any(_) => None,
+        }
+    }
+    #[inline(always)]
+    fn try_deallocate_claimed(&self, p: usize, n: usize) -> bool {
+        match &self.to {
+            To::Pool(a) => a.try_deallocate_claimed(p, n),
+            To::Any(_) => false,
+        }
+    }
     fn pin_spanning(&self, addr: usize, len: usize) -> Result<(usize, usize), AllocError> {
         forward!(self, a => a.pin_spanning(addr, len))
     }

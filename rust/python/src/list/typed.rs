@@ -7,6 +7,8 @@
 //!   drops the node at the other end, an `extend` keeps the last `maxlen` values (`maxlen`
 //!   is [`UNBOUNDED`] for a list without one, and changes only under the lock).
 
+mod call_free;
+
 use crate::elem::{collect, py_eq, Elem, Probe};
 use crate::engine::{Guard, Locked};
 use crate::errors::OrRaise;

@@ -25,7 +25,7 @@ fn contents<T: Clone, A: BlockAllocator>(l: &List<T, A>) -> Vec<T> {
 
 impl<T, A: BlockAllocator> List<T, A> {
     /// Panics unless every invariant of the module notes holds.
-    fn check_invariants(&self) {
+    pub(super) fn check_invariants(&self) {
         assert_eq!(self.head.is_none(), self.len == 0);
         assert_eq!(self.tail.is_none(), self.len == 0);
         let forward: Vec<_> = self.nodes().collect();
