@@ -309,9 +309,8 @@ impl<U: Upstream, P: PoolParams> Pool<U, P> {
         // The pushes of objects `nobjs - 1` down to 1, with the head kept in a register
         // until the end (`push` stored and reloaded it for every object: a raw write may
         // alias the list, for all the compiler knows).
-        debug_assert!(i < self.free_list.len());
         // SAFETY: `i = index(size)` of a size the pool serves, below `nfreelists`.
-        let head = unsafe { self.free_list.get_unchecked_mut(i) };
+        let head = unsafe { self.free_list.head_mut(i) };
         let mut next = *head;
         for k in (1..nobjs).rev() {
             // SAFETY: the chunk spans `nobjs * size` bytes of our memory, so object `k` is
