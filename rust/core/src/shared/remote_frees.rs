@@ -3,20 +3,26 @@
 //! back onto its SGI free lists when it next holds the heap on a slow path (`drain`).
 //!
 //! A free by another thread (`push`) checks the address against the arena (immutable
-//! once the heap is made), claims the block with one compare-exchange of its class byte
-//! (`class_map::claim_remote`, from "live, class k, claimed as the caller says, not pinned
-//! or moving" to "remote"), reserves a slot and writes the address into it. Anything else (another region, a wrong size, a pinned, moving or freed
-//! block, a full buffer) is left to the caller's locked path, which frees it or gives the
-//! exact error: misuse is still refused at the call that makes it. The freed block itself
-//! is never written: a racy double free (the owner's fast path and another thread at once)
-//! may leave an entry whose block is no longer remote, which `drain` drops.
+//! once the heap is made), reserves a slot, claims the block with one compare-exchange of
+//! its class byte (`class_map::claim_remote`, from "live, class k, claimed as the caller
+//! says, not pinned or moving" to "remote") and writes the address into the slot, or
+//! `REFUSED` if the claim failed. Anything else (another region, a wrong size, a pinned,
+//! moving or freed block, a full buffer) is left to the caller's locked path, which frees
+//! it or gives the exact error: misuse is still refused at the call that makes it. The
+//! freed block itself is never written: a racy double free (the owner's fast path and
+//! another thread at once) may leave an entry whose block is no longer remote, which
+//! `drain` drops. Such a stale entry may also find its block remote again, claimed by a
+//! later `push`, and take it back first: harmless because that `push` holds a slot already
+//! (reserved before its claim), so its block is never handed back to its caller, whose
+//! locked path would free it a second time (a block handed out twice).
 //!
 //! Invariants (`0 <= tail <= CAP`):
 //! - `slots[tail..CAP]` are 0; each of `slots[0..tail]` is 0 until the thread that reserved
 //!   it writes its block's address there, once;
-//! - every byte of the arena that is "remote" was made so by a `push` that has not returned
-//!   yet (and gives it back as it was if the list is full), or whose slot is reserved and
-//!   not yet drained: the owner alone clears a remote byte, in `drain`;
+//! - every byte of the arena that is "remote" was made so by a `push` holding a slot
+//!   reserved before its claim and not yet drained (or by one whose entry a stale one
+//!   preceded, see above): the owner alone clears a remote byte, in `drain`, and nothing
+//!   else ever changes one;
 //! - so after `drain` (which waits for the reserved slots to be written), each remote byte
 //!   belongs to a `push` still running, and the heap's counts, which call such blocks live
 //!   until taken back, satisfy its conservation:
@@ -37,6 +43,10 @@ const LEFT_BEHIND_AFTER: u32 = 1 << 16;
 /// Entries a heap holds before other threads' frees take its lock again. Enough for a
 /// consumer thread to run far ahead of a producer that drains on each refill.
 const CAP: usize = if cfg!(feature = "shuttle") { 2 } else { 1024 };
+
+/// What a slot holds when its `push` found the block not claimable: no arena address
+/// (misaligned), so never taken back.
+const REFUSED: usize = 1;
 
 /// On cache lines of its own: other threads write `tail` at every free, and neither the
 /// owner's fast path (which writes its heap's other fields) nor their reads of the
@@ -90,24 +100,21 @@ impl RemoteFrees {
         let Some(byte) = (unsafe { self.bytes.get(off >> self.shift) }) else {
             return false;
         };
-        // The claim first: one exclusive fetch of the byte's line, no shared one before.
-        if !class_map::claim_remote(byte, k, claimed) {
-            return false;
-        }
-        #[cfg(feature = "shuttle")]
-        model::yield_now();
+        // The slot before the claim: a block once remote is the owner's alone to change
+        // (see the module's top), so a claim may not be undone when the list is full.
         let Some(slot) = self.reserve() else {
-            // Full. No slot names the block, so nobody else changes its remote byte: give
-            // it back as it was, and let the caller lock.
-            byte.store(
-                class_map::live_byte(k, claimed),
-                std::sync::atomic::Ordering::Relaxed,
-            );
             return false;
         };
+        #[cfg(feature = "shuttle")]
+        model::yield_now();
+        // No load of the byte before: one exclusive fetch of its line, no shared one.
+        let taken = class_map::claim_remote(byte, k, claimed);
+        #[cfg(feature = "shuttle")]
+        model::yield_now();
+        // Written either way: `drain` waits for every reserved slot.
         // Release: the block's last writes (its holder's) happen before the owner reuses it.
-        slot.store(p, Ordering::Release);
-        true
+        slot.store(if taken { p } else { REFUSED }, Ordering::Release);
+        taken
     }
 
     /// A slot of `slots[tail]`, `tail` moved past it; `None` if the list is full.
@@ -131,9 +138,9 @@ impl RemoteFrees {
         self.tail.0.load(Ordering::Relaxed) != 0
     }
 
-    /// The address a reserved slot holds once its `push` writes it; `None` if its writer
-    /// was left behind by a fork (its block stays remote: lost to this process, which
-    /// beats waiting forever).
+    /// The address a reserved slot holds once its `push` writes it (`REFUSED` included);
+    /// `None` if its writer was left behind by a fork (its block stays remote: lost to
+    /// this process, which beats waiting forever).
     fn written(&self, slot: &AtomicUsize) -> Option<usize> {
         let mut spins = 0u32;
         loop {
@@ -173,8 +180,9 @@ impl RemoteFrees {
         loop {
             let t = self.tail.0.load(Ordering::Acquire);
             for slot in &self.slots[from..t] {
-                if let Some(p) = self.written(slot) {
-                    taken += usize::from(pool.take_back_remote(p));
+                match self.written(slot) {
+                    Some(REFUSED) | None => {}
+                    Some(p) => taken += usize::from(pool.take_back_remote(p)),
                 }
                 slot.store(0, Ordering::Relaxed);
             }
@@ -249,7 +257,10 @@ mod tests {
         pool.pin(p).unwrap();
         assert!(!list.push(p, 16, false), "pinned");
         pool.unpin(p);
-        assert!(!list.pending(), "a refusal uses no slot");
+        assert_eq!(pool.stats(), before);
+        assert_eq!(pool.remote_blocks(), 0, "a refusal claims no block");
+        // The refused claims left `REFUSED` in their slots: drained, they take nothing.
+        assert_eq!(list.drain(&mut pool), 0);
         assert_eq!(pool.stats(), before);
         assert!(list.push(c, 16, true) && list.push(p, 16, false));
         assert_eq!(list.drain(&mut pool), 2);
