@@ -404,3 +404,37 @@ fn owner_and_remote_free_one_block_at_once() {
         })
     });
 }
+
+/// A stale entry (left by the owner and another thread freeing one block at once) meets a
+/// full remote-free list: the block, handed out again, is freed by a third thread, whose
+/// push finds the list full while the owner's slow path drains the stale entry. The block
+/// must end up free once, not twice (two owners for one block).
+#[test]
+fn a_stale_entry_and_a_full_list_free_once() {
+    check("a_stale_entry_and_a_full_list_free_once", false, |spin| {
+        with_lock!(spin, 2, |pool| {
+            let q = take(&pool, 24, 80);
+            let s = take(&pool, 8, 81);
+            let p2 = pool.clone();
+            let t = thread::spawn(move || p2.deallocate(q, 24).is_ok());
+            let mine = pool.deallocate(q, 24).is_ok();
+            let theirs = t.join().unwrap();
+            assert!(mine || theirs, "freed once at least");
+            // A second entry (`s`, another class) fills the list when the race left one.
+            let p3 = pool.clone();
+            thread::spawn(move || give(&p3, s, 8, 81)).join().unwrap();
+            let again = take(&pool, 24, 82);
+            let p4 = pool.clone();
+            let t = thread::spawn(move || give(&p4, again, 24, 82));
+            // A slow path of the owner (another class, whose list is empty): it drains.
+            let r = take(&pool, 40, 83);
+            t.join().unwrap();
+            let (a, b) = (take(&pool, 24, 84), take(&pool, 24, 85));
+            assert_ne!(a, b, "one block handed out twice");
+            give(&pool, a, 24, 84);
+            give(&pool, b, 24, 85);
+            give(&pool, r, 40, 83);
+            settled(&pool);
+        })
+    });
+}
