@@ -700,3 +700,24 @@ fn a_child_forked_while_a_remote_free_was_half_done_does_not_wait_for_it() {
     // waited for.
     pool.deallocate(mine, 8).unwrap();
 }
+
+#[test]
+fn a_child_forked_while_another_thread_held_a_heap_does_not_wait_for_it() {
+    use crate::raw_lock::tests::{in_forked_child, while_another_thread_holds};
+    let pool = pool(2);
+    let mine = pool.allocate(8).unwrap();
+    let theirs = in_thread(|| pool.allocate(8).unwrap());
+    // Heap 1 held (its lock taken), as a slow path, an inspection or a drain holds it.
+    while_another_thread_holds(
+        || pool.lock_heap(1).unwrap(),
+        || {
+            in_forked_child(
+                "the child waited for a heap held by a thread not in it",
+                || pool.stats().live_blocks == 2 && pool.deallocate(theirs, 8).is_ok(),
+            );
+        },
+    );
+    pool.deallocate(theirs, 8).unwrap();
+    pool.deallocate(mine, 8).unwrap();
+    pool.check_invariants();
+}
