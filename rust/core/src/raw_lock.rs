@@ -104,8 +104,10 @@ impl SpinLock {
 /// handler that counts. A std atomic: see `sync::model`.
 static GENERATION: StdAtomicU32 = StdAtomicU32::new(0);
 
+/// This process's generation (see `GENERATION`); a process's first call registers the
+/// handler that counts forks.
 #[inline(always)]
-fn generation() -> u32 {
+pub(crate) fn generation() -> u32 {
     match GENERATION.load(std::sync::atomic::Ordering::Relaxed) {
         0 => count_forks(),
         g => g,
