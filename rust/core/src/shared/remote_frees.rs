@@ -211,6 +211,13 @@ impl RemoteFrees {
             .unwrap()
     }
 
+    /// Test only: the rest of a `push` of `(p, n)` whose slot `reserve_unwritten` gave.
+    #[cfg(test)]
+    pub(crate) fn fill_reserved(&self, i: usize, p: usize, n: usize) -> bool {
+        let (byte, k) = self.target(p, n).expect("a block of the arena");
+        self.fill(&self.slots[i], byte, p, k, false)
+    }
+
     /// Takes back every entry onto `pool`'s free lists (stale ones dropped), waiting for
     /// the slots reserved in this process to be written; the caller holds the heap (owner
     /// or lock). How many blocks it took back.
@@ -348,6 +355,30 @@ mod tests {
         assert_eq!(list.drain(&mut pool), 1);
         assert_eq!(pool.stats().live_blocks, 0);
         pool.check_invariants();
+    }
+
+    #[test]
+    fn in_a_forked_child_a_drain_waits_for_a_slot_reserved_there() {
+        use crate::raw_lock::tests::in_forked_child;
+        let mut pool = pool();
+        let list = RemoteFrees::new(&pool);
+        let p = small(&mut pool, 8);
+        in_forked_child("the drain waited forever", || {
+            // A thread of the child reserved a slot and is slow to write it (descheduled, say):
+            // it runs here, so the drain waits for it rather than take it for one a fork
+            // left behind (a drain that gave up would leave the late write past the tail).
+            let i = list.reserve_unwritten();
+            let taken = std::thread::scope(|s| {
+                let list = &list;
+                s.spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    assert!(list.fill_reserved(i, p, 8));
+                });
+                list.drain(&mut pool)
+            });
+            let clean = list.slots.iter().all(|s| s.load(Ordering::Relaxed) == 0);
+            taken == 1 && clean && pool.remote_blocks() == 0 && pool.stats().live_blocks == 0
+        });
     }
 
     #[test]
