@@ -721,3 +721,27 @@ fn a_child_forked_while_another_thread_held_a_heap_does_not_wait_for_it() {
     pool.deallocate(mine, 8).unwrap();
     pool.check_invariants();
 }
+
+#[test]
+fn a_child_forked_while_another_thread_was_making_heaps_makes_its_own() {
+    use crate::raw_lock::tests::in_forked_child;
+    let pool = pool(3);
+    let mine = pool.allocate(8).unwrap();
+    let heap0 = pool.lock_heap(0).unwrap();
+    let pool = &pool;
+    std::thread::scope(|s| {
+        // Stopped inside `set_chunk_fill`, which holds the heaps' maker while it waits for
+        // heap 0 (held by this thread): as a thread making a heap at the fork holds it.
+        s.spawn(|| pool.set_chunk_fill(None));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        // The parent lets heap 0 go when the closure is dropped, the child when it runs.
+        in_forked_child("the child waited for a heap maker not in it", move || {
+            drop(heap0);
+            // A new thread of the child makes a heap of its own (slot 1).
+            in_thread(move || pool.allocate(8).map(|p| pool.deallocate(p, 8))).is_ok()
+                && pool.heap_count() == 2
+        });
+    });
+    pool.deallocate(mine, 8).unwrap();
+    pool.check_invariants();
+}
