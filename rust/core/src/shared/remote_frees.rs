@@ -30,9 +30,8 @@
 //! - the slots from `inherited(tail, g)` on were reserved in the process of generation
 //!   `g`, whose writers run there;
 //! - every byte of the arena that is "remote" was made so by a `push` holding a slot
-//!   reserved before its claim and not yet drained (or by one whose entry a stale one
-//!   preceded, see above): the owner alone clears a remote byte, in `drain`, and nothing
-//!   else ever changes one;
+//!   reserved before its claim and not yet drained: the owner alone clears a remote byte,
+//!   in `drain`, and nothing else ever changes one;
 //! - so after `drain` (which waits for the reserved slots to be written), each remote byte
 //!   belongs to a `push` still running, and the heap's counts, which call such blocks live
 //!   until taken back, satisfy its conservation:
@@ -108,8 +107,9 @@ impl RemoteFrees {
     }
 
     /// Frees `(p, n)`, a live unpinned block of the arena held by a container exactly when
-    /// `claimed`, for a thread that does not hold the heap; false, changing nothing, for
-    /// anything else or a full list (the caller then takes the heap's lock).
+    /// `claimed`, for a thread that does not hold the heap; false, changing no block, for
+    /// anything else (whose slot, if it got one, says `REFUSED`) or a full list (the
+    /// caller then takes the heap's lock).
     pub fn push(&self, p: usize, n: usize, claimed: bool) -> bool {
         let Some((byte, k)) = self.target(p, n) else {
             return false;
