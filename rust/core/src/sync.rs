@@ -17,25 +17,9 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// execution, and a counter's single `fetch_add` has no interleaving worth exploring.
 pub mod model {
     #[cfg(feature = "shuttle")]
-    pub use shuttle::{
-        hint::spin_loop,
-        sync::{atomic, Mutex, MutexGuard},
-        thread::yield_now,
-        thread_local,
-    };
+    pub use shuttle::{hint::spin_loop, sync::atomic, thread::yield_now, thread_local};
     #[cfg(not(feature = "shuttle"))]
-    pub use std::{
-        hint::spin_loop,
-        sync::{atomic, Mutex, MutexGuard},
-        thread::yield_now,
-        thread_local,
-    };
-
-    /// `super::lock` for the model's mutex.
-    #[inline]
-    pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-        m.lock().unwrap_or_else(|e| e.into_inner())
-    }
+    pub use std::{hint::spin_loop, sync::atomic, thread::yield_now, thread_local};
 
     /// Under the model checker, a witness of mutual exclusion: the state a lock guards is
     /// entered with a scheduling point inside, so another thread let in by a broken lock

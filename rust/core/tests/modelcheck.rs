@@ -404,3 +404,98 @@ fn owner_and_remote_free_one_block_at_once() {
         })
     });
 }
+
+/// A stale entry (left by the owner and another thread freeing one block at once) meets a
+/// full remote-free list: the block, handed out again, is freed by a third thread, whose
+/// push finds the list full while the owner's slow path drains the stale entry. The block
+/// must end up free once, not twice (two owners for one block).
+#[test]
+fn a_stale_entry_and_a_full_list_free_once() {
+    check("a_stale_entry_and_a_full_list_free_once", false, |spin| {
+        with_lock!(spin, 2, |pool| {
+            let q = take(&pool, 24, 80);
+            let s = take(&pool, 8, 81);
+            let p2 = pool.clone();
+            let t = thread::spawn(move || p2.deallocate(q, 24).is_ok());
+            let mine = pool.deallocate(q, 24).is_ok();
+            let theirs = t.join().unwrap();
+            assert!(mine || theirs, "freed once at least");
+            // A second entry (`s`, another class) fills the list when the race left one.
+            let p3 = pool.clone();
+            thread::spawn(move || give(&p3, s, 8, 81)).join().unwrap();
+            let again = take(&pool, 24, 82);
+            let p4 = pool.clone();
+            let t = thread::spawn(move || give(&p4, again, 24, 82));
+            // A slow path of the owner (another class, whose list is empty): it drains.
+            let r = take(&pool, 40, 83);
+            t.join().unwrap();
+            let (a, b) = (take(&pool, 24, 84), take(&pool, 24, 85));
+            assert_ne!(a, b, "one block handed out twice");
+            give(&pool, a, 24, 84);
+            give(&pool, b, 24, 85);
+            give(&pool, r, 40, 83);
+            settled(&pool);
+        })
+    });
+}
+
+/// A remote free in flight while the owner inspects its pool and then releases it: every
+/// inspection sees conservation hold (the block counts live until taken back), and
+/// `release` either refuses (the block still live) or gives everything back after taking
+/// it back; once the free has returned, `release` succeeds and the pool starts again.
+#[test]
+fn release_races_a_remote_free() {
+    check("release_races_a_remote_free", false, |spin| {
+        with_lock!(spin, 2, |pool| {
+            let p = take(&pool, 24, 90);
+            let p2 = pool.clone();
+            let t = thread::spawn(move || give(&p2, p, 24, 90));
+            pool.check_invariants();
+            let live = pool.stats().live_blocks;
+            assert!(live <= 1);
+            match pool.release() {
+                Ok(()) => assert_eq!(pool.stats().heap_size, 0, "released"),
+                Err(AllocError::LiveBlocks { blocks }) => assert_eq!(blocks, 1),
+                Err(e) => panic!("{e:?}"),
+            }
+            t.join().unwrap();
+            pool.release().unwrap();
+            let q = take(&pool, 24, 91);
+            give(&pool, q, 24, 91);
+            settled(&pool);
+        })
+    });
+}
+
+/// Another thread frees an exited thread's blocks onto its heap's remote-free list while
+/// the next thread takes that heap over and allocates from it: the entries pushed before,
+/// during and after the takeover are each taken back once (by the new owner's slow path or
+/// an inspection), and no block is handed out twice.
+#[test]
+fn heap_taken_over_amid_remote_frees() {
+    check("heap_taken_over_amid_remote_frees", false, |spin| {
+        with_lock!(spin, 2, |pool| {
+            pool.allocate(8)
+                .map(|p| pool.deallocate(p, 8))
+                .unwrap()
+                .unwrap();
+            let pa = pool.clone();
+            let blocks = thread::spawn(move || [take(&pa, 8, 92), take(&pa, 8, 93)])
+                .join()
+                .unwrap();
+            let pb = pool.clone();
+            let b = thread::spawn(move || {
+                let q = take(&pb, 8, 94);
+                give(&pb, q, 8, 94);
+            });
+            give(&pool, blocks[0], 8, 92);
+            give(&pool, blocks[1], 8, 93);
+            b.join().unwrap();
+            settled(&pool);
+            let list = pool.lock_heap(1).unwrap().free_list(0);
+            for p in blocks {
+                assert_eq!(list.iter().filter(|&&x| x == p).count(), 1, "free once");
+            }
+        })
+    });
+}

@@ -30,7 +30,10 @@ use crate::checked::atomic_bytes::{AtomicBytes, Shared};
 use crate::checked::granules::Granules;
 use crate::error::AllocError;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU8,
+    Ordering::{Acquire, Relaxed, Release},
+};
 
 /// Set in a block's byte while a container holds the block.
 const CLAIMED: u8 = 0x80;
@@ -79,7 +82,10 @@ pub fn live_byte(k: usize, claimed: bool) -> u8 {
 pub fn claim_remote(byte: &AtomicU8, k: usize, claimed: bool) -> bool {
     debug_assert!((1..BIG).contains(&k));
     let live = live_byte(k, claimed);
-    byte.compare_exchange(live, REMOTE | k as u8, Relaxed, Relaxed)
+    // Release: the block's last writes (its holder's) happen before whoever takes it back
+    // on seeing this byte (`take_remote`), which may be a stale entry's drain, not
+    // synchronised with this claim's own slot.
+    byte.compare_exchange(live, REMOTE | k as u8, Release, Relaxed)
         .is_ok()
 }
 
@@ -257,7 +263,8 @@ impl ClassMap {
             return None;
         }
         let byte = &self.bytes[off >> self.region.shift];
-        let b = byte.load(Relaxed);
+        // Acquire: with `claim_remote`'s Release; the caller writes the block next.
+        let b = byte.load(Acquire);
         if !is_remote(b) {
             return None;
         }

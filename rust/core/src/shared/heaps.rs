@@ -38,7 +38,7 @@ use crate::sgi::upstream::Upstream;
 use crate::shared::owner_fence;
 use crate::shared::remote_frees::RemoteFrees;
 use crate::shared::thread_token::{self, FREE};
-use crate::sync::model::{self, Mutex};
+use crate::sync::model;
 use model::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::cell::{Cell, UnsafeCell};
 use std::ops::{Deref, DerefMut};
@@ -355,6 +355,32 @@ impl<U: Upstream, L: RawLock> Drop for OwnedGuard<'_, U, L> {
     }
 }
 
+/// `Heaps::grow` held, with the fill it guards; lets go when dropped.
+struct Growing<'a, L: RawLock> {
+    lock: &'a L,
+    fill: &'a mut Option<u8>,
+}
+
+impl<L: RawLock> Deref for Growing<'_, L> {
+    type Target = Option<u8>;
+    fn deref(&self) -> &Option<u8> {
+        self.fill
+    }
+}
+
+impl<L: RawLock> DerefMut for Growing<'_, L> {
+    fn deref_mut(&mut self) -> &mut Option<u8> {
+        self.fill
+    }
+}
+
+impl<L: RawLock> Drop for Growing<'_, L> {
+    fn drop(&mut self) {
+        // SAFETY: made by `Heaps::growing` right after taking the lock.
+        unsafe { self.lock.unlock() }
+    }
+}
+
 /// `[base, base + len)` of a heap's arena, read without its lock.
 #[derive(Default)]
 struct ArenaRange {
@@ -401,8 +427,12 @@ pub struct Heaps<U: Upstream + Clone, L: RawLock> {
     /// `id` if `biased`, else `NOT_BIASED`, which no thread caches: the owner's fast
     /// path asks "biased, and mine?" with the one compare of the cached id.
     biased_id: u64,
-    /// Serialises making heaps, with the chunk fill (debug mode) every heap gets.
-    grow: Mutex<Option<u8>>,
+    /// Serialises making heaps, with the chunk fill (debug mode) every heap gets: a lock
+    /// of the heaps' kind, not a `Mutex`, so that a forked child takes over one that a
+    /// thread the fork left behind held (see `raw_lock`) rather than wait for it forever.
+    grow: L,
+    /// Touched only by the holder of `grow`.
+    fill: UnsafeCell<Option<u8>>,
     params: Params,
     arena_size: usize,
     upstream: U,
@@ -430,7 +460,8 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
             arenas,
             biased,
             biased_id: if biased { id } else { NOT_BIASED },
-            grow: Mutex::new(None),
+            grow: L::default(),
+            fill: UnsafeCell::new(None),
             params,
             arena_size,
             upstream,
@@ -553,7 +584,7 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
         if let Some(h) = self.get(i) {
             return Some(h);
         }
-        let fill = model::lock(&self.grow);
+        let fill = self.growing();
         if let Some(h) = self.get(i) {
             return Some(h);
         }
@@ -567,10 +598,20 @@ impl<U: Upstream + Clone, L: RawLock> Heaps<U, L> {
 
     /// Debug mode: every chunk of every heap, present or future, filled with `byte`.
     pub fn set_chunk_fill(&self, byte: Option<u8>) {
-        let mut fill = model::lock(&self.grow);
+        let mut fill = self.growing();
         *fill = byte;
         for h in self.iter() {
             h.lock().set_chunk_fill(byte);
+        }
+    }
+
+    /// The chunk fill, with `grow` held until the guard drops.
+    fn growing(&self) -> Growing<'_, L> {
+        self.grow.lock();
+        Growing {
+            lock: &self.grow,
+            // SAFETY: `grow` is held, and only its holder touches `fill`.
+            fill: unsafe { &mut *self.fill.get() },
         }
     }
 

@@ -700,3 +700,48 @@ fn a_child_forked_while_a_remote_free_was_half_done_does_not_wait_for_it() {
     // waited for.
     pool.deallocate(mine, 8).unwrap();
 }
+
+#[test]
+fn a_child_forked_while_another_thread_held_a_heap_does_not_wait_for_it() {
+    use crate::raw_lock::tests::{in_forked_child, while_another_thread_holds};
+    let pool = pool(2);
+    let mine = pool.allocate(8).unwrap();
+    let theirs = in_thread(|| pool.allocate(8).unwrap());
+    // Heap 1 held (its lock taken), as a slow path, an inspection or a drain holds it.
+    while_another_thread_holds(
+        || pool.lock_heap(1).unwrap(),
+        || {
+            in_forked_child(
+                "the child waited for a heap held by a thread not in it",
+                || pool.stats().live_blocks == 2 && pool.deallocate(theirs, 8).is_ok(),
+            );
+        },
+    );
+    pool.deallocate(theirs, 8).unwrap();
+    pool.deallocate(mine, 8).unwrap();
+    pool.check_invariants();
+}
+
+#[test]
+fn a_child_forked_while_another_thread_was_making_heaps_makes_its_own() {
+    use crate::raw_lock::tests::in_forked_child;
+    let pool = pool(3);
+    let mine = pool.allocate(8).unwrap();
+    let heap0 = pool.lock_heap(0).unwrap();
+    let pool = &pool;
+    std::thread::scope(|s| {
+        // Stopped inside `set_chunk_fill`, which holds the heaps' maker while it waits for
+        // heap 0 (held by this thread): as a thread making a heap at the fork holds it.
+        s.spawn(|| pool.set_chunk_fill(None));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        // The parent lets heap 0 go when the closure is dropped, the child when it runs.
+        in_forked_child("the child waited for a heap maker not in it", move || {
+            drop(heap0);
+            // A new thread of the child makes a heap of its own (slot 1).
+            in_thread(move || pool.allocate(8).map(|p| pool.deallocate(p, 8))).is_ok()
+                && pool.heap_count() == 2
+        });
+    });
+    pool.deallocate(mine, 8).unwrap();
+    pool.check_invariants();
+}

@@ -342,3 +342,19 @@ fn threads_allocating_and_freeing_each_others_blocks_keep_the_books() {
     assert!(lock(&handed).is_empty());
     m.check_invariants();
 }
+
+#[test]
+fn a_child_forked_while_another_thread_held_the_registry_does_not_wait_for_it() {
+    use crate::raw_lock::tests::{in_forked_child, while_another_thread_holds};
+    let m = MallocAlloc::new(None);
+    let p = m.allocate(200).unwrap();
+    // As a thread inside any first-level call holds it, around its `malloc`.
+    while_another_thread_holds(registry, || {
+        in_forked_child("the child waited for a thread not in it", || {
+            let q = m.allocate(300).unwrap();
+            m.deallocate(q, 300).is_ok() && m.deallocate(p, 200).is_ok()
+        });
+    });
+    m.deallocate(p, 200).unwrap();
+    m.check_invariants();
+}
