@@ -68,9 +68,15 @@ unsafe impl RawLock for SpinLock {
         }
     }
 
+    /// Free only: a lock a fork left held is for `lock` to take over; and before this
+    /// process's first `lock` (generation 0) it says no, so that it calls nothing.
     #[inline(always)]
     fn try_lock(&self) -> bool {
-        !self.locked.swap(true, Ordering::Acquire)
+        let g = GENERATION.load(std::sync::atomic::Ordering::Relaxed);
+        g != 0
+            && (self.state)
+                .compare_exchange(0, g, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
     }
 
     #[inline]
@@ -184,6 +190,26 @@ pub(crate) mod tests {
         threads.into_iter().for_each(|t| t.join().unwrap());
         // SAFETY: all threads are joined.
         assert_eq!(unsafe { *c.value.get() }, 400_000);
+    }
+
+    #[test]
+    fn try_lock_takes_a_free_lock_only() {
+        let lock = SpinLock::default();
+        lock.lock();
+        assert!(!lock.try_lock(), "held by this very process");
+        // SAFETY: held, by `lock()` above.
+        unsafe { lock.unlock() };
+        assert!(lock.try_lock(), "free");
+        assert!(!lock.try_lock(), "held by the try");
+        // SAFETY: held, by the successful `try_lock`.
+        unsafe { lock.unlock() };
+        // A holder of another generation (a fork's) is `lock`'s to take over, not `try_lock`'s.
+        lock.state.store(generation() + 1, Ordering::Relaxed);
+        assert!(!lock.try_lock());
+        lock.lock();
+        // SAFETY: taken over by `lock()`.
+        unsafe { lock.unlock() };
+        assert!(lock.try_lock());
     }
 
     /// Runs `f` while another thread, which `hold` runs on, keeps what `hold` returns (a
