@@ -210,14 +210,7 @@ impl MallocAlloc {
             return Ok(0);
         }
         check_size(n)?;
-        let block = Block {
-            size: n,
-            owner: self.owner,
-            pins,
-            claimed,
-            pool_held: pins > 0,
-        };
-        let make = move || raw_malloc(n, align).map(|p| p.as_ptr() as usize);
+        let (block, make) = self.new_block(n, align, pins, claimed);
         // `oom_loop`'s first attempt, written out: through its closure and `Result` a
         // granted request cost 30 more instructions.
         {
@@ -227,6 +220,44 @@ impl MallocAlloc {
             }
             reg.stats_mut(self.owner).failures += 1;
         }
+        self.allocate_handled(n, align, pins, claimed)
+    }
+
+    /// A block of `n` bytes for this allocator, with `pins` pins (a pool's) or claimed,
+    /// and the call that makes it.
+    #[inline(always)]
+    fn new_block(
+        &self,
+        n: usize,
+        align: usize,
+        pins: usize,
+        claimed: bool,
+    ) -> (Block, impl FnOnce() -> Option<usize> + Copy) {
+        let block = Block {
+            size: n,
+            owner: self.owner,
+            pins,
+            claimed,
+            pool_held: pins > 0,
+        };
+        (block, move || {
+            raw_malloc(n, align).map(|p| p.as_ptr() as usize)
+        })
+    }
+
+    /// The handler loop of `allocate_as`, once its first attempt failed and was counted.
+    /// Out of line with its arguments in registers: its block and closure, built inline,
+    /// were written to the stack on every allocation, granted or not.
+    #[cold]
+    #[inline(never)]
+    fn allocate_handled(
+        &self,
+        n: usize,
+        align: usize,
+        pins: usize,
+        claimed: bool,
+    ) -> Result<usize, AllocError> {
+        let (block, make) = self.new_block(n, align, pins, claimed);
         self.handler_loop(n, |reg| Ok(reg.admit(block, make)))
     }
 
