@@ -238,6 +238,37 @@ def test_one_node_allocation_per_element_and_none_for_the_list(dtype):
     assert live_blocks(pool) == 0
 
 
+def test_nodes_over_malloc_allocators_keep_each_owners_books_and_refuse_users():
+    # A List serves a MallocAllocator directly and a TracingAllocator around one through
+    # the protocol: equal allocators either way, each node counted against the allocator
+    # that made it wherever it is spliced, and never freed or viewed from Python.
+    a, b = MallocAllocator(), MallocAllocator()
+    traced = stlalloc.TracingAllocator(b)
+    x = List(range(100), dtype="int64", allocator=a)
+    y = List(range(100, 150), dtype="int64", allocator=traced)
+    z = List(range(150, 170), dtype="int64", allocator=b)
+    x.splice(y)
+    x.splice(z)
+    assert list(x) == list(range(170)) and len(y) == len(z) == 0
+    sa, sb = a.stats(), b.stats()
+    assert (sa.live_blocks, sa.live_bytes) == (100, 100 * NODE)
+    assert (sb.live_blocks, sb.live_bytes) == (70, 70 * NODE)
+    for p in x.node_addresses()[::17]:
+        assert a.owns(p) and b.owns(p + NODE - 1)
+        with pytest.raises(AllocatorError):
+            a.deallocate(p, NODE)
+        with pytest.raises(AllocatorError):
+            b.view(p, 8)
+    assert (a.stats(), b.stats()) == (sa, sb)
+    for _ in range(80):
+        x.pop()  # b's 20, the 50 b made through the tracer, then 10 of a's
+    assert (a.stats().live_blocks, b.stats().live_blocks) == (90, 0)
+    del x, y, z
+    sa, sb = a.stats(), b.stats()
+    assert (sa.live_blocks, sa.live_bytes, sa.allocations, sa.deallocations) == (0, 0, 100, 100)
+    assert (sb.live_blocks, sb.live_bytes, sb.allocations, sb.deallocations) == (0, 0, 70, 70)
+
+
 def test_default_allocator_is_the_default_pool_and_copies_keep_theirs():
     assert List().get_allocator() is stlalloc.default_pool()
     pool = PoolAllocator()

@@ -149,9 +149,11 @@ unsafe impl BlockAllocator for MallocAlloc {
     fn unclaim(&self, start: usize) {
         MallocAlloc::unclaim(self, start)
     }
+    #[inline]
     fn allocate_claimed(&self, n: usize) -> Result<usize, AllocError> {
         MallocAlloc::allocate_claimed(self, n)
     }
+    #[inline]
     fn deallocate_claimed(&self, p: usize, n: usize) -> Result<(), AllocError> {
         MallocAlloc::deallocate_claimed(self, p, n)
     }

@@ -1,22 +1,36 @@
-//! The allocator of a Python `List`: the built-in pool named as itself, any other allocator
-//! behind `dyn`.
+//! The allocator of a Python `List`: the built-in pool and the first level named as
+//! themselves, any other allocator behind `dyn`.
 //!
 //! A push or pop spends most of its time in the allocator, and a `dyn` call keeps the
 //! pool's fast path (one pop off a free list) out of line, behind a call and a frame of its
-//! own. Naming the pool's type lets the compiler inline that path into the list's push;
-//! every other allocator (a debug pool, malloc, a Python object) is served as before.
+//! own. Naming the pool's type lets the compiler inline that path into the list's push; the
+//! same for a `MallocAllocator`'s (`malloc` and one slot of the first level's table). Every
+//! other allocator (a debug pool, a tracing one, a Python object) is served as before.
 //!
-//! Invariants: `To::Pool(p)` and `To::Any(q)` for the same pool behave alike, since both
-//! forward to the same object: `equality_key` is the pool's address either way, so C++
+//! Invariants: `To::Pool(p)` (or `To::Malloc(m)`) and `To::Any(q)` for the same allocator
+//! behave alike, since both forward to the same object: `equality_key` is the pool's
+//! address (the first level's shared key) either way, so C++
 //! allocator equality (`same_as`, hence `splice`, `merge`, `swap`) is unchanged; and
 //! `key == to.equality_key()`, read once, since an allocator's key is fixed for its life
 //! (its address, or the one all malloc allocators share).
 
 use crate::alloc_arg::AllocatorArg;
+use crate::malloc::PyMallocAllocator;
 use crate::pool::{PyPool, PyPoolAllocator};
 use pyo3::prelude::*;
 use std::sync::Arc;
-use stlalloc_core::{AllocError, BlockAllocator};
+use stlalloc_core::{AllocError, BlockAllocator, MallocAlloc};
+
+/// Forwards a call to whichever allocator a `To` holds.
+macro_rules! forward {
+    ($to:expr, $a:ident => $call:expr) => {
+        match $to {
+            To::Pool($a) => $call,
+            To::Malloc($a) => $call,
+            To::Any($a) => $call,
+        }
+    };
+}
 
 #[derive(Clone)]
 pub struct Alloc {
@@ -31,35 +45,28 @@ pub struct Alloc {
 enum To {
     /// A plain (non-debug) `PoolAllocator`'s pool.
     Pool(Arc<PyPool>),
+    /// A `MallocAllocator`'s first level.
+    Malloc(Arc<MallocAlloc>),
     Any(Arc<dyn BlockAllocator>),
 }
 
 impl Alloc {
     /// The allocator a List made with `arg` uses.
     pub fn of(py: Python<'_>, arg: &AllocatorArg) -> Self {
-        let to = match arg.object.bind(py).cast::<PyPoolAllocator>() {
-            Ok(pool) => match pool.get().plain_pool() {
+        let object = arg.object.bind(py);
+        let to = if let Ok(pool) = object.cast::<PyPoolAllocator>() {
+            match pool.get().plain_pool() {
                 Some(pool) => To::Pool(pool.clone()),
                 None => To::Any(arg.core.clone()),
-            },
-            Err(_) => To::Any(arg.core.clone()),
+            }
+        } else if let Ok(malloc) = object.cast::<PyMallocAllocator>() {
+            To::Malloc(malloc.get().inner.clone())
+        } else {
+            To::Any(arg.core.clone())
         };
-        let key = match &to {
-            To::Pool(a) => a.equality_key(),
-            To::Any(a) => a.equality_key(),
-        };
+        let key = forward!(&to, a => a.equality_key());
         Self { to, key }
     }
-}
-
-/// Forwards a call to whichever allocator `self` holds.
-macro_rules! forward {
-    ($self:ident, $a:ident => $call:expr) => {
-        match &$self.to {
-            To::Pool($a) => $call,
-            To::Any($a) => $call,
-        }
-    };
 }
 
 // SAFETY: forwards every call to the allocator it holds, which keeps the promises.
@@ -67,37 +74,37 @@ macro_rules! forward {
 unsafe impl BlockAllocator for Alloc {
     #[inline]
     fn allocate(&self, n: usize) -> Result<usize, AllocError> {
-        forward!(self, a => a.allocate(n))
+        forward!(&self.to, a => a.allocate(n))
     }
     #[inline]
     fn deallocate(&self, p: usize, n: usize) -> Result<(), AllocError> {
-        forward!(self, a => a.deallocate(p, n))
+        forward!(&self.to, a => a.deallocate(p, n))
     }
     fn reallocate(&self, p: usize, old: usize, new: usize) -> Result<usize, AllocError> {
-        forward!(self, a => a.reallocate(p, old, new))
+        forward!(&self.to, a => a.reallocate(p, old, new))
     }
     fn block_containing(&self, addr: usize) -> Option<(usize, usize)> {
-        forward!(self, a => a.block_containing(addr))
+        forward!(&self.to, a => a.block_containing(addr))
     }
     fn pin(&self, start: usize) -> Result<(), AllocError> {
-        forward!(self, a => a.pin(start))
+        forward!(&self.to, a => a.pin(start))
     }
     fn unpin(&self, start: usize) {
-        forward!(self, a => a.unpin(start))
+        forward!(&self.to, a => a.unpin(start))
     }
     fn claim(&self, start: usize) -> Result<(), AllocError> {
-        forward!(self, a => a.claim(start))
+        forward!(&self.to, a => a.claim(start))
     }
     fn unclaim(&self, start: usize) {
-        forward!(self, a => a.unclaim(start))
+        forward!(&self.to, a => a.unclaim(start))
     }
     #[inline(always)]
     fn allocate_claimed(&self, n: usize) -> Result<usize, AllocError> {
-        forward!(self, a => a.allocate_claimed(n))
+        forward!(&self.to, a => a.allocate_claimed(n))
     }
     #[inline(always)]
     fn deallocate_claimed(&self, p: usize, n: usize) -> Result<(), AllocError> {
-        forward!(self, a => a.deallocate_claimed(p, n))
+        forward!(&self.to, a => a.deallocate_claimed(p, n))
     }
     /// The pool's call-free path; none for any other allocator (reaching it is a call).
     #[inline(always)]
@@ -115,10 +122,10 @@ unsafe impl BlockAllocator for Alloc {
         }
     }
     fn pin_spanning(&self, addr: usize, len: usize) -> Result<(usize, usize), AllocError> {
-        forward!(self, a => a.pin_spanning(addr, len))
+        forward!(&self.to, a => a.pin_spanning(addr, len))
     }
     fn alignment(&self) -> usize {
-        forward!(self, a => a.alignment())
+        forward!(&self.to, a => a.alignment())
     }
     fn equality_key(&self) -> usize {
         self.key

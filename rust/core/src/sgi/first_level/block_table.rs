@@ -14,17 +14,27 @@
 //! `1 <= size <= MAX_SIZE`, `owner < MAX_OWNERS`; 0 is no block. A block that does not pack
 //! (`Entry::packs`) is kept elsewhere.
 //!
+//! The leaf last found or made is *hot*: a call for an address it covers goes straight to
+//! it, with no walk (a growing container's nodes, a list freed in order, an allocate/free
+//! loop all stay in one leaf for up to 64 calls in a row; a walk is four dependent loads,
+//! each a likely cache miss with a million blocks live).
+//!
 //! Memory: a dense heap of 32-byte chunks costs 272 / 64 = 4.25 bytes of leaf per block.
-//! Leaves go when their last block goes (one empty leaf is kept as a spare, so that an
-//! allocate/free loop allocates no leaf); mid and bottom nodes stay once made, 32 KiB per
-//! 4 MiB of addresses that ever held a small block (0.8% of that span).
+//! Leaves go when their last block goes and they are no longer hot (one empty leaf is kept
+//! as a spare, so that blocks coming and going across leaves allocate no leaf); mid and
+//! bottom nodes stay once made, 32 KiB per 4 MiB of addresses that ever held a small block
+//! (0.8% of that span).
 //!
 //! Invariants (`check_invariants`, run by the tests):
 //! - `len == |{nonzero slots}|`;
-//! - every leaf present in a bottom node has `live == |{nonzero slots of it}| > 0`;
+//! - every leaf present in a bottom node has `live == |{nonzero slots of it}|`, and
+//!   `live > 0` unless it is the hot leaf;
+//! - `hot_span == NO_SPAN`, or the leaf covering `[hot_span * LEAF_SPAN, +LEAF_SPAN)` is
+//!   present and `hot` points to it;
 //! - the spare leaf, if any, is all zero.
 
 use std::alloc::Layout;
+use std::ptr::NonNull;
 
 /// The largest size a packed block can have; it bounds the interior lookup to
 /// `MAX_SIZE / 16` probes.
@@ -40,6 +50,10 @@ const ROOT_BITS: u32 = 47 - 5 - LEAF_BITS - 2 * NODE_BITS;
 const LEAF_SLOTS: usize = 1 << LEAF_BITS;
 const NODE_SLOTS: usize = 1 << NODE_BITS;
 const ROOT_SLOTS: usize = 1 << ROOT_BITS;
+/// Bytes of addresses one leaf covers.
+const LEAF_SPAN: usize = WINDOW * LEAF_SLOTS;
+/// `hot_span` when no leaf is hot: no key (`< ADDR_LIMIT`) is in this span.
+const NO_SPAN: usize = usize::MAX;
 const LIVE: u32 = 1 << 31;
 const CLAIMED: u32 = 1 << 20;
 /// The block starts 16 bytes into its window.
@@ -126,8 +140,21 @@ struct Leaf {
     live: u32,
 }
 
+/// Owns its leaves (made by `Box::into_raw`), held as pointers so that the hot leaf's
+/// pointer stays valid whichever of the two reaches the leaf (a `Box` would claim unique
+/// access each time it is used).
 struct Bottom {
-    leaves: [Option<Box<Leaf>>; NODE_SLOTS],
+    leaves: [Option<NonNull<Leaf>>; NODE_SLOTS],
+}
+
+impl Drop for Bottom {
+    fn drop(&mut self) {
+        for leaf in self.leaves.iter_mut().filter_map(Option::take) {
+            // SAFETY: a present leaf came from `Box::into_raw` and only this node owns it;
+            // taken out above, so it is freed once.
+            drop(unsafe { Box::from_raw(leaf.as_ptr()) });
+        }
+    }
 }
 
 struct Mid {
@@ -141,7 +168,8 @@ struct Root {
 /// # Safety
 /// A value of the type whose bytes are all zero is valid (an empty node).
 unsafe trait Zeroed {}
-// SAFETY: integers and `Option<Box<_>>` (null is `None`) are valid all zero.
+// SAFETY: integers, `Option<Box<_>>` and `Option<NonNull<_>>` (null is `None`) are valid
+// all zero.
 unsafe impl Zeroed for Leaf {}
 // SAFETY: as above.
 unsafe impl Zeroed for Bottom {}
@@ -166,14 +194,25 @@ pub(crate) struct BlockTable {
     root: Option<Box<Root>>,
     /// An empty leaf, kept so that a block coming and going does not make and free one.
     spare: Option<Box<Leaf>>,
+    /// `addr / LEAF_SPAN` of the addresses the hot leaf covers, or `NO_SPAN`.
+    hot_span: usize,
+    /// The hot leaf, owned by its bottom node; dangling when `hot_span == NO_SPAN`.
+    hot: NonNull<Leaf>,
     len: usize,
 }
+
+// SAFETY: the table owns every node it points to (`hot` is a second pointer to a leaf of
+// its own tree), so moving it to another thread moves all of them; it is reached only
+// through `&`/`&mut` of the table.
+unsafe impl Send for BlockTable {}
 
 impl BlockTable {
     pub const fn new() -> Self {
         Self {
             root: None,
             spare: None,
+            hot_span: NO_SPAN,
+            hot: NonNull::dangling(),
             len: 0,
         }
     }
@@ -183,13 +222,72 @@ impl BlockTable {
         self.len
     }
 
-    /// The leaf covering `addr`, a key, with its index there.
+    /// The leaf covering `addr`, a key, if it is the hot one.
+    #[inline(always)]
+    fn hot_leaf(&self, addr: usize) -> Option<NonNull<Leaf>> {
+        (addr / LEAF_SPAN == self.hot_span).then_some(self.hot)
+    }
+
+    /// The leaf covering `addr`, a key, found by a walk.
     #[inline]
-    fn leaf(&self, addr: usize) -> Option<(&Leaf, usize)> {
-        let [r, m, b, l] = split(addr);
+    fn walk(&self, addr: usize) -> Option<NonNull<Leaf>> {
+        let [r, m, b, _] = split(addr);
         let mid = self.root.as_ref()?.mids[r].as_ref()?;
-        let leaf = mid.bottoms[m].as_ref()?.leaves[b].as_ref()?;
-        Some((leaf, l))
+        mid.bottoms[m].as_ref()?.leaves[b]
+    }
+
+    /// The leaf covering `addr`, a key, made hot.
+    #[inline(always)]
+    fn leaf_mut(&mut self, addr: usize) -> Option<&mut Leaf> {
+        let leaf = match self.hot_leaf(addr) {
+            Some(leaf) => leaf,
+            None => self.find_leaf(addr)?,
+        };
+        // SAFETY: a leaf of this table's tree (hot or just found), which `&mut self` lets
+        // no one else reach while the result lives.
+        Some(unsafe { &mut *leaf.as_ptr() })
+    }
+
+    /// A walk to the leaf covering `addr`, a key, which becomes the hot leaf.
+    #[cold]
+    #[inline(never)]
+    fn find_leaf(&mut self, addr: usize) -> Option<NonNull<Leaf>> {
+        let leaf = self.walk(addr)?;
+        self.make_hot(addr, leaf);
+        Some(leaf)
+    }
+
+    /// Makes `leaf`, the one present for `addr`, hot; the leaf hot before goes if empty.
+    fn make_hot(&mut self, addr: usize, leaf: NonNull<Leaf>) {
+        if self.hot_span != NO_SPAN {
+            // SAFETY: the hot leaf is present in the tree (invariant).
+            if unsafe { leaf_live(self.hot) } == 0 {
+                self.unlink(self.hot_span * LEAF_SPAN);
+            }
+        }
+        self.hot_span = addr / LEAF_SPAN;
+        self.hot = leaf;
+    }
+
+    /// Takes the empty leaf covering `addr` out of the tree, into the spare or freed.
+    fn unlink(&mut self, addr: usize) {
+        let [r, m, b, _] = split(addr);
+        let holder = self.root.as_mut().and_then(|root| root.mids[r].as_mut());
+        let holder = holder.and_then(|mid| mid.bottoms[m].as_mut());
+        let Some(leaf) = holder.and_then(|bottom| bottom.leaves[b].take()) else {
+            return;
+        };
+        if addr / LEAF_SPAN == self.hot_span {
+            self.hot_span = NO_SPAN;
+            self.hot = NonNull::dangling();
+        }
+        // SAFETY: the leaf came from `Box::into_raw` and was owned by its bottom node, out
+        // of which it was just taken; the hot pointer to it, if any, was dropped above.
+        let leaf = unsafe { Box::from_raw(leaf.as_ptr()) };
+        debug_assert_eq!(leaf.live, 0);
+        if self.spare.is_none() {
+            self.spare = Some(leaf);
+        }
     }
 
     #[inline]
@@ -197,32 +295,32 @@ impl BlockTable {
         if !is_key(addr) {
             return None;
         }
-        let (leaf, l) = self.leaf(addr)?;
-        let slot = leaf.slots[l];
+        let leaf = match self.hot_leaf(addr) {
+            Some(leaf) => leaf,
+            None => self.walk(addr)?,
+        };
+        // SAFETY: a leaf of this table's tree, read under `&self`, which no `&mut` to it
+        // outlives.
+        let slot = unsafe { (*leaf.as_ptr()).slots[slot_index(addr)] };
         holds(slot, addr).then(|| Entry::unpack(slot))
     }
 
     /// Adds the block at `addr`, which must pack and be absent; false if the memory for a
     /// node could not be had or another block starts in its window (then the table holds
     /// the same blocks as before).
-    #[inline]
+    #[inline(always)]
     pub fn insert(&mut self, addr: usize, entry: Entry) -> bool {
-        assert!(entry.packs(addr), "insert of a block that packs");
-        let [r, m, b, l] = split(addr);
-        let Some(root) = get_or_make(&mut self.root) else {
-            return false;
+        debug_assert!(entry.packs(addr), "insert of a block that packs");
+        let leaf = match self.hot_leaf(addr) {
+            Some(leaf) => leaf,
+            None => match self.make_leaf(addr) {
+                Some(leaf) => leaf,
+                None => return false,
+            },
         };
-        let Some(mid) = get_or_make(&mut root.mids[r]) else {
-            return false;
-        };
-        let Some(bottom) = get_or_make(&mut mid.bottoms[m]) else {
-            return false;
-        };
-        let leaf = &mut bottom.leaves[b];
-        if leaf.is_none() {
-            *leaf = self.spare.take().or_else(new_node);
-        }
-        let Some(leaf) = leaf else { return false };
+        // SAFETY: a leaf of this table's tree, which `&mut self` lets no one else reach.
+        let leaf = unsafe { &mut *leaf.as_ptr() };
+        let l = slot_index(addr);
         let slot = leaf.slots[l];
         if slot != 0 {
             assert!(
@@ -237,15 +335,37 @@ impl BlockTable {
         true
     }
 
+    /// The leaf covering `addr`, a key, found or made (nodes on the way too), made hot;
+    /// `None` without memory for a node.
+    #[cold]
+    #[inline(never)]
+    fn make_leaf(&mut self, addr: usize) -> Option<NonNull<Leaf>> {
+        let [r, m, b, _] = split(addr);
+        let root = get_or_make(&mut self.root)?;
+        let mid = get_or_make(&mut root.mids[r])?;
+        let bottom = get_or_make(&mut mid.bottoms[m])?;
+        let holder = &mut bottom.leaves[b];
+        let leaf = match *holder {
+            Some(leaf) => leaf,
+            None => {
+                let fresh = self.spare.take().or_else(new_node)?;
+                *holder.insert(NonNull::from(Box::leak(fresh)))
+            }
+        };
+        self.make_hot(addr, leaf);
+        Some(leaf)
+    }
+
     /// Overwrites the entry of the block at `addr` with one that packs, if the table holds
     /// it.
     pub fn replace(&mut self, addr: usize, entry: Entry) -> bool {
         if !entry.packs(addr) {
             return false;
         }
-        let Some((Some(leaf), l)) = slot_mut(&mut self.root, addr) else {
+        let Some(leaf) = self.leaf_mut(addr) else {
             return false;
         };
+        let l = slot_index(addr);
         if !holds(leaf.slots[l], addr) {
             return false;
         }
@@ -260,7 +380,7 @@ impl BlockTable {
 
     /// Removes the block at `addr` if `accept` takes its entry: `None` if no block is
     /// there, `Some(Err)` (and the block stays) if `accept` refuses it.
-    #[inline]
+    #[inline(always)]
     pub fn remove_if<E>(
         &mut self,
         addr: usize,
@@ -269,8 +389,8 @@ impl BlockTable {
         if !is_key(addr) {
             return None;
         }
-        let (holder, l) = slot_mut(&mut self.root, addr)?;
-        let leaf = holder.as_mut()?;
+        let leaf = self.leaf_mut(addr)?;
+        let l = slot_index(addr);
         let slot = leaf.slots[l];
         if !holds(slot, addr) {
             return None;
@@ -279,14 +399,10 @@ impl BlockTable {
         if let Err(e) = accept(entry) {
             return Some(Err(e));
         }
+        // An emptied leaf stays while it is hot (an allocate/free loop reuses it at once),
+        // and goes when another leaf becomes hot (`make_hot`).
         leaf.slots[l] = 0;
         leaf.live -= 1;
-        if leaf.live == 0 {
-            let empty = holder.take();
-            if self.spare.is_none() {
-                self.spare = empty;
-            }
-        }
         self.len -= 1;
         Some(Ok(entry))
     }
@@ -314,7 +430,7 @@ impl BlockTable {
         let bottoms =
             mids.flat_map(|(r, mid)| present(&mid.bottoms).map(move |(m, b)| ([r, m], b)));
         let leaves = bottoms
-            .flat_map(|([r, m], bottom)| present(&bottom.leaves).map(move |(b, l)| ([r, m, b], l)));
+            .flat_map(|([r, m], bottom)| present_leaves(bottom).map(move |(b, l)| ([r, m, b], l)));
         leaves.flat_map(|([r, m, b], leaf)| {
             let slots = leaf.slots.iter().enumerate().filter(|(_, &s)| s != 0);
             slots.map(move |(l, &s)| {
@@ -328,7 +444,7 @@ impl BlockTable {
     pub fn leaves(&self) -> usize {
         let mids = self.root.iter().flat_map(|root| present(&root.mids));
         let bottoms = mids.flat_map(|(_, mid)| present(&mid.bottoms));
-        bottoms.map(|(_, b)| present(&b.leaves).count()).sum()
+        bottoms.map(|(_, b)| present_leaves(b).count()).sum()
     }
 
     #[cfg(test)]
@@ -337,26 +453,42 @@ impl BlockTable {
         let bottoms = mids.flat_map(|(_, mid)| present(&mid.bottoms));
         let mut used = 0;
         for (_, bottom) in bottoms {
-            for (_, leaf) in present(&bottom.leaves) {
+            for (_, leaf) in present_leaves(bottom) {
                 let live = leaf.slots.iter().filter(|&&s| s != 0).count();
-                assert!(live > 0, "an empty leaf is kept in the tree");
+                let hot = std::ptr::eq(leaf, self.hot.as_ptr());
+                assert!(
+                    live > 0 || hot,
+                    "an empty leaf, not hot, is kept in the tree"
+                );
                 assert_eq!(leaf.live as usize, live);
                 used += live;
             }
         }
         assert_eq!(self.len, used);
+        if self.hot_span != NO_SPAN {
+            let found = self.walk(self.hot_span * LEAF_SPAN);
+            assert_eq!(found, Some(self.hot), "the hot leaf is the one of its span");
+        }
         if let Some(spare) = &self.spare {
             assert!(spare.live == 0 && spare.slots.iter().all(|&s| s == 0));
         }
     }
 }
 
-/// Where the leaf covering `addr`, a key, is held, with the index of `addr` in it.
+/// The index of the slot of `addr` in its leaf.
+#[inline(always)]
+fn slot_index(addr: usize) -> usize {
+    addr / WINDOW % LEAF_SLOTS
+}
+
+/// The live blocks of a leaf, the hot one possibly.
+///
+/// # Safety
+/// `leaf` is present in a table that no `&mut` reaches now.
 #[inline]
-fn slot_mut(root: &mut Option<Box<Root>>, addr: usize) -> Option<(&mut Option<Box<Leaf>>, usize)> {
-    let [r, m, b, l] = split(addr);
-    let mid = root.as_mut()?.mids[r].as_mut()?;
-    Some((&mut mid.bottoms[m].as_mut()?.leaves[b], l))
+unsafe fn leaf_live(leaf: NonNull<Leaf>) -> u32 {
+    // SAFETY: as the caller promises.
+    unsafe { (*leaf.as_ptr()).live }
 }
 
 /// The node in `holder`, made empty if there is none; `None` without memory for it.
@@ -373,6 +505,14 @@ fn present<T>(nodes: &[Option<Box<T>>]) -> impl Iterator<Item = (usize, &T)> {
         .iter()
         .enumerate()
         .filter_map(|(i, n)| n.as_deref().map(|n| (i, n)))
+}
+
+fn present_leaves(bottom: &Bottom) -> impl Iterator<Item = (usize, &Leaf)> {
+    let leaves = bottom.leaves.iter().enumerate();
+    leaves.filter_map(|(i, leaf)| {
+        // SAFETY: a leaf its bottom node owns, read under `&` of that node.
+        leaf.map(|leaf| (i, unsafe { &*leaf.as_ptr() }))
+    })
 }
 
 #[cfg(test)]

@@ -73,6 +73,43 @@ impl Block {
     }
 }
 
+/// Records in `spilled` the block at `p`, which is not recorded. Out of line, its block
+/// in registers: the common allocation packs, and an inlined B-tree insertion, or a block
+/// passed in memory, made it keep the block's fields on the stack and read them back.
+#[cold]
+#[inline(never)]
+fn spill(
+    spilled: &mut BTreeMap<usize, Block>,
+    p: usize,
+    size: usize,
+    owner: usize,
+    pins: usize,
+    claimed: bool,
+    pool_held: bool,
+) {
+    let b = Block {
+        size,
+        owner,
+        pins,
+        claimed,
+        pool_held,
+    };
+    spilled.insert(p, b);
+}
+
+/// `spill` of a whole block.
+#[inline(always)]
+fn spill_block(spilled: &mut BTreeMap<usize, Block>, p: usize, b: Block) {
+    let Block {
+        size,
+        owner,
+        pins,
+        claimed,
+        pool_held,
+    } = b;
+    spill(spilled, p, size, owner, pins, claimed, pool_held);
+}
+
 pub(super) struct Owner {
     pub stats: MallocStats,
     pub limit: Option<usize>,
@@ -179,11 +216,8 @@ impl Registry {
             return None;
         }
         let p = make()?;
-        match b.packed(p) {
-            Some(e) if self.packed.insert(p, e) => {}
-            _ => {
-                self.spilled.insert(p, b);
-            }
+        if !b.packed(p).is_some_and(|e| self.packed.insert(p, e)) {
+            spill_block(&mut self.spilled, p, b);
         }
         o.stats.live_blocks += 1;
         o.stats.live_bytes += b.size;
@@ -195,11 +229,8 @@ impl Registry {
     /// table has (or can get) the memory for it, else in `spilled`.
     #[inline]
     pub fn place(&mut self, p: usize, b: Block) {
-        match b.packed(p) {
-            Some(e) if self.packed.insert(p, e) => {}
-            _ => {
-                self.spilled.insert(p, b);
-            }
+        if !b.packed(p).is_some_and(|e| self.packed.insert(p, e)) {
+            spill_block(&mut self.spilled, p, b);
         }
     }
 
@@ -237,7 +268,7 @@ impl Registry {
 
     /// Forgets the live block at `p` and counts it freed if `accept` takes it; with one
     /// lookup when the block is packed (the common free). `NotLive` if no block is there.
-    #[inline]
+    #[inline(always)]
     pub fn forget_if(
         &mut self,
         p: usize,
@@ -247,6 +278,17 @@ impl Registry {
             self.count_freed(Block::from_entry(taken?));
             return Ok(());
         }
+        self.forget_spilled_if(p, accept)
+    }
+
+    /// `forget_if` for a block not in `packed`: out of line, as `spill`.
+    #[cold]
+    #[inline(never)]
+    fn forget_spilled_if(
+        &mut self,
+        p: usize,
+        accept: impl Fn(&Block) -> Result<(), AllocError>,
+    ) -> Result<(), AllocError> {
         let b = self.get(p).ok_or(AllocError::NotLive { addr: p })?;
         accept(&b)?;
         self.forget(p);
@@ -260,13 +302,19 @@ impl Registry {
         b
     }
 
+    /// Counts `b` freed, retiring its owner's record if that was its last block and the
+    /// allocator is gone: one look at the record.
     #[inline]
     fn count_freed(&mut self, b: Block) {
-        let st = self.stats_mut(b.owner);
-        st.live_blocks -= 1;
-        st.live_bytes -= b.size;
-        st.deallocations += 1;
-        self.retire_if_done(b.owner);
+        let record = &mut self.owners[b.owner];
+        let o = record.as_mut().expect("a block's owner has a record");
+        o.stats.live_blocks -= 1;
+        o.stats.live_bytes -= b.size;
+        o.stats.deallocations += 1;
+        if !o.alive && o.stats.live_blocks == 0 {
+            *record = None;
+            self.vacant.push(b.owner);
+        }
     }
 
     /// `(start, size)` of the live block containing `addr`.

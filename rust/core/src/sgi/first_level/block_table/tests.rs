@@ -94,7 +94,11 @@ fn agrees_with_a_model_over_many_blocks_and_frees_every_leaf() {
         t.remove(addr);
     }
     t.check_invariants();
-    assert_eq!((t.len(), t.leaves()), (0, 0));
+    assert_eq!(
+        (t.len(), t.leaves()),
+        (0, 1),
+        "only the hot leaf, empty, is left"
+    );
     assert_eq!(t.iter().count(), 0);
 }
 
@@ -114,23 +118,69 @@ fn a_refused_removal_leaves_the_block_and_a_failed_one_finds_nothing() {
 }
 
 #[test]
-fn churn_keeps_one_spare_leaf_and_no_empty_one() {
-    // Allocate/free of one block: the leaf goes to the spare and comes back, never freed
-    // and made again; a second emptied leaf is freed.
+fn churn_keeps_the_hot_leaf_then_one_spare_and_no_other_empty_one() {
+    // Allocate/free of one block: its leaf, hot, stays in the tree empty and is reused at
+    // once, never freed and made again.
     let mut t = BlockTable::new();
     for _ in 0..1000 {
         put(&mut t, 0x2000, entry(24, 0));
-        assert_eq!(t.leaves(), 1);
         assert_eq!(t.remove(0x2000), Some(entry(24, 0)));
-        assert_eq!(t.leaves(), 0);
-        assert!(t.spare.is_some());
+        assert_eq!(t.leaves(), 1);
+        assert!(t.spare.is_none());
+        t.check_invariants();
     }
+    // Another leaf becoming hot takes the empty one out, into the spare; a block coming
+    // and going across leaves makes none and frees none.
+    for _ in 0..1000 {
+        put(&mut t, 0x2800, entry(24, 0));
+        assert!(t.spare.is_some() && t.leaves() == 1);
+        assert_eq!(t.remove(0x2800), Some(entry(24, 0)));
+        put(&mut t, 0x2000, entry(24, 0));
+        assert!(t.spare.is_some() && t.leaves() == 1);
+        assert_eq!(t.remove(0x2000), Some(entry(24, 0)));
+        t.check_invariants();
+    }
+    // Two leaves with blocks, then both emptied: one stays hot, the other is freed as the
+    // first goes into the spare.
     put(&mut t, 0x2000, entry(24, 0));
     put(&mut t, 0x2800, entry(24, 0));
-    assert!(t.spare.is_none() && t.leaves() == 2);
+    put(&mut t, 0x3000, entry(24, 0));
+    assert!(t.spare.is_none() && t.leaves() == 3);
     t.remove(0x2000);
     t.remove(0x2800);
-    assert!(t.spare.is_some() && t.leaves() == 0);
+    t.remove(0x3000);
+    assert!(t.spare.is_some() && t.leaves() == 1);
+    assert_eq!((t.len(), t.iter().count()), (0, 0));
+    t.check_invariants();
+}
+
+#[test]
+fn lookups_through_the_hot_leaf_agree_with_walks() {
+    // Blocks in three leaves, each made hot in turn by every kind of call: every answer is
+    // the one a walk gives.
+    let mut t = BlockTable::new();
+    let addrs = [0x4000, 0x4020, 0x47f0, 0x4800, 0x4820, 0x9000];
+    for &a in &addrs {
+        put(&mut t, a, entry(16, 1));
+    }
+    for (i, &a) in addrs.iter().chain(&addrs).rev().enumerate() {
+        let pass = i / addrs.len();
+        assert_eq!(t.get(a), Some(entry(16, 1 + pass)), "{a:#x}");
+        assert_eq!(t.get(a + 8), None);
+        assert!(t.replace(a, entry(16, 2 + pass)));
+        assert_eq!(t.containing(a + 15).map(|(s, _)| s), Some(a));
+        t.check_invariants();
+    }
+    assert_eq!(t.remove(0x4800), Some(entry(16, 3)));
+    assert_eq!(t.get(0x4800), None);
+    assert_eq!(t.remove(0x4828), None, "not a key, in the hot leaf");
+    assert_eq!(t.get(0x4820), Some(entry(16, 3)));
+    assert_eq!(t.remove(0x4820), Some(entry(16, 3)));
+    assert_eq!(t.leaves(), 3, "the emptied leaf is hot");
+    assert_eq!(t.get(0x4000), Some(entry(16, 3)));
+    assert_eq!(t.leaves(), 3, "a look, under `&`, moves nothing");
+    assert_eq!(t.remove(0x4000), Some(entry(16, 3)));
+    assert_eq!(t.leaves(), 2, "the leaf hot before, empty, went");
     t.check_invariants();
 }
 
