@@ -111,14 +111,14 @@ unsafe impl BlockAllocator for Alloc {
     fn try_allocate_claimed(&self, n: usize, align: usize) -> Option<usize> {
         match &self.to {
             To::Pool(a) => a.try_allocate_claimed(n, align),
-            To::Any(_) => None,
+            To::Malloc(_) | To::Any(_) => None,
         }
     }
     #[inline(always)]
     fn try_deallocate_claimed(&self, p: usize, n: usize) -> bool {
         match &self.to {
             To::Pool(a) => a.try_deallocate_claimed(p, n),
-            To::Any(_) => false,
+            To::Malloc(_) | To::Any(_) => false,
         }
     }
     fn pin_spanning(&self, addr: usize, len: usize) -> Result<(usize, usize), AllocError> {
