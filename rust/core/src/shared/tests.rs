@@ -519,18 +519,16 @@ fn a_refused_barrier_leaves_the_heap_as_it_was_and_the_global_one_stands_in() {
 
 #[test]
 fn a_child_forked_while_an_owner_was_inside_does_not_wait_for_it() {
-    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use crate::raw_lock::tests::in_forked_child;
     let pool = pool(2);
     let mine = pool.allocate(8).unwrap();
     let theirs = in_thread(|| pool.allocate(8).unwrap());
     let (h0, h1) = (pool.heaps.get(0).unwrap(), pool.heaps.get(1).unwrap());
     // Heap 1 as its owner leaves it when stopped inside its fast path.
     h1.set_busy(true);
-    // SAFETY: the child only uses this pool and malloc (fork-safe in glibc), then exits
-    // without unwinding into the test harness.
-    let child = unsafe { libc::fork() };
-    if child == 0 {
-        let ok = catch_unwind(AssertUnwindSafe(|| {
+    in_forked_child(
+        "the child waited for an owner that does not run in it",
+        || {
             // Heap 1's owner does not run here: taking the heap must not wait for it.
             let taken = pool.stats().live_blocks == 2 && pool.deallocate(theirs, 8).is_ok();
             // Heap 0's owner forked this child: it runs here, so its flag is real.
@@ -538,30 +536,12 @@ fn a_child_forked_while_an_owner_was_inside_does_not_wait_for_it() {
             let forker_kept = !h0.owner_left_behind();
             h0.set_busy(false);
             taken && forker_kept && pool.deallocate(mine, 8).is_ok()
-        }));
-        // SAFETY: ends the child at once, as a forked child of a threaded process should.
-        unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 1 }) };
-    }
-    assert!(child > 0, "fork failed");
+        },
+    );
     h1.set_busy(false);
     assert!(
         !h1.owner_left_behind(),
         "in its own process an owner is never left behind"
-    );
-    let mut status = 0;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    // SAFETY: waits for our own child, without blocking.
-    while unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) } == 0 {
-        if std::time::Instant::now() > deadline {
-            // SAFETY: our own child, hung.
-            unsafe { libc::kill(child, libc::SIGKILL) };
-            panic!("the child waited for an owner that does not run in it");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "child: {status:#x}"
     );
     pool.deallocate(theirs, 8).unwrap();
     pool.deallocate(mine, 8).unwrap();
@@ -670,31 +650,9 @@ fn a_child_forked_while_a_remote_free_was_half_done_does_not_wait_for_it() {
     let h1 = pool.heaps.get(1).unwrap();
     // A slot of heap 1's list reserved by a thread stopped before it wrote the address.
     h1.remote().reserve_unwritten();
-    // SAFETY: the child only uses this pool and malloc (fork-safe in glibc), then exits
-    // without unwinding into the test harness.
-    let child = unsafe { libc::fork() };
-    if child == 0 {
-        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            pool.stats().live_blocks == 2 && pool.deallocate(theirs, 8).is_ok()
-        }));
-        // SAFETY: ends the child at once, as a forked child of a threaded process should.
-        unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 1 }) };
-    }
-    assert!(child > 0, "fork failed");
-    let mut status = 0;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    // SAFETY: waits for our own child, without blocking.
-    while unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) } == 0 {
-        if std::time::Instant::now() > deadline {
-            // SAFETY: our own child, hung.
-            unsafe { libc::kill(child, libc::SIGKILL) };
-            panic!("the child waited for a remote free that does not run in it");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "child: {status:#x}"
+    crate::raw_lock::tests::in_forked_child(
+        "the child waited for a remote free that does not run in it",
+        || pool.stats().live_blocks == 2 && pool.deallocate(theirs, 8).is_ok(),
     );
     // Heap 1 is not taken here: in this process its slot's writer "runs", and would be
     // waited for.
