@@ -310,6 +310,38 @@ impl<U: Upstream> CheckedPool<U> {
         Some(p)
     }
 
+    /// `try_pop_small` for a pool that holds no upstream chunk: every block on its free
+    /// lists was carved from its arena, so the block needs no range check to find its
+    /// byte. The owner's fast path of a heap (`shared::heaps`), which keeps itself closed
+    /// once its pool takes a chunk.
+    ///
+    /// # Safety
+    /// `1 <= n <= fast_max()`, and `has_chunks()` is false.
+    #[inline(always)]
+    pub unsafe fn try_pop_arena_only(&mut self, n: usize, claimed: bool) -> Option<usize> {
+        debug_assert!(n.wrapping_sub(1) < self.fast_max);
+        debug_assert!(!self.has_chunks(), "a pool with upstream chunks");
+        let i = self.class_of(n);
+        // SAFETY: as in `try_pop_small`: `i` is below `nfreelists` and `SMALL_GRANULES`.
+        let p = unsafe { self.pool.pop_class(i) }?.as_ptr() as usize;
+        // SAFETY: as in `try_pop_small`.
+        unsafe { self.counts.took_small(i) };
+        // SAFETY: with no upstream chunk (the caller's promise) the pool's every block,
+        // free `p` included, was carved from its arena, whose whole reservation the arena
+        // map covers (`new`).
+        let g = unsafe { self.arena_map.granule_of_member(p) };
+        // SAFETY: `g` is the arena map's own `granule_of_member`; `i + 1 <= SMALL_GRANULES`.
+        unsafe { self.arena_map.mark_small(g, i + 1, claimed) };
+        Some(p)
+    }
+
+    /// Whether the pool took a chunk from upstream (its arena ran out) since it was made
+    /// or last released: only then may a block of it lie outside the arena.
+    #[inline]
+    pub fn has_chunks(&self) -> bool {
+        !self.chunk_maps.is_empty()
+    }
+
     /// `params.index(n)` for `1 <= n <= max_bytes`, from the arena map's shift (the same
     /// `log2(align)`), which the fast paths read anyway for the granule.
     #[inline(always)]

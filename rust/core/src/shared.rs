@@ -105,8 +105,9 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     #[inline(always)]
     fn try_pop(&self, n: usize, claimed: bool) -> Option<usize> {
         if let Some(heap) = self.heaps.mine_biased() {
-            // SAFETY: `enter_owned(n)` is `Some` only for `1 <= n <= fast_max`.
-            return unsafe { heap.enter_owned(n)?.try_pop_small(n, claimed) };
+            // SAFETY: `enter_owned(n)` is `Some` only for `1 <= n <= fast_max` and while
+            // the heap's pool holds no upstream chunk (`Heap`'s `owner_max`).
+            return unsafe { heap.enter_owned(n)?.try_pop_arena_only(n, claimed) };
         }
         self.lock_mine().try_pop(n, claimed)
     }

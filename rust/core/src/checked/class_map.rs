@@ -319,17 +319,29 @@ impl ClassMap {
         (off < self.region.len).then_some(off >> self.region.shift)
     }
 
+    /// The granule of `addr`, which the caller knows lies in the region: `granule_in`
+    /// without its compare.
+    ///
+    /// # Safety
+    /// `addr` lies in the region (`contains(addr)`).
+    #[inline(always)]
+    pub unsafe fn granule_of_member(&self, addr: usize) -> usize {
+        debug_assert!(self.contains(addr), "{addr:#x} outside the region");
+        addr.wrapping_sub(self.region.base) >> self.shift()
+    }
+
     /// Records a new live block of `1 <= k < BIG` granules at granule `g`, claimed for a
     /// container or not: the allocation fast path, one byte store (the byte is 0, which no
     /// other thread changes).
     ///
     /// # Safety
-    /// `g` is what `granule_in` of this map returned (so `g < bytes.len()`).
+    /// `g` is what `granule_in` or `granule_of_member` of this map returned (so
+    /// `g < bytes.len()`).
     #[inline(always)]
     pub unsafe fn mark_small(&mut self, g: usize, k: usize, claimed: bool) {
         debug_assert!((1..BIG).contains(&k) && g < self.bytes.len());
-        // SAFETY: `granule_in` found `off < len`, so `g < ceil(len / align) ==
-        // bytes.len()` (see `new`); the caller's promise.
+        // SAFETY: `granule_in` found `off < len` (or the caller of `granule_of_member`
+        // promised it), so `g < ceil(len / align) == bytes.len()` (see `new`).
         let byte = unsafe { self.bytes.get_unchecked(g) };
         byte.store(live_byte(k, claimed), Relaxed);
     }

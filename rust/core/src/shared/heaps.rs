@@ -42,15 +42,23 @@ use crate::sync::model;
 use model::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::cell::{Cell, UnsafeCell};
 use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
 use std::sync::{Arc, OnceLock};
 
 /// One SGI pool and its lock, on cache lines of its own: the owner thread writes the lock
 /// and free lists at every call, and a neighbour's writes there would cost it a miss.
 ///
-/// The heap is *requested* when `owner_max == 0`, else `owner_max == fast_max`, the pool's
-/// (never 0: `fast_max >= align`); only a thread holding `lock` writes it. So the owner's
-/// one load after `busy` asks both "is the heap mine alone?" and "is `n` a size of the fast
-/// paths?" (`1 <= n <= owner_max`).
+/// The owner's fast paths are *closed* when `owner_max == 0`: the heap is requested (another
+/// thread wanted it), or its pool holds an upstream chunk; else `owner_max == fast_max`, the
+/// pool's (never 0: `fast_max >= align`). Only a thread holding `lock` writes it. So the
+/// owner's one load after `busy` asks "is the heap mine alone?", "is every block of it in
+/// its arena?" (the allocation fast path then finds a block's byte with no range check:
+/// `CheckedPool::try_pop_arena_only`) and "is `n` a size of the fast paths?"
+/// (`1 <= n <= owner_max`):
+///   `owner_max != 0  ⇒  owner_max == fast_max ∧ ¬requested ∧ ¬pool.has_chunks()`.
+/// A chunk closes them as it is installed (`PoolGuard::add_chunk`, under the lock, by the
+/// owner itself or by a thread that requested the heap first); only `lock_owned`'s rebias
+/// opens them again, and not while the pool has a chunk (after `release`, it has none).
 ///
 /// Who may touch `pool` (mutual exclusion, one of):
 /// - the owner, between `enter_owned` and the guard's drop: it stored `busy = true`, then
@@ -74,8 +82,9 @@ pub struct Heap<U: Upstream, L: RawLock> {
     lock: L,
     /// Only the owner writes it (plain stores): true while it is in its fast path.
     busy: AtomicBool,
-    /// 0 once a thread other than the owner wanted the heap (the owner then locks), else
-    /// `fast_max`: the largest size the owner's fast paths serve.
+    /// 0 once a thread other than the owner wanted the heap or the pool took an upstream
+    /// chunk (the owner then locks), else `fast_max`: the largest size the owner's fast
+    /// paths serve.
     owner_max: AtomicUsize,
     /// The pool's `fast_max`, what `owner_max` holds while the heap is unrequested.
     fast_max: usize,
@@ -132,8 +141,9 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
 
     /// The owner's fast path for a call of `n` bytes, on a biased heap
     /// (`Heaps::mine_biased`): no lock and no atomic read-modify-write, a store and a load.
-    /// `Some` only for `1 <= n <= fast_max` (the pool's); `None` for other sizes and while
-    /// another thread has the heap (then `lock_owned`).
+    /// `Some` only for `1 <= n <= fast_max` (the pool's) and while the pool holds no
+    /// upstream chunk; `None` for other sizes, while another thread has the heap, and once
+    /// the pool took a chunk (then `lock_owned`).
     #[inline(always)]
     pub fn enter_owned(&self, n: usize) -> Option<OwnedGuard<'_, U, L>> {
         debug_assert!(self.biased);
@@ -155,13 +165,24 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
     pub fn lock_owned(&self) -> PoolGuard<'_, U, L> {
         self.lock.lock();
         if self.biased && self.is_requested() {
-            let n = self.revoked.get() + 1;
-            if n == REBIAS_AFTER {
-                self.owner_max.store(self.fast_max, Ordering::Relaxed);
-            }
-            self.revoked.set(n % REBIAS_AFTER);
+            self.revoked_once_more();
         }
         self.guard()
+    }
+
+    /// One more call of the owner found its fast paths closed: after `REBIAS_AFTER` of
+    /// them it opens them again, unless the pool holds an upstream chunk (see `Heap`).
+    /// The owner, holding `lock`.
+    #[cold]
+    #[inline(never)]
+    fn revoked_once_more(&self) {
+        let n = self.revoked.get() + 1;
+        // SAFETY: the owner holds `lock` (see `Heap`): nobody else touches the pool.
+        let has_chunks = unsafe { &*self.pool.get() }.has_chunks();
+        if n == REBIAS_AFTER && !has_chunks {
+            self.owner_max.store(self.fast_max, Ordering::Relaxed);
+        }
+        self.revoked.set(n % REBIAS_AFTER);
     }
 
     /// Any thread, the owner included (it then pays the barrier for nothing).
@@ -236,7 +257,9 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
         self.busy.store(busy, Ordering::Release);
     }
 
-    /// Whether a thread other than the owner wanted the heap (the owner then locks).
+    /// Whether the owner's fast paths are closed (the owner then locks): a thread other
+    /// than the owner wanted the heap, or the pool holds an upstream chunk. Either way,
+    /// another thread that wants the heap needs no barrier: the owner keeps out.
     #[inline]
     fn is_requested(&self) -> bool {
         self.owner_max.load(Ordering::Relaxed) == 0
@@ -291,6 +314,15 @@ impl<'a, U: Upstream, L: RawLock> PoolGuard<'a, U, L> {
     /// The heap, to lock it again after letting it go.
     pub fn heap(&self) -> &'a Heap<U, L> {
         self.heap
+    }
+
+    /// `CheckedPool::add_chunk`, closing the owner's fast paths first: their allocation
+    /// takes every block to lie in the arena, which a chunk's blocks do not (see `Heap`).
+    /// The guard has the heap, so its owner is not inside them: either this thread is the
+    /// owner, or it requested the heap (`owner_max` is 0 already) and waited it out.
+    pub fn add_chunk(&mut self, chunk: NonNull<u8>, bytes: usize) {
+        self.heap.owner_max.store(0, Ordering::Relaxed);
+        (**self).add_chunk(chunk, bytes);
     }
 }
 

@@ -187,6 +187,44 @@ fn large_blocks_and_upstream_chunks_are_found_in_their_heap() {
 }
 
 #[test]
+fn an_upstream_chunk_closes_the_owners_fast_paths_until_release() {
+    // A one-page arena: the heap soon takes chunks from upstream, whose blocks the owner's
+    // allocation fast path (which finds a block's byte with no range check) must not see:
+    // with the chunk installed, every call of the owner locks, and the debug build's
+    // `try_pop_arena_only` would panic on a chunk's block.
+    let pool = pool_with(2, 4096);
+    let closed = || pool.heaps.get(0).unwrap().requested_and_pending().0;
+    let biased = super::owner_fence::available();
+    pool.allocate(8)
+        .map(|p| pool.deallocate(p, 8))
+        .unwrap()
+        .unwrap();
+    assert!(!closed() && !pool.lock_heap(0).unwrap().has_chunks());
+    let live: Vec<usize> = (0..2000).map(|_| pool.allocate(24).unwrap()).collect();
+    assert!(pool.lock_heap(0).unwrap().has_chunks());
+    assert!(closed(), "a chunk closes the owner's fast paths");
+    // Far more than REBIAS_AFTER calls of the owner find them closed: none reopens them.
+    for &p in &live {
+        pool.deallocate(p, 24).unwrap();
+    }
+    for _ in 0..1000 {
+        let p = pool.allocate(24).unwrap();
+        pool.deallocate(p, 24).unwrap();
+    }
+    assert!(closed(), "the chunk is still there");
+    pool.check_invariants();
+    pool.release().unwrap();
+    assert!(!pool.lock_heap(0).unwrap().has_chunks());
+    // No chunk left: the owner takes its fast paths back after REBIAS_AFTER calls.
+    for _ in 0..200 {
+        let p = pool.allocate(8).unwrap();
+        pool.deallocate(p, 8).unwrap();
+    }
+    assert_eq!(closed(), !biased);
+    pool.check_invariants();
+}
+
+#[test]
 fn reallocate_moves_into_the_callers_heap_and_frees_in_the_owners() {
     let pool = pool(4);
     pool.allocate(8).unwrap();
