@@ -410,6 +410,46 @@ impl<U: Upstream> CheckedPool<U> {
         true
     }
 
+    /// `try_free_small`, then, for a block of one of the pool's upstream chunks, the same
+    /// with the chunk's map found by a search (out of line): the free of a heap's owner,
+    /// whose fallback (its heap's lock, found by address) is far dearer than a search.
+    ///
+    /// # Safety
+    /// `1 <= n <= fast_max()`.
+    #[inline(always)]
+    pub unsafe fn try_free_small_or_chunk(&mut self, p: usize, n: usize, claimed: bool) -> bool {
+        // SAFETY: the caller's promise.
+        let freed = unsafe { self.try_free_small(p, n, claimed) };
+        freed || self.try_free_in_chunk(p, n, claimed)
+    }
+
+    /// `try_free_small` for a block of an upstream chunk (`false` for any other address).
+    #[cold]
+    #[inline(never)]
+    fn try_free_in_chunk(&mut self, p: usize, n: usize, claimed: bool) -> bool {
+        if self.arena_map.contains(p) {
+            return false;
+        }
+        let Some(c) = self.chunk_index(p) else {
+            return false;
+        };
+        let i = self.class_of(n);
+        // `i + 1 <= SMALL_GRANULES` (`n <= fast_max`), as `take_small` asks.
+        if !self.chunk_maps[c].take_small(p, i + 1, claimed) {
+            return false;
+        }
+        // SAFETY: `i < SMALL_GRANULES`, as in `try_free_small`.
+        unsafe { self.counts.gave_small(i) };
+        // SAFETY: `p` was a live pool block of class `i` (its chunk map's byte said so),
+        // forgotten just above: ours to push; chunk addresses are not null;
+        // `i < SMALL_GRANULES <= INLINE_LISTS`.
+        unsafe {
+            self.pool
+                .push_class(i, NonNull::new_unchecked(p as *mut u8))
+        };
+        true
+    }
+
     #[inline]
     fn is_claimed(&self, kind: BlockKind, p: usize) -> bool {
         match kind {

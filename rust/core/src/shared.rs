@@ -105,11 +105,24 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     #[inline(always)]
     fn try_pop(&self, n: usize, claimed: bool) -> Option<usize> {
         if let Some(heap) = self.heaps.mine_biased() {
-            // SAFETY: `enter_owned(n)` is `Some` only for `1 <= n <= fast_max` and while
-            // the heap's pool holds no upstream chunk (`Heap`'s `owner_max`).
-            return unsafe { heap.enter_owned(n)?.try_pop_arena_only(n, claimed) };
+            if let Some(mut pool) = heap.enter_owned_arena(n) {
+                // SAFETY: `enter_owned_arena(n)` is `Some` only for `1 <= n <= fast_max` and
+                // while the heap's pool holds no upstream chunk (`Heap`'s `arena_max`).
+                return unsafe { pool.try_pop_arena_only(n, claimed) };
+            }
+            return Self::try_pop_owned_with_chunks(heap, n, claimed);
         }
         self.lock_mine().try_pop(n, claimed)
+    }
+
+    /// The owner's allocation fast path in a heap whose pool took an upstream chunk (or
+    /// that another thread requested, or for a size past `fast_max`: then `None`): the
+    /// block's byte found with its range checked, still no lock.
+    #[cold]
+    #[inline(never)]
+    fn try_pop_owned_with_chunks(heap: &Heap<U, L>, n: usize, claimed: bool) -> Option<usize> {
+        // SAFETY: `enter_owned(n)` is `Some` only for `1 <= n <= fast_max`.
+        unsafe { heap.enter_owned(n)?.try_pop_small(n, claimed) }
     }
 
     /// The caller's heap, locked, and the owner kept out if not the caller: the slow paths,
@@ -186,7 +199,7 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
         if let Some(heap) = self.heaps.mine_biased() {
             return heap.enter_owned(n).is_some_and(|mut pool| {
                 // SAFETY: `enter_owned(n)` is `Some` only for `1 <= n <= fast_max`.
-                unsafe { pool.try_free_small(p, n, claimed) }
+                unsafe { pool.try_free_small_or_chunk(p, n, claimed) }
             });
         }
         self.lock_mine().try_free(p, n, claimed)

@@ -48,21 +48,26 @@ use std::sync::{Arc, OnceLock};
 /// One SGI pool and its lock, on cache lines of its own: the owner thread writes the lock
 /// and free lists at every call, and a neighbour's writes there would cost it a miss.
 ///
-/// The owner's fast paths are *closed* when `owner_max == 0`: the heap is requested (another
-/// thread wanted it), or its pool holds an upstream chunk; else `owner_max == fast_max`, the
-/// pool's (never 0: `fast_max >= align`). Only a thread holding `lock` writes it. So the
-/// owner's one load after `busy` asks "is the heap mine alone?", "is every block of it in
-/// its arena?" (the allocation fast path then finds a block's byte with no range check:
-/// `CheckedPool::try_pop_arena_only`) and "is `n` a size of the fast paths?"
-/// (`1 <= n <= owner_max`):
-///   `owner_max != 0  ⇒  owner_max == fast_max ∧ ¬requested ∧ ¬pool.has_chunks()`.
-/// A chunk closes them as it is installed (`PoolGuard::add_chunk`, under the lock, by the
-/// owner itself or by a thread that requested the heap first); only `lock_owned`'s rebias
-/// opens them again, and not while the pool has a chunk (after `release`, it has none).
+/// The heap is *requested* when `owner_max == 0`, else `owner_max == fast_max`, the pool's
+/// (never 0: `fast_max >= align`); `arena_max` is `owner_max`, or 0 while the pool holds an
+/// upstream chunk:
+///   `owner_max ∈ {0, fast_max}`,  `arena_max ∈ {0, owner_max}`,
+///   `arena_max != 0  ⇒  ¬pool.has_chunks()`.
+/// Only a thread holding `lock` writes them. Each of the owner's fast paths reads one of
+/// them after `busy`, and so asks with one load "is the heap mine alone?" and "is `n` a size
+/// of the fast paths?" (`1 <= n <= max`): its allocation reads `arena_max`, which also says
+/// that every block of the heap lies in its arena (so it finds a block's byte with no range
+/// check: `CheckedPool::try_pop_arena_only`); its free, and its allocation in a heap with
+/// a chunk, read `owner_max`. A chunk closes `arena_max` as it is installed
+/// (`PoolGuard::add_chunk`, under the lock, by the owner itself or by a thread that
+/// requested the heap first); a request closes both; `lock_owned`'s rebias opens
+/// `owner_max`, and `arena_max` with it unless the pool has a chunk (after `release`, it
+/// has none).
 ///
 /// Who may touch `pool` (mutual exclusion, one of):
-/// - the owner, between `enter_owned` and the guard's drop: it stored `busy = true`, then
-///   (after `owner_fence::light`) read `owner_max != 0`, unrequested;
+/// - the owner, between `enter_owned` (or `enter_owned_arena`) and the guard's drop: it
+///   stored `busy = true`, then (after `owner_fence::light`) read `owner_max != 0` (or
+///   `arena_max != 0`), unrequested;
 /// - whoever holds `lock`, and, on a biased heap, is the owner, or has seen the heap
 ///   requested (or requested it and run `owner_fence::heavy`) and then read `busy == false`.
 ///
@@ -82,10 +87,12 @@ pub struct Heap<U: Upstream, L: RawLock> {
     lock: L,
     /// Only the owner writes it (plain stores): true while it is in its fast path.
     busy: AtomicBool,
-    /// 0 once a thread other than the owner wanted the heap or the pool took an upstream
-    /// chunk (the owner then locks), else `fast_max`: the largest size the owner's fast
-    /// paths serve.
+    /// 0 once a thread other than the owner wanted the heap (the owner then locks), else
+    /// `fast_max`: the largest size the owner's fast paths serve.
     owner_max: AtomicUsize,
+    /// `owner_max`, or 0 while the pool holds an upstream chunk: the gate of the owner's
+    /// allocation fast path, which takes every block to lie in the arena.
+    arena_max: AtomicUsize,
     /// The pool's `fast_max`, what `owner_max` holds while the heap is unrequested.
     fast_max: usize,
     /// The owner's calls that found the heap requested since it last took the bias back;
@@ -128,6 +135,7 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
             lock: L::default(),
             busy: AtomicBool::new(false),
             owner_max: AtomicUsize::new(fast_max),
+            arena_max: AtomicUsize::new(fast_max),
             fast_max,
             revoked: Cell::new(0),
             biased,
@@ -141,15 +149,27 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
 
     /// The owner's fast path for a call of `n` bytes, on a biased heap
     /// (`Heaps::mine_biased`): no lock and no atomic read-modify-write, a store and a load.
-    /// `Some` only for `1 <= n <= fast_max` (the pool's) and while the pool holds no
-    /// upstream chunk; `None` for other sizes, while another thread has the heap, and once
-    /// the pool took a chunk (then `lock_owned`).
+    /// `Some` only for `1 <= n <= fast_max` (the pool's); `None` for other sizes and while
+    /// another thread has the heap (then `lock_owned`).
     #[inline(always)]
     pub fn enter_owned(&self, n: usize) -> Option<OwnedGuard<'_, U, L>> {
+        self.enter_through(&self.owner_max, n)
+    }
+
+    /// `enter_owned` for the owner's allocation when the pool holds no upstream chunk:
+    /// `Some` only then (every block of the heap lies in its arena), `None` also once the
+    /// pool took a chunk (then `enter_owned`).
+    #[inline(always)]
+    pub fn enter_owned_arena(&self, n: usize) -> Option<OwnedGuard<'_, U, L>> {
+        self.enter_through(&self.arena_max, n)
+    }
+
+    #[inline(always)]
+    fn enter_through(&self, gate: &AtomicUsize, n: usize) -> Option<OwnedGuard<'_, U, L>> {
         debug_assert!(self.biased);
         self.busy.store(true, Ordering::Relaxed);
         owner_fence::light();
-        if n.wrapping_sub(1) >= self.owner_max.load(Ordering::Acquire) {
+        if n.wrapping_sub(1) >= gate.load(Ordering::Acquire) {
             self.busy.store(false, Ordering::Release);
             return None;
         }
@@ -170,17 +190,19 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
         self.guard()
     }
 
-    /// One more call of the owner found its fast paths closed: after `REBIAS_AFTER` of
-    /// them it opens them again, unless the pool holds an upstream chunk (see `Heap`).
-    /// The owner, holding `lock`.
+    /// One more call of the owner found the heap requested: after `REBIAS_AFTER` of them
+    /// it opens its fast paths again, the allocation's only if the pool holds no upstream
+    /// chunk (see `Heap`). The owner, holding `lock`.
     #[cold]
     #[inline(never)]
     fn revoked_once_more(&self) {
         let n = self.revoked.get() + 1;
-        // SAFETY: the owner holds `lock` (see `Heap`): nobody else touches the pool.
-        let has_chunks = unsafe { &*self.pool.get() }.has_chunks();
-        if n == REBIAS_AFTER && !has_chunks {
+        if n == REBIAS_AFTER {
             self.owner_max.store(self.fast_max, Ordering::Relaxed);
+            // SAFETY: the owner holds `lock` (see `Heap`): nobody else touches the pool.
+            if !unsafe { &*self.pool.get() }.has_chunks() {
+                self.arena_max.store(self.fast_max, Ordering::Relaxed);
+            }
         }
         self.revoked.set(n % REBIAS_AFTER);
     }
@@ -193,9 +215,12 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
             return self.guard();
         }
         if !self.is_requested() {
+            // Both gates closed before the barrier: an owner entering through either sees it.
+            let arena_max = self.arena_max.load(Ordering::Relaxed);
             self.owner_max.store(0, Ordering::Relaxed);
+            self.arena_max.store(0, Ordering::Relaxed);
             if !owner_fence::heavy() {
-                self.refused();
+                self.refused(arena_max);
             }
         }
         let mut spins = 0u32;
@@ -244,6 +269,16 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
         (self.is_requested(), self.remote.pending())
     }
 
+    /// Test only: whether the heap is requested, and whether the owner's allocation fast
+    /// path (`enter_owned_arena`) is open.
+    #[cfg(test)]
+    pub(crate) fn gates(&self) -> (bool, bool) {
+        (
+            self.is_requested(),
+            self.arena_max.load(Ordering::Relaxed) != 0,
+        )
+    }
+
     /// Test only: the remote-free list.
     #[cfg(test)]
     pub(crate) fn remote(&self) -> &RemoteFrees {
@@ -257,22 +292,22 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
         self.busy.store(busy, Ordering::Release);
     }
 
-    /// Whether the owner's fast paths are closed (the owner then locks): a thread other
-    /// than the owner wanted the heap, or the pool holds an upstream chunk. Either way,
-    /// another thread that wants the heap needs no barrier: the owner keeps out.
+    /// Whether a thread other than the owner wanted the heap (the owner then locks).
     #[inline]
     fn is_requested(&self) -> bool {
         self.owner_max.load(Ordering::Relaxed) == 0
     }
 
     /// The kernel ran no barrier: the owner may be inside without having seen the request,
-    /// so the heap cannot be had. Leaves it as it was (unrequested, unlocked, so that
-    /// neither the owner nor a later caller waits on this one) and panics.
+    /// so the heap cannot be had. Leaves it as it was (unrequested, both gates as they
+    /// were, `arena_max` the value it had; unlocked, so that neither the owner nor a later
+    /// caller waits on this one) and panics.
     #[cold]
     #[inline(never)]
-    fn refused(&self) -> ! {
+    fn refused(&self, arena_max: usize) -> ! {
         // The owner may have seen the request meanwhile: it then locks, which is fine.
         self.owner_max.store(self.fast_max, Ordering::Relaxed);
+        self.arena_max.store(arena_max, Ordering::Relaxed);
         // SAFETY: taken at the top of `lock`, by this thread.
         unsafe { self.lock.unlock() };
         panic!("membarrier refused after registering: a biased heap cannot be taken");
@@ -316,12 +351,12 @@ impl<'a, U: Upstream, L: RawLock> PoolGuard<'a, U, L> {
         self.heap
     }
 
-    /// `CheckedPool::add_chunk`, closing the owner's fast paths first: their allocation
-    /// takes every block to lie in the arena, which a chunk's blocks do not (see `Heap`).
-    /// The guard has the heap, so its owner is not inside them: either this thread is the
-    /// owner, or it requested the heap (`owner_max` is 0 already) and waited it out.
+    /// `CheckedPool::add_chunk`, closing the owner's allocation fast path first: it takes
+    /// every block to lie in the arena, which a chunk's blocks do not (see `Heap`). The
+    /// guard has the heap, so its owner is not inside: either this thread is the owner, or
+    /// it requested the heap (both gates are 0 already) and waited it out.
     pub fn add_chunk(&mut self, chunk: NonNull<u8>, bytes: usize) {
-        self.heap.owner_max.store(0, Ordering::Relaxed);
+        self.heap.arena_max.store(0, Ordering::Relaxed);
         (**self).add_chunk(chunk, bytes);
     }
 }

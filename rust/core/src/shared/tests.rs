@@ -187,40 +187,88 @@ fn large_blocks_and_upstream_chunks_are_found_in_their_heap() {
 }
 
 #[test]
-fn an_upstream_chunk_closes_the_owners_fast_paths_until_release() {
+fn an_upstream_chunk_closes_the_owners_arena_path_until_release() {
     // A one-page arena: the heap soon takes chunks from upstream, whose blocks the owner's
-    // allocation fast path (which finds a block's byte with no range check) must not see:
-    // with the chunk installed, every call of the owner locks, and the debug build's
-    // `try_pop_arena_only` would panic on a chunk's block.
+    // arena allocation path (which finds a block's byte with no range check) must not see:
+    // the debug build's `try_pop_arena_only` panics on a chunk's block. The owner still
+    // allocates and frees without the lock, through the checked path.
     let pool = pool_with(2, 4096);
-    let closed = || pool.heaps.get(0).unwrap().requested_and_pending().0;
+    let gates = || pool.heaps.get(0).unwrap().gates();
     let biased = super::owner_fence::available();
     pool.allocate(8)
         .map(|p| pool.deallocate(p, 8))
         .unwrap()
         .unwrap();
-    assert!(!closed() && !pool.lock_heap(0).unwrap().has_chunks());
+    assert_eq!(
+        gates(),
+        (false, true),
+        "a new heap: unrequested, arena path open"
+    );
+    in_thread(|| drop(pool.lock_heap(0)));
+    assert_eq!(gates(), (biased, !biased), "a request closes both paths");
+    for _ in 0..100 {
+        pool.allocate(8)
+            .map(|p| pool.deallocate(p, 8))
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(gates(), (false, true), "the owner's rebias opens both");
     let live: Vec<usize> = (0..2000).map(|_| pool.allocate(24).unwrap()).collect();
-    assert!(pool.lock_heap(0).unwrap().has_chunks());
-    assert!(closed(), "a chunk closes the owner's fast paths");
-    // Far more than REBIAS_AFTER calls of the owner find them closed: none reopens them.
+    assert_eq!(
+        gates(),
+        (false, false),
+        "a chunk closes the arena path only"
+    );
+    // The owner frees its chunks' blocks without its heap's lock, which would request it.
     for &p in &live {
         pool.deallocate(p, 24).unwrap();
     }
+    assert_eq!(gates(), (false, false));
+    assert!(pool.lock_heap(0).unwrap().has_chunks());
+    assert_eq!(gates(), (biased, false), "locking requests a biased heap");
+    // Far more than REBIAS_AFTER calls: the owner takes its bias back, but not the arena
+    // path while a chunk is there.
     for _ in 0..1000 {
         let p = pool.allocate(24).unwrap();
         pool.deallocate(p, 24).unwrap();
     }
-    assert!(closed(), "the chunk is still there");
+    assert_eq!(gates(), (false, false));
     pool.check_invariants();
     pool.release().unwrap();
     assert!(!pool.lock_heap(0).unwrap().has_chunks());
-    // No chunk left: the owner takes its fast paths back after REBIAS_AFTER calls.
+    // No chunk left: the rebias opens the arena path again.
     for _ in 0..200 {
         let p = pool.allocate(8).unwrap();
         pool.deallocate(p, 8).unwrap();
     }
-    assert_eq!(closed(), !biased);
+    assert_eq!(gates(), (false, biased));
+    pool.check_invariants();
+}
+
+#[test]
+fn an_owner_frees_its_chunks_blocks_without_asking_other_heaps() {
+    let pool = pool_with(2, 4096);
+    pool.allocate(8)
+        .map(|p| pool.deallocate(p, 8))
+        .unwrap()
+        .unwrap();
+    let gates = |i: usize| pool.heaps.get(i).unwrap().gates();
+    assert_eq!(gates(0), (false, true));
+    let freed = in_thread(|| {
+        let live: Vec<usize> = (0..2000).map(|_| pool.allocate(24).unwrap()).collect();
+        for &p in &live {
+            pool.deallocate(p, 24).unwrap();
+        }
+        assert_eq!(pool.heaps.get(1).unwrap().gates(), (false, false));
+        live
+    });
+    // Heap 1's owner found its chunks' blocks in its own heap: it locked (and so
+    // requested) no other heap to look for them there.
+    assert_eq!(gates(0), (false, true));
+    assert!(
+        freed.iter().any(|&p| heap_of(&pool, p).is_none()),
+        "blocks of chunks"
+    );
     pool.check_invariants();
 }
 
