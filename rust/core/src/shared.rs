@@ -105,22 +105,19 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     #[inline(always)]
     fn try_pop(&self, n: usize, claimed: bool) -> Option<usize> {
         if let Some(heap) = self.heaps.mine_biased() {
-            if let Some(mut pool) = heap.enter_owned_arena(n) {
-                // SAFETY: `enter_owned_arena(n)` is `Some` only for `1 <= n <= fast_max` and
-                // while the heap's pool holds no upstream chunk (`Heap`'s `arena_max`).
-                return unsafe { pool.try_pop_arena_only(n, claimed) };
-            }
-            return Self::try_pop_owned_with_chunks(heap, n, claimed);
+            // SAFETY: `enter_owned_arena(n)` is `Some` only for `1 <= n <= fast_max` and
+            // while the heap's pool holds no upstream chunk (`Heap`'s `arena_max`).
+            return unsafe { heap.enter_owned_arena(n)?.try_pop_arena_only(n, claimed) };
         }
         self.lock_mine().try_pop(n, claimed)
     }
 
-    /// The owner's allocation fast path in a heap whose pool took an upstream chunk (or
-    /// that another thread requested, or for a size past `fast_max`: then `None`): the
-    /// block's byte found with its range checked, still no lock.
-    #[cold]
-    #[inline(never)]
-    fn try_pop_owned_with_chunks(heap: &Heap<U, L>, n: usize, claimed: bool) -> Option<usize> {
+    /// The owner's allocation in a heap whose pool took an upstream chunk, from the slow
+    /// path: the block's byte found with its range checked, still no lock. `None` if the
+    /// caller owns no biased heap, another thread requested it, `n` is past `fast_max`
+    /// or the list is empty.
+    fn try_pop_owned_checked(&self, n: usize, claimed: bool) -> Option<usize> {
+        let heap = self.heaps.mine_biased()?;
         // SAFETY: `enter_owned(n)` is `Some` only for `1 <= n <= fast_max`.
         unsafe { heap.enter_owned(n)?.try_pop_small(n, claimed) }
     }
@@ -170,6 +167,9 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
             check_size(n)?;
             let p = self.upstream.allocate(n, self.params.align())?.as_ptr() as usize;
             self.lock_mine().insert_large(p, n, claimed);
+            return Ok(p);
+        }
+        if let Some(p) = self.try_pop_owned_checked(n, claimed) {
             return Ok(p);
         }
         loop {
