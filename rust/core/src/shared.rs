@@ -123,8 +123,9 @@ impl<U: Upstream + Clone + Send, L: RawLock> SharedPool<U, L> {
     }
 
     /// The caller's heap, locked, and the owner kept out if not the caller: the slow paths,
-    /// and the fast ones of threads that do not own a biased heap.
-    #[inline]
+    /// and the fast ones of threads that do not own a biased heap (the GIL flavour's every
+    /// call: always inlined there, like the two locks it picks between).
+    #[inline(always)]
     fn lock_mine(&self) -> PoolGuard<'_, U, L> {
         match self.heaps.mine() {
             (heap, true) => heap.lock_owned(),

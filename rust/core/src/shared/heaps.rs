@@ -181,7 +181,7 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
     /// The owner's slow path: the lock only (the owner is not in its fast path, so `busy`
     /// is false, and other threads take the lock before they request). Takes the bias
     /// back once enough of its calls found the heap requested.
-    #[inline]
+    #[inline(always)]
     pub fn lock_owned(&self) -> PoolGuard<'_, U, L> {
         self.lock.lock();
         if self.biased && self.is_requested() {
@@ -208,12 +208,20 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
     }
 
     /// Any thread, the owner included (it then pays the barrier for nothing).
-    #[inline]
+    #[inline(always)]
     pub fn lock(&self) -> PoolGuard<'_, U, L> {
         self.lock.lock();
-        if !self.biased {
-            return self.guard();
+        if self.biased {
+            self.keep_owner_out();
         }
+        self.guard()
+    }
+
+    /// On a biased heap whose lock this thread just took: requests it (unless it is
+    /// requested already), then waits until its owner is out of its fast paths. Out of
+    /// line, so that `lock` stays small enough to inline where no heap is biased (the GIL).
+    #[inline(never)]
+    fn keep_owner_out(&self) {
         if !self.is_requested() {
             // Both gates closed before the barrier: an owner entering through either sees it.
             let arena_max = self.arena_max.load(Ordering::Relaxed);
@@ -233,7 +241,6 @@ impl<U: Upstream, L: RawLock> Heap<U, L> {
             #[cfg(feature = "shuttle")]
             model::yield_now();
         }
-        self.guard()
     }
 
     /// Whether `busy` was set by an owner that does not run in this process: one claimed
