@@ -260,8 +260,9 @@ pub fn run_single_threaded<A: RawAlloc>(w: Workload, a: &mut A, iters: u64) -> O
     })
 }
 
-/// `threads` threads each run `iters` operations of their own on `a`, started together;
-/// the figure is the total throughput over the slowest thread's time.
+/// `threads` threads each run `iters` operations of their own on `a`, started together
+/// (each on a CPU of its own when there are CPUs enough); the figure is the total
+/// throughput over the slowest thread's time.
 /// xfree_2t's figure is the blocks handed over per second.
 fn run_threads<A: RawAlloc + Copy + Send>(w: Workload, a: A, threads: usize, iters: u64) -> Sample {
     if w == Workload::XfreeThreads2 {
@@ -272,12 +273,18 @@ fn run_threads<A: RawAlloc + Copy + Send>(w: Workload, a: A, threads: usize, ite
         };
     }
     let start = Barrier::new(threads);
+    let cpus = allowed_cpus();
+    let pin = threads <= cpus.len();
     let runs: Vec<Run> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads as u64)
             .map(|t| {
                 let start = &start;
+                let cpus = &cpus;
                 let mut a = a;
                 s.spawn(move || {
+                    if pin {
+                        pin_to(cpus[t as usize]);
+                    }
                     start.wait();
                     match w {
                         Workload::Pair24Threads2
@@ -316,6 +323,31 @@ fn run_threads<A: RawAlloc + Copy + Send>(w: Workload, a: A, threads: usize, ite
     Sample {
         value: (threads as u64 * iters) as f64 * 1e3 / span as f64,
         checksum: runs.iter().fold(0, |s, r| s.wrapping_add(r.checksum)),
+    }
+}
+
+/// The CPUs this process may run on, in order.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed `cpu_set_t` is a valid empty set; the call fills it for this thread.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable `cpu_set_t` of the size passed.
+    let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) } == 0;
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `c < CPU_SETSIZE`, inside the set.
+        .filter(|&c| ok && unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
+/// Keeps the calling thread on `cpu`: a threaded row with no more threads than CPUs gives
+/// each thread a CPU of its own, so that it times the allocator rather than where the
+/// kernel happened to put two threads (both on one CPU, now and then, for a whole run).
+fn pin_to(cpu: usize) {
+    // SAFETY: as in `allowed_cpus`; `cpu` came from the allowed set, below CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        // A refusal leaves the thread where the kernel puts it: the row is then unpinned.
+        libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
     }
 }
 
@@ -365,6 +397,21 @@ mod tests {
         let mut rng = workloads::SplitMix64(CHURN_SEED);
         assert_eq!(rng.next_u64(), 0xbdd7_3226_2feb_6e95);
         assert_eq!(rng.next_u64(), 0x28ef_e333_b266_f103);
+    }
+
+    #[test]
+    fn a_pinned_thread_runs_on_its_cpu() {
+        let cpus = allowed_cpus();
+        assert!(!cpus.is_empty(), "the process runs somewhere");
+        // Ten times each: an unpinned thread lands on a given CPU by chance now and then.
+        for &c in cpus.iter().cycle().take(10 * cpus.len()) {
+            let on = std::thread::spawn(move || {
+                pin_to(c);
+                // SAFETY: no arguments; returns the calling thread's CPU.
+                unsafe { libc::sched_getcpu() }
+            });
+            assert_eq!(on.join().unwrap(), c as i32);
+        }
     }
 
     #[test]
