@@ -81,6 +81,13 @@ fn give<L: RawLock>(pool: &SharedPool<Arc<MallocAlloc>, L>, p: usize, n: usize, 
     pool.deallocate(p, n).unwrap();
 }
 
+/// One allocation and its free: the calling thread then holds a heap (the first caller
+/// heap 0).
+fn hold_a_heap<L: RawLock>(pool: &SharedPool<Arc<MallocAlloc>, L>) {
+    let p = pool.allocate(8).unwrap();
+    pool.deallocate(p, 8).unwrap();
+}
+
 fn settled<L: RawLock>(pool: &SharedPool<Arc<MallocAlloc>, L>) {
     pool.check_invariants();
     let s = pool.stats();
@@ -197,10 +204,7 @@ fn cross_thread_free() {
 fn exit_with_live_blocks_then_reuse() {
     check("exit_with_live_blocks_then_reuse", false, |spin| {
         with_lock!(spin, 2, |pool| {
-            pool.allocate(8)
-                .map(|p| pool.deallocate(p, 8))
-                .unwrap()
-                .unwrap();
+            hold_a_heap(&pool);
             let pa = pool.clone();
             let a = thread::spawn(move || take(&pa, 24, 5));
             let pb = pool.clone();
@@ -234,10 +238,7 @@ fn exit_with_live_blocks_then_reuse() {
 fn handed_back_heap_is_taken_over_exactly() {
     check("handed_back_heap_is_taken_over_exactly", false, |spin| {
         with_lock!(spin, 2, |pool| {
-            pool.allocate(8)
-                .map(|p| pool.deallocate(p, 8))
-                .unwrap()
-                .unwrap();
+            hold_a_heap(&pool);
             let pa = pool.clone();
             let (keep, freed) = thread::spawn(move || {
                 let keep = take(&pa, 24, 8);
@@ -268,10 +269,7 @@ fn handed_back_heap_is_taken_over_exactly() {
 fn stats_during_concurrent_use() {
     check("stats_during_concurrent_use", false, |spin| {
         with_lock!(spin, 2, |pool| {
-            pool.allocate(8)
-                .map(|p| pool.deallocate(p, 8))
-                .unwrap()
-                .unwrap();
+            hold_a_heap(&pool);
             let p2 = pool.clone();
             let t = thread::spawn(move || {
                 let p = take(&p2, 40, 11);
@@ -475,10 +473,7 @@ fn release_races_a_remote_free() {
 fn heap_taken_over_amid_remote_frees() {
     check("heap_taken_over_amid_remote_frees", false, |spin| {
         with_lock!(spin, 2, |pool| {
-            pool.allocate(8)
-                .map(|p| pool.deallocate(p, 8))
-                .unwrap()
-                .unwrap();
+            hold_a_heap(&pool);
             let pa = pool.clone();
             let blocks = thread::spawn(move || [take(&pa, 8, 92), take(&pa, 8, 93)])
                 .join()

@@ -29,6 +29,13 @@ fn heap_of(pool: &SharedPool, p: usize) -> Option<usize> {
     })
 }
 
+/// One allocation and its free: the calling thread then holds a heap (the first caller
+/// heap 0).
+fn hold_a_heap(pool: &SharedPool) {
+    let p = pool.allocate(8).unwrap();
+    pool.deallocate(p, 8).unwrap();
+}
+
 fn heap_stats(pool: &SharedPool) -> Vec<PoolStats> {
     (0..pool.heap_count())
         .map(|i| pool.lock_heap(i).unwrap().stats())
@@ -195,10 +202,7 @@ fn an_upstream_chunk_closes_the_owners_arena_path_until_release() {
     let pool = pool_with(2, 4096);
     let gates = || pool.heaps.get(0).unwrap().gates();
     let biased = super::owner_fence::available();
-    pool.allocate(8)
-        .map(|p| pool.deallocate(p, 8))
-        .unwrap()
-        .unwrap();
+    hold_a_heap(&pool);
     assert_eq!(
         gates(),
         (false, true),
@@ -207,10 +211,7 @@ fn an_upstream_chunk_closes_the_owners_arena_path_until_release() {
     in_thread(|| drop(pool.lock_heap(0)));
     assert_eq!(gates(), (biased, !biased), "a request closes both paths");
     for _ in 0..100 {
-        pool.allocate(8)
-            .map(|p| pool.deallocate(p, 8))
-            .unwrap()
-            .unwrap();
+        hold_a_heap(&pool);
     }
     assert_eq!(gates(), (false, true), "the owner's rebias opens both");
     let live: Vec<usize> = (0..2000).map(|_| pool.allocate(24).unwrap()).collect();
@@ -248,10 +249,7 @@ fn an_upstream_chunk_closes_the_owners_arena_path_until_release() {
 #[test]
 fn an_owner_frees_its_chunks_blocks_without_asking_other_heaps() {
     let pool = pool_with(2, 4096);
-    pool.allocate(8)
-        .map(|p| pool.deallocate(p, 8))
-        .unwrap()
-        .unwrap();
+    hold_a_heap(&pool);
     let gates = |i: usize| pool.heaps.get(i).unwrap().gates();
     assert_eq!(gates(0), (false, true));
     let freed = in_thread(|| {
@@ -504,10 +502,7 @@ fn a_pinned_block_refuses_its_free_and_no_other() {
 #[test]
 fn inspections_while_owners_allocate_see_consistent_heaps() {
     let pool = pool(4);
-    pool.allocate(8)
-        .map(|p| pool.deallocate(p, 8))
-        .unwrap()
-        .unwrap();
+    hold_a_heap(&pool);
     let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
         for t in 0..2u8 {
