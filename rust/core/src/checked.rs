@@ -4,9 +4,10 @@
 //! Invariants (checked by `check_invariants`):
 //! - the pool's conservation equation with `live_bytes` counted here:
 //!   `heap_size == live_bytes + free_bytes + chunk_bytes_left`;
-//! - `counts.live(i)` (see `counts`) is the number of live blocks of class `i` marked in
-//!   the maps, and `|free_list[i]| == pool.class_blocks(i) - live(i)`
-//!   (so lengths are O(1));
+//! - `live(i) == pool.class_blocks(i) - |free_list[i]|` is the number of live blocks of
+//!   class `i` marked in the maps. Live blocks are counted this way, when asked, rather than
+//!   by a counter per call: a counter's read-modify-write on every allocation and free cost
+//!   the fast paths a sixth of pair24's time and more of list's (`stats` walks the lists);
 //! - `large_live_blocks == |large|`, `large_live_bytes == Σ large sizes`;
 //! - `fast_max == min(max_bytes, SMALL_GRANULES·align)`: a size `1 <= n <= fast_max` has a
 //!   class below `nfreelists` and a tag the map's byte holds, so the fast paths need one
@@ -25,13 +26,11 @@
 pub(crate) mod atomic_bytes;
 pub mod block_map;
 pub mod class_map;
-mod counts;
 mod granules;
 pub mod spans;
 
 use crate::checked::atomic_bytes::Shared;
 use crate::checked::class_map::{ClassMap, SMALL_GRANULES};
-use crate::checked::counts::ClassCounts;
 use crate::error::AllocError;
 use crate::sgi::free_lists::INLINE_LISTS;
 use crate::sgi::params::Params;
@@ -63,8 +62,6 @@ pub struct CheckedPool<U: Upstream> {
     pins: HashMap<usize, usize>,
     /// Blocks a `reallocate` is copying (each holds one pin): see `begin_move`.
     moving: BTreeSet<usize>,
-    /// Blocks of each size class handed out and taken back.
-    counts: ClassCounts,
     /// The largest size the fast paths serve: `min(max_bytes, SMALL_GRANULES·align)`, so
     /// that one compare proves both a class and a tag that fits the map's byte.
     fast_max: usize,
@@ -84,7 +81,6 @@ impl<U: Upstream> CheckedPool<U> {
             large_claimed: BTreeSet::new(),
             pins: HashMap::new(),
             moving: BTreeSet::new(),
-            counts: ClassCounts::new(params.nfreelists()),
             large_live_bytes: 0,
             fast_max: params.max_bytes().min(SMALL_GRANULES * params.align()),
         })
@@ -140,7 +136,6 @@ impl<U: Upstream> CheckedPool<U> {
     pub fn allocate_small(&mut self, n: usize, claimed: bool) -> Result<usize, NeedChunk> {
         let p = self.pool.allocate_small(n)?.as_ptr() as usize;
         let i = self.pool.params().index(n);
-        self.counts.took(i);
         self.map_of_mut(p).mark_new(p, i + 1, claimed);
         Ok(p)
     }
@@ -298,9 +293,6 @@ impl<U: Upstream> CheckedPool<U> {
         let g = self.arena_map.granule_in(p);
         // SAFETY: as above.
         unsafe { self.pool.pop_class(i) };
-        // SAFETY: `n <= fast_max <= SMALL_GRANULES·align` (the caller's promise), so
-        // `i < SMALL_GRANULES`.
-        unsafe { self.counts.took_small(i) };
         // `i + 1 <= SMALL_GRANULES`: `fast_max` keeps the class's tag in the byte.
         match g {
             // SAFETY: `g` is the arena map's own `granule_in`.
@@ -324,8 +316,6 @@ impl<U: Upstream> CheckedPool<U> {
         let i = self.class_of(n);
         // SAFETY: as in `try_pop_small`: `i` is below `nfreelists` and `SMALL_GRANULES`.
         let p = unsafe { self.pool.pop_class(i) }?.as_ptr() as usize;
-        // SAFETY: as in `try_pop_small`.
-        unsafe { self.counts.took_small(i) };
         // SAFETY: with no upstream chunk (the caller's promise) the pool's every block,
         // free `p` included, was carved from its arena, whose whole reservation the arena
         // map covers (`new`).
@@ -397,11 +387,9 @@ impl<U: Upstream> CheckedPool<U> {
         if !self.arena_map.take_small(p, i + 1, claimed) {
             return false;
         }
-        // SAFETY: `n <= fast_max <= SMALL_GRANULES·align` (the caller's promise), so
-        // `i < SMALL_GRANULES`.
-        unsafe { self.counts.gave_small(i) };
         // SAFETY: `p` was a live pool block of class `i` (its map byte said so), forgotten
         // just above: it is ours to push, and arena addresses are not null;
+        // `n <= fast_max <= SMALL_GRANULES·align` (the caller's promise), so
         // `i < SMALL_GRANULES <= INLINE_LISTS`.
         unsafe {
             self.pool
@@ -438,11 +426,9 @@ impl<U: Upstream> CheckedPool<U> {
         if !self.chunk_maps[c].take_small(p, i + 1, claimed) {
             return false;
         }
-        // SAFETY: `i < SMALL_GRANULES`, as in `try_free_small`.
-        unsafe { self.counts.gave_small(i) };
         // SAFETY: `p` was a live pool block of class `i` (its chunk map's byte said so),
         // forgotten just above: ours to push; chunk addresses are not null;
-        // `i < SMALL_GRANULES <= INLINE_LISTS`.
+        // `i < SMALL_GRANULES <= INLINE_LISTS`, as in `try_free_small`.
         unsafe {
             self.pool
                 .push_class(i, NonNull::new_unchecked(p as *mut u8))
@@ -522,7 +508,6 @@ impl<U: Upstream> CheckedPool<U> {
                 if !self.map_of_mut(p).unmark(p) {
                     return Err(AllocError::NotLive { addr: p });
                 }
-                self.counts.gave(self.pool.params().index(n));
                 // SAFETY: validated above as a live pool block of `n`'s class.
                 unsafe { self.pool.deallocate_small(ptr, n) };
             }
@@ -646,16 +631,14 @@ impl<U: Upstream> CheckedPool<U> {
     }
 
     /// Takes back the arena block at `p` if another thread freed it (its byte says so):
-    /// onto its SGI free list, counted free. Else nothing: a stale entry.
+    /// onto its SGI free list. Else nothing: a stale entry.
     pub fn take_back_remote(&mut self, p: usize) -> bool {
         let Some(k) = self.arena_map.take_remote(p) else {
             return false;
         };
-        // `claim_remote` only tags classes of the fast paths: `k <= SMALL_GRANULES`, so
-        // `k - 1 < nfreelists` (`fast_max <= max_bytes`).
-        self.counts.gave(k - 1);
         // SAFETY: `p` was a live block of class `k - 1` (its byte said so), freed by its
         // holder and now forgotten by the map: ours to push; arena addresses are not null;
+        // `claim_remote` only tags classes of the fast paths, so
         // `k - 1 < SMALL_GRANULES <= INLINE_LISTS`.
         unsafe {
             self.pool
@@ -700,6 +683,12 @@ impl<U: Upstream> CheckedPool<U> {
         let counters = self.pool.counters();
         let arena = self.pool.arena();
         let resident = arena.resident_bytes();
+        let lengths: Vec<usize> = (0..params.nfreelists())
+            .map(|i| self.pool.free_list_len(i))
+            .collect();
+        let live: Vec<usize> = (lengths.iter().enumerate())
+            .map(|(i, len)| self.pool.class_blocks(i) - len)
+            .collect();
         PoolStats {
             align: params.align(),
             max_bytes: params.max_bytes(),
@@ -707,11 +696,11 @@ impl<U: Upstream> CheckedPool<U> {
             nfreelists: params.nfreelists(),
             heap_size: self.pool.heap_size(),
             chunk_bytes_left: self.pool.chunk_bytes_left(),
-            free_list_lengths: (0..params.nfreelists())
-                .map(|i| self.free_list_len(i))
-                .collect(),
-            live_blocks: self.live_blocks(),
-            live_bytes: self.live_bytes(),
+            free_list_lengths: lengths,
+            live_blocks: live.iter().sum(),
+            live_bytes: (live.iter().enumerate())
+                .map(|(i, n)| n * params.class_size(i))
+                .sum(),
             large_live_blocks: self.large.len(),
             large_live_bytes: self.large_live_bytes,
             refills: counters.refills,
@@ -724,32 +713,24 @@ impl<U: Upstream> CheckedPool<U> {
         }
     }
 
-    /// Live pool blocks (not large ones).
+    /// The live blocks of class `i`: those it has that are not on its free list (which
+    /// this walks).
+    fn live(&self, i: usize) -> usize {
+        self.pool.class_blocks(i) - self.pool.free_list_len(i)
+    }
+
+    /// Live pool blocks (not large ones), every free list walked.
     pub fn live_blocks(&self) -> usize {
-        self.counts.all_live().sum()
-    }
-
-    /// Rounded bytes of the live pool blocks.
-    pub fn live_bytes(&self) -> usize {
-        let params = self.params();
-        self.counts
-            .all_live()
-            .enumerate()
-            .map(|(i, live)| live * params.class_size(i))
-            .sum()
-    }
-
-    /// The length of free list `i`, in O(1).
-    pub fn free_list_len(&self, i: usize) -> usize {
-        self.pool.class_blocks(i) - self.counts.live(i)
+        (0..self.params().nfreelists()).map(|i| self.live(i)).sum()
     }
 
     /// Panics if any invariant of this module or of `Pool` is broken.
     pub fn check_invariants(&self) {
         let pool = &self.pool;
+        let s = self.stats();
         assert_eq!(
             pool.heap_size(),
-            self.live_bytes() + pool.free_bytes() + pool.chunk_bytes_left(),
+            s.live_bytes + pool.free_bytes() + pool.chunk_bytes_left(),
             "conservation: heap_size == live_bytes + free bytes + chunk_bytes_left"
         );
         assert_eq!(
@@ -762,15 +743,13 @@ impl<U: Upstream> CheckedPool<U> {
         let params = pool.params();
         for i in 0..params.nfreelists() {
             let size = params.class_size(i);
-            let counted = self.counts.live(i);
-            assert_eq!(live.iter().filter(|b| b.1 == size).count(), counted);
             assert_eq!(
-                pool.free_list(i).len(),
-                self.free_list_len(i),
-                "|free_list[{i}]|"
+                live.iter().filter(|b| b.1 == size).count(),
+                self.live(i),
+                "the maps' live blocks of class {i} == its blocks - |free_list[{i}]|"
             );
         }
-        assert_eq!(live.len(), self.live_blocks());
+        assert_eq!(live.len(), s.live_blocks);
         assert_eq!(self.large.values().sum::<usize>(), self.large_live_bytes);
         assert!(self
             .pins

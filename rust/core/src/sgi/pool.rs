@@ -464,7 +464,14 @@ impl<U: Upstream, P: PoolParams> Pool<U, P> {
 
     /// The length of list `i`, by walking it (SGI keeps no count; see `class_blocks`).
     pub fn free_list_len(&self, i: usize) -> usize {
-        self.free_list(i).len()
+        let mut len = 0;
+        let mut p = self.free_list.head(i);
+        while !p.is_null() {
+            len += 1;
+            // SAFETY: every block on the list is free memory whose first word is its link.
+            p = unsafe { (*p).next };
+        }
+        len
     }
 
     /// Blocks of class `i` that exist, free or live: with a count of the live ones this

@@ -33,8 +33,8 @@
 //!   reserved before its claim and not yet drained: the owner alone clears a remote byte,
 //!   in `drain`, and nothing else ever changes one;
 //! - so after `drain` (which waits for the reserved slots to be written), each remote byte
-//!   belongs to a `push` still running, and the heap's counts, which call such blocks live
-//!   until taken back, satisfy its conservation:
+//!   belongs to a `push` still running, and the heap's statistics, which count such blocks
+//!   live until taken back (they are on no free list), satisfy its conservation:
 //!   `heap_size == live_bytes + free_bytes + chunk_bytes_left`.
 
 use crate::checked::atomic_bytes::Shared;
