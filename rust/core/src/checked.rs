@@ -28,6 +28,8 @@ pub mod block_map;
 pub mod class_map;
 mod granules;
 pub mod spans;
+#[cfg(test)]
+mod tests;
 
 use crate::checked::atomic_bytes::Shared;
 use crate::checked::class_map::{ClassMap, SMALL_GRANULES};
@@ -37,6 +39,7 @@ use crate::sgi::params::Params;
 use crate::sgi::pool::{NeedChunk, Pool};
 use crate::sgi::upstream::Upstream;
 use crate::stats::PoolStats;
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ptr::NonNull;
 
@@ -55,7 +58,12 @@ pub enum BlockKind {
 pub struct CheckedPool<U: Upstream> {
     pool: Pool<U>,
     arena_map: ClassMap,
+    /// The maps of the upstream chunks, in address order.
     chunk_maps: Vec<ClassMap>,
+    /// The index of the chunk map a lookup last found: a guess only, trusted once the map
+    /// is seen to hold the address. A heap past its arena serves a run of calls from one
+    /// chunk (its newest, mostly); without it every such call searched the maps.
+    chunk_hint: Cell<usize>,
     large: BTreeMap<usize, usize>,
     /// Large blocks held by a container (small ones are marked in the block maps).
     large_claimed: BTreeSet<usize>,
@@ -77,6 +85,7 @@ impl<U: Upstream> CheckedPool<U> {
             pool,
             arena_map,
             chunk_maps: Vec::new(),
+            chunk_hint: Cell::new(0),
             large: BTreeMap::new(),
             large_claimed: BTreeSet::new(),
             pins: HashMap::new(),
@@ -125,10 +134,24 @@ impl<U: Upstream> CheckedPool<U> {
         &mut self.chunk_maps[i]
     }
 
-    #[cold]
+    /// The index of the chunk map holding `addr`: the hint's if it does, else found by a
+    /// search, which moves the hint there.
+    #[inline]
     fn chunk_index(&self, addr: usize) -> Option<usize> {
+        let h = self.chunk_hint.get();
+        if self.chunk_maps.get(h).is_some_and(|m| m.contains(addr)) {
+            return Some(h);
+        }
+        self.search_chunk_maps(addr)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn search_chunk_maps(&self, addr: usize) -> Option<usize> {
         let i = self.chunk_maps.partition_point(|m| m.base() <= addr);
-        (i > 0 && self.chunk_maps[i - 1].contains(addr)).then(|| i - 1)
+        let found = (i > 0 && self.chunk_maps[i - 1].contains(addr)).then(|| i - 1)?;
+        self.chunk_hint.set(found);
+        Some(found)
     }
 
     /// A block of `1 <= n <= max_bytes` bytes from the free lists, or the chunk the pool
@@ -146,6 +169,8 @@ impl<U: Upstream> CheckedPool<U> {
         let map = ClassMap::new(base, bytes, self.params().align());
         let i = self.chunk_maps.partition_point(|m| m.base() < base);
         self.chunk_maps.insert(i, map);
+        // The pool carves the new chunk next.
+        self.chunk_hint.set(i);
         self.pool.add_chunk(chunk, bytes);
     }
 
