@@ -464,14 +464,7 @@ impl<U: Upstream, P: PoolParams> Pool<U, P> {
 
     /// The length of list `i`, by walking it (SGI keeps no count; see `class_blocks`).
     pub fn free_list_len(&self, i: usize) -> usize {
-        let mut len = 0;
-        let mut p = self.free_list.head(i);
-        while !p.is_null() {
-            len += 1;
-            // SAFETY: every block on the list is free memory whose first word is its link.
-            p = unsafe { (*p).next };
-        }
-        len
+        self.free_blocks(i).count()
     }
 
     /// Blocks of class `i` that exist, free or live: with a count of the live ones this
@@ -482,14 +475,18 @@ impl<U: Upstream, P: PoolParams> Pool<U, P> {
 
     /// The addresses on list `i`, head first.
     pub fn free_list(&self, i: usize) -> Vec<usize> {
-        let mut out = Vec::new();
+        self.free_blocks(i).collect()
+    }
+
+    /// The addresses on list `i`, head first, read as the walk goes.
+    fn free_blocks(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
         let mut p = self.free_list.head(i);
-        while !p.is_null() {
-            out.push(p as usize);
+        std::iter::from_fn(move || {
+            let block = NonNull::new(p)?;
             // SAFETY: every block on the list is free memory whose first word is its link.
-            p = unsafe { (*p).next };
-        }
-        out
+            p = unsafe { (*block.as_ptr()).next };
+            Some(block.as_ptr() as usize)
+        })
     }
 
     pub fn arena(&self) -> &Arena {
