@@ -27,6 +27,7 @@ pub(crate) mod atomic_bytes;
 pub mod block_map;
 pub mod class_map;
 mod granules;
+mod prefetch;
 pub mod spans;
 #[cfg(test)]
 mod tests;
@@ -318,6 +319,8 @@ impl<U: Upstream> CheckedPool<U> {
         let g = self.arena_map.granule_in(p);
         // SAFETY: as above.
         unsafe { self.pool.pop_class(i) };
+        // SAFETY: as above.
+        prefetch::along(p, unsafe { self.pool.head_addr(i) });
         // `i + 1 <= SMALL_GRANULES`: `fast_max` keeps the class's tag in the byte.
         match g {
             // SAFETY: `g` is the arena map's own `granule_in`.
@@ -341,6 +344,8 @@ impl<U: Upstream> CheckedPool<U> {
         let i = self.class_of(n);
         // SAFETY: as in `try_pop_small`: `i` is below `nfreelists` and `SMALL_GRANULES`.
         let p = unsafe { self.pool.pop_class(i) }?.as_ptr() as usize;
+        // SAFETY: as above.
+        prefetch::along(p, unsafe { self.pool.head_addr(i) });
         // SAFETY: with no upstream chunk (the caller's promise) the pool's every block,
         // free `p` included, was carved from its arena, whose whole reservation the arena
         // map covers (`new`).

@@ -209,6 +209,16 @@ impl<U: Upstream, P: PoolParams> Pool<U, P> {
         NonNull::new(unsafe { self.free_list.inline_head(i) }).map(NonNull::cast)
     }
 
+    /// The address of free list `i`'s head, 0 for an empty list.
+    ///
+    /// # Safety
+    /// `i < nfreelists` and `i < INLINE_LISTS`.
+    #[inline(always)]
+    pub unsafe fn head_addr(&self, i: usize) -> usize {
+        // SAFETY: the caller's promise.
+        unsafe { self.peek_class(i) }.map_or(0, |q| q.as_ptr() as usize)
+    }
+
     /// The head of free list `i`, if it has one: `allocate_small` without the refill, for
     /// callers that keep their fast path apart.
     ///
