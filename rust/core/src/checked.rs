@@ -47,6 +47,14 @@ use std::ptr::NonNull;
 // The fast paths' classes have their free lists' heads inside the pool.
 const _: () = assert!(SMALL_GRANULES <= INLINE_LISTS);
 
+/// The granule shift of SGI's `_ALIGN = 8`, SPEC's default `align`. Each fast path is built
+/// twice: with this shift as a constant, which the compiler folds into immediate shifts and
+/// a constant class, and with the pool's own (any other `align`), `sgi_shift()` choosing.
+/// Shifting by a register read from the pool cost the owner's pair24 0.55 of its 2.93 ns
+/// (Intel Xeon model 167): such a shift is two or three µops there, and the pair's loop is
+/// bound by how many it issues.
+const SGI_SHIFT: u32 = 3;
+
 /// Where a validated block lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockKind {
@@ -309,21 +317,37 @@ impl<U: Upstream> CheckedPool<U> {
     /// `1 <= n <= fast_max()`.
     #[inline(always)]
     pub unsafe fn try_pop_small(&mut self, n: usize, claimed: bool) -> Option<usize> {
+        // SAFETY: the caller's promise.
+        unsafe {
+            match self.sgi_shift() {
+                true => self.pop_small::<true>(n, claimed),
+                false => self.pop_small::<false>(n, claimed),
+            }
+        }
+    }
+
+    /// `try_pop_small`, built for `SGI_SHIFT` or for any shift (`shift`).
+    ///
+    /// # Safety
+    /// As `try_pop_small`.
+    #[inline(always)]
+    unsafe fn pop_small<const SGI: bool>(&mut self, n: usize, claimed: bool) -> Option<usize> {
         debug_assert!(n.wrapping_sub(1) < self.fast_max);
-        let i = self.class_of(n);
+        let shift = self.shift::<SGI>();
+        let i = self.class_by(n, shift);
         // Every read first (the head, its granule), then the writes: a write through a
         // pointer would make the compiler read the fields again.
         // SAFETY: `1 <= n <= fast_max <= max_bytes` (the caller's promise), so its class `i`
         // is below `nfreelists`, and below `SMALL_GRANULES <= INLINE_LISTS`.
         let p = unsafe { self.pool.peek_class(i) }?.as_ptr() as usize;
-        let g = self.arena_map.granule_in(p);
+        let g = self.arena_map.granule_in_by(p, shift);
         // SAFETY: as above.
         unsafe { self.pool.pop_class(i) };
         // SAFETY: as above.
         prefetch::along(p, unsafe { self.pool.head_addr(i) });
         // `i + 1 <= SMALL_GRANULES`: `fast_max` keeps the class's tag in the byte.
         match g {
-            // SAFETY: `g` is the arena map's own `granule_in`.
+            // SAFETY: `g` is the arena map's own `granule_in_by`.
             Some(g) => unsafe { self.arena_map.mark_small(g, i + 1, claimed) },
             None => self.record_in_chunk(p, i + 1, claimed),
         }
@@ -339,9 +363,25 @@ impl<U: Upstream> CheckedPool<U> {
     /// `1 <= n <= fast_max()`, and `has_chunks()` is false.
     #[inline(always)]
     pub unsafe fn try_pop_arena_only(&mut self, n: usize, claimed: bool) -> Option<usize> {
+        // SAFETY: the caller's promise.
+        unsafe {
+            match self.sgi_shift() {
+                true => self.pop_arena_only::<true>(n, claimed),
+                false => self.pop_arena_only::<false>(n, claimed),
+            }
+        }
+    }
+
+    /// `try_pop_arena_only`, built for `SGI_SHIFT` or for any shift (`shift`).
+    ///
+    /// # Safety
+    /// As `try_pop_arena_only`.
+    #[inline(always)]
+    unsafe fn pop_arena_only<const SGI: bool>(&mut self, n: usize, claimed: bool) -> Option<usize> {
         debug_assert!(n.wrapping_sub(1) < self.fast_max);
         debug_assert!(!self.has_chunks(), "a pool with upstream chunks");
-        let i = self.class_of(n);
+        let shift = self.shift::<SGI>();
+        let i = self.class_by(n, shift);
         // SAFETY: as in `try_pop_small`: `i` is below `nfreelists` and `SMALL_GRANULES`.
         let p = unsafe { self.pool.pop_class(i) }?.as_ptr() as usize;
         // SAFETY: as above.
@@ -349,8 +389,8 @@ impl<U: Upstream> CheckedPool<U> {
         // SAFETY: with no upstream chunk (the caller's promise) the pool's every block,
         // free `p` included, was carved from its arena, whose whole reservation the arena
         // map covers (`new`).
-        let g = unsafe { self.arena_map.granule_of_member(p) };
-        // SAFETY: `g` is the arena map's own `granule_of_member`; `i + 1 <= SMALL_GRANULES`.
+        let g = unsafe { self.arena_map.granule_of_member_by(p, shift) };
+        // SAFETY: `g` is the arena map's own `granule_of_member_by`; `i + 1 <= SMALL_GRANULES`.
         unsafe { self.arena_map.mark_small(g, i + 1, claimed) };
         Some(p)
     }
@@ -366,9 +406,34 @@ impl<U: Upstream> CheckedPool<U> {
     /// `log2(align)`), which the fast paths read anyway for the granule.
     #[inline(always)]
     fn class_of(&self, n: usize) -> usize {
-        let i = (n - 1) >> self.arena_map.shift();
+        self.class_by(n, self.arena_map.shift())
+    }
+
+    /// `class_of` with the map's shift given: `shift::<SGI>()`.
+    #[inline(always)]
+    fn class_by(&self, n: usize, shift: u32) -> usize {
+        let i = (n - 1) >> shift;
         debug_assert_eq!(i, self.params().index(n));
         i
+    }
+
+    /// Whether the fast paths' constant build serves this pool (its `align` is SGI's).
+    #[inline(always)]
+    fn sgi_shift(&self) -> bool {
+        self.arena_map.shift() == SGI_SHIFT
+    }
+
+    /// The arena map's shift as the fast paths' build `SGI` knows it: the constant
+    /// `SGI_SHIFT`, which only a pool with `sgi_shift()` runs, or read from the map.
+    #[inline(always)]
+    fn shift<const SGI: bool>(&self) -> u32 {
+        match SGI {
+            true => {
+                debug_assert!(self.sgi_shift());
+                SGI_SHIFT
+            }
+            false => self.arena_map.shift(),
+        }
     }
 
     /// The rare case of a block cut from an upstream chunk (the arena was exhausted).
@@ -411,16 +476,33 @@ impl<U: Upstream> CheckedPool<U> {
     /// `1 <= n <= fast_max()`.
     #[inline(always)]
     pub unsafe fn try_free_small(&mut self, p: usize, n: usize, claimed: bool) -> bool {
+        // SAFETY: the caller's promise.
+        unsafe {
+            match self.sgi_shift() {
+                true => self.free_small::<true>(p, n, claimed),
+                false => self.free_small::<false>(p, n, claimed),
+            }
+        }
+    }
+
+    /// `try_free_small`, built for `SGI_SHIFT` or for any shift (`shift`).
+    ///
+    /// # Safety
+    /// As `try_free_small`.
+    #[inline(always)]
+    unsafe fn free_small<const SGI: bool>(&mut self, p: usize, n: usize, claimed: bool) -> bool {
         debug_assert!(n.wrapping_sub(1) < self.fast_max);
-        let i = self.class_of(n);
-        // `i + 1 <= SMALL_GRANULES`, as `take_small` asks.
-        if !self.arena_map.take_small(p, i + 1, claimed) {
+        let shift = self.shift::<SGI>();
+        let i = self.class_by(n, shift);
+        // `i + 1 <= SMALL_GRANULES`, as `take_small_by` asks.
+        if !self.arena_map.take_small_by(p, i + 1, claimed, shift) {
             return false;
         }
+        // SAFETY: `n <= fast_max <= SMALL_GRANULES·align` (the caller's promise), so
+        // `i < SMALL_GRANULES <= INLINE_LISTS`, and below `nfreelists`.
+        prefetch::along(unsafe { self.pool.head_addr(i) }, p);
         // SAFETY: `p` was a live pool block of class `i` (its map byte said so), forgotten
-        // just above: it is ours to push, and arena addresses are not null;
-        // `n <= fast_max <= SMALL_GRANULES·align` (the caller's promise), so
-        // `i < SMALL_GRANULES <= INLINE_LISTS`.
+        // just above: it is ours to push, and arena addresses are not null; `i` as above.
         unsafe {
             self.pool
                 .push_class(i, NonNull::new_unchecked(p as *mut u8))

@@ -315,19 +315,28 @@ impl ClassMap {
     /// The granule of `addr` if it lies in the region: one compare.
     #[inline(always)]
     pub fn granule_in(&self, addr: usize) -> Option<usize> {
+        self.granule_in_by(addr, self.shift())
+    }
+
+    /// `granule_in` with the map's `shift` given: the fast paths pass a constant (see
+    /// `CheckedPool`'s `sgi_shift`), which the compiler folds into the instruction.
+    #[inline(always)]
+    pub fn granule_in_by(&self, addr: usize, shift: u32) -> Option<usize> {
+        debug_assert_eq!(shift, self.region.shift);
         let off = addr.wrapping_sub(self.region.base);
-        (off < self.region.len).then_some(off >> self.region.shift)
+        (off < self.region.len).then_some(off >> shift)
     }
 
     /// The granule of `addr`, which the caller knows lies in the region: `granule_in`
-    /// without its compare.
+    /// without its compare, with the map's `shift` given (as `granule_in_by`).
     ///
     /// # Safety
     /// `addr` lies in the region (`contains(addr)`).
     #[inline(always)]
-    pub unsafe fn granule_of_member(&self, addr: usize) -> usize {
+    pub unsafe fn granule_of_member_by(&self, addr: usize, shift: u32) -> usize {
         debug_assert!(self.contains(addr), "{addr:#x} outside the region");
-        addr.wrapping_sub(self.region.base) >> self.shift()
+        debug_assert_eq!(shift, self.region.shift);
+        addr.wrapping_sub(self.region.base) >> shift
     }
 
     /// Records a new live block of `1 <= k < BIG` granules at granule `g`, claimed for a
@@ -335,12 +344,12 @@ impl ClassMap {
     /// other thread changes).
     ///
     /// # Safety
-    /// `g` is what `granule_in` or `granule_of_member` of this map returned (so
+    /// `g` is what `granule_in_by` or `granule_of_member_by` of this map returned (so
     /// `g < bytes.len()`).
     #[inline(always)]
     pub unsafe fn mark_small(&mut self, g: usize, k: usize, claimed: bool) {
         debug_assert!((1..BIG).contains(&k) && g < self.bytes.len());
-        // SAFETY: `granule_in` found `off < len` (or the caller of `granule_of_member`
+        // SAFETY: `granule_in_by` found `off < len` (or the caller of `granule_of_member_by`
         // promised it), so `g < ceil(len / align) == bytes.len()` (see `new`).
         let byte = unsafe { self.bytes.get_unchecked(g) };
         byte.store(live_byte(k, claimed), Relaxed);
@@ -354,13 +363,20 @@ impl ClassMap {
     /// then says what is wrong. Callers keep `k < BIG` (a `BIG` tag does not give the size).
     #[inline(always)]
     pub fn take_small(&mut self, addr: usize, k: usize, claimed: bool) -> bool {
+        self.take_small_by(addr, k, claimed, self.region.shift)
+    }
+
+    /// `take_small` with the map's `shift` given (as `granule_in_by`).
+    #[inline(always)]
+    pub fn take_small_by(&mut self, addr: usize, k: usize, claimed: bool, shift: u32) -> bool {
         debug_assert!((1..BIG).contains(&k));
+        debug_assert_eq!(shift, self.region.shift);
         let off = addr.wrapping_sub(self.region.base);
         let want = live_byte(k, claimed);
         // One rotate for the granule and the alignment check: a misaligned `off` carries
         // its low bits to the top, `>= 2^(64 - shift)`, above any map's length, so the
         // bounds check refuses it with the addresses outside the region.
-        let g = off.rotate_right(self.region.shift);
+        let g = off.rotate_right(shift);
         match self.bytes.get(g) {
             Some(b) if b.load(Relaxed) == want => {
                 #[cfg(feature = "shuttle")]

@@ -1,4 +1,5 @@
-//! A software prefetch along a free list that runs through adjacent blocks.
+//! A software prefetch along a walk through adjacent blocks: a free list popped in address
+//! order, or blocks freed in address order.
 //!
 //! A pop reads the link stored in the block it hands out, and the next pop reads the link
 //! of that one: a chain of dependent loads through memory the program last touched long
@@ -11,11 +12,14 @@
 //! either way.
 //!
 //! So a pop that finds the new head `next` adjacent to the block `p` it took
-//! (`|next − p| <= MAX_STRIDE`) prefetches the block `AHEAD` strides further on. Any other
-//! list (blocks freed in no order) prefetches nothing: a guess there would only evict
-//! lines the program uses (it cost a churn of random sizes 12 %). A prefetch is a hint:
-//! it never faults, whatever the address, and changes nothing the program can observe, so
-//! a wrong guess costs time only.
+//! (`|next − p| <= MAX_STRIDE`) prefetches the block `AHEAD` strides further on. A free does
+//! the same with the head it finds and the block it pushes: blocks freed in address order
+//! (a container destroyed front to back) are a walk too, whose next blocks the free will
+//! write a link into and whose nodes its caller reads to find them (the bench's `list`,
+//! 10⁶ nodes pushed and destroyed: 7.0–7.1 → 5.65–5.7 ns a node). Any other list (blocks freed in no
+//! order) prefetches nothing: a guess there would only evict lines the program uses (it
+//! cost a churn of random sizes 12 %). A prefetch is a hint: it never faults, whatever the
+//! address, and changes nothing the program can observe, so a wrong guess costs time only.
 //!
 //! Invariant: `ahead(p, next)` is `Some(next + (next − p)·AHEAD)` exactly when
 //! `|next − p| <= MAX_STRIDE` (wrapping arithmetic), else `None`.
