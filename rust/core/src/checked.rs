@@ -55,6 +55,17 @@ const _: () = assert!(SMALL_GRANULES <= INLINE_LISTS);
 /// bound by how many it issues.
 const SGI_SHIFT: u32 = 3;
 
+/// Calls the fast path `$f`, a method generic over `const SGI: bool`, in the build for the
+/// pool's shift (see `SGI_SHIFT`).
+macro_rules! by_shift {
+    ($pool:ident.$f:ident($($arg:expr),*)) => {
+        match $pool.sgi_shift() {
+            true => $pool.$f::<true>($($arg),*),
+            false => $pool.$f::<false>($($arg),*),
+        }
+    };
+}
+
 /// Where a validated block lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockKind {
@@ -318,12 +329,7 @@ impl<U: Upstream> CheckedPool<U> {
     #[inline(always)]
     pub unsafe fn try_pop_small(&mut self, n: usize, claimed: bool) -> Option<usize> {
         // SAFETY: the caller's promise.
-        unsafe {
-            match self.sgi_shift() {
-                true => self.pop_small::<true>(n, claimed),
-                false => self.pop_small::<false>(n, claimed),
-            }
-        }
+        unsafe { by_shift!(self.pop_small(n, claimed)) }
     }
 
     /// `try_pop_small`, built for `SGI_SHIFT` or for any shift (`shift`).
@@ -364,12 +370,7 @@ impl<U: Upstream> CheckedPool<U> {
     #[inline(always)]
     pub unsafe fn try_pop_arena_only(&mut self, n: usize, claimed: bool) -> Option<usize> {
         // SAFETY: the caller's promise.
-        unsafe {
-            match self.sgi_shift() {
-                true => self.pop_arena_only::<true>(n, claimed),
-                false => self.pop_arena_only::<false>(n, claimed),
-            }
-        }
+        unsafe { by_shift!(self.pop_arena_only(n, claimed)) }
     }
 
     /// `try_pop_arena_only`, built for `SGI_SHIFT` or for any shift (`shift`).
@@ -477,12 +478,7 @@ impl<U: Upstream> CheckedPool<U> {
     #[inline(always)]
     pub unsafe fn try_free_small(&mut self, p: usize, n: usize, claimed: bool) -> bool {
         // SAFETY: the caller's promise.
-        unsafe {
-            match self.sgi_shift() {
-                true => self.free_small::<true>(p, n, claimed),
-                false => self.free_small::<false>(p, n, claimed),
-            }
-        }
+        unsafe { by_shift!(self.free_small(p, n, claimed)) }
     }
 
     /// `try_free_small`, built for `SGI_SHIFT` or for any shift (`shift`).
