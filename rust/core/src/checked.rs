@@ -404,7 +404,7 @@ impl<U: Upstream> CheckedPool<U> {
     }
 
     /// `params.index(n)` for `1 <= n <= max_bytes`, from the arena map's shift (the same
-    /// `log2(align)`), which the fast paths read anyway for the granule.
+    /// `log2(align)`): for the paths built once (a chunk's free, `try_pop_in_arena`).
     #[inline(always)]
     fn class_of(&self, n: usize) -> usize {
         self.class_by(n, self.arena_map.shift())
