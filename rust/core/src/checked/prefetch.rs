@@ -8,18 +8,19 @@
 //! a constant stride, yet the hardware prefetchers follow it poorly: on the Intel Xeon
 //! (model 167) these figures come from, a list of 10⁶ 24-byte nodes pushed from a cold
 //! free list (a glibc list of the same size built in between) cost 5.8–6.8 ns a node when
-//! the list ran upward and 4.0–4.2 when it ran downward; with this prefetch, 2.8–3.0
+//! the list ran upward and 4.0–4.2 when it ran downward; with this prefetch, 2.75–3.05
 //! either way.
 //!
 //! So a pop that finds the new head `next` adjacent to the block `p` it took
 //! (`|next − p| <= MAX_STRIDE`) prefetches the block `AHEAD` strides further on. A free does
 //! the same with the head it finds and the block it pushes: blocks freed in address order
 //! (a container destroyed front to back) are a walk too, whose next blocks the free will
-//! write a link into and whose nodes its caller reads to find them (the bench's `list`,
-//! 10⁶ nodes pushed and destroyed: 7.0–7.1 → 5.65–5.7 ns a node). Any other list (blocks freed in no
-//! order) prefetches nothing: a guess there would only evict lines the program uses (it
-//! cost a churn of random sizes 12 %). A prefetch is a hint: it never faults, whatever the
-//! address, and changes nothing the program can observe, so a wrong guess costs time only.
+//! write a link into and whose nodes its caller reads to find them (the bench's `list`, 10⁶
+//! nodes pushed and destroyed: 7.0–7.1 → 5.65–5.7 ns a node). Any other list (blocks freed
+//! in no order) prefetches nothing: a guess there would only evict lines the program uses
+//! (it cost a churn of random sizes 12 %). A prefetch is a hint: it never faults, whatever
+//! the address, and changes nothing the program can observe, so a wrong guess costs time
+//! only.
 //! It does cost: the free's prefetch takes the GIL flavour's vec16 (a vector grown from 8 to
 //! 128 bytes, each growth freeing the block it just outgrew) from 33 to 38.5 ns; prefetched
 //! into L2 only, 35 ns, but `list` then keeps half its gain, so lines pulled into L1 are
